@@ -1,0 +1,211 @@
+"""One pydantic config per stage (extra="forbid"), loaded from YAML with flag overrides.
+
+A YAML file may hold one stage's fields at the top level, or a whole :class:`RunConfig`
+(sections ``generate:``, ``verify:``, ``mine:``, ``mix:``, ``train:``, ``eval:``); a stage
+command reads its own section. Overrides are ``dotted.key=value`` strings whose value is
+parsed as YAML (``mix.k=8``, ``mix.ratios={llm: 0.5, bm25: 0.5}``).
+"""
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+from .models import DEFAULT_ENCODER, DEFAULT_GGUF
+from .params import GenParams
+
+DEFAULT_DATA = "../shared/data/scifact"
+
+
+class _Cfg(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+
+
+class BackendName(str, Enum):
+    openai = "openai"
+    vllm = "vllm"
+
+
+class LLMConfig(_Cfg):
+    backend: BackendName = BackendName.openai
+    # Model name sent to the server / loaded by vLLM (a HF directory for vLLM).
+    model: str = "SmolLM2-135M-Instruct"
+    # None with backend=openai: negforge starts a local xllamacpp server for ``gguf`` and stops it after.
+    base_url: Optional[str] = None
+    api_key_env: str = "OPENAI_API_KEY"  # read from the environment, never from the file
+    gguf: str = DEFAULT_GGUF  # local server model file (``bundled:...`` or a path)
+    n_ctx: int = Field(4096, ge=512)
+    concurrency: int = Field(4, ge=1, le=1024)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(5, ge=0, le=20)
+    price_per_1k_prompt: float = Field(0.0, ge=0)  # for cost accounting, in your currency
+    price_per_1k_completion: float = Field(0.0, ge=0)
+    params: GenParams = Field(default_factory=GenParams)
+
+
+class GenerateConfig(_Cfg):
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    template: str = "mar"  # prompt set under prompts/: mar_analyse / mar_generate / mar_reflect
+    num_negatives: int = Field(2, ge=1, le=32)  # drafts per (query, positive)
+    reflection_rounds: int = Field(1, ge=0, le=5)
+    max_reasks: int = Field(1, ge=0, le=5)  # re-asks with the validation error before rejecting
+    seed: int = 0
+    cache_dir: Optional[str] = ".cache/negforge/llm"  # None disables the on-disk cache
+    limit: Optional[int] = Field(None, ge=1)  # first N records only (None: all)
+    batch_size: int = Field(16, ge=1)  # records per batch (each stage of the flow runs batched)
+    shard: int = Field(0, ge=0)
+    num_shards: int = Field(1, ge=1)
+
+    @field_validator("num_shards")
+    @classmethod
+    def _shards(cls, v: int, info: Any) -> int:
+        if info.data.get("shard", 0) >= v:
+            raise ValueError(f"shard must be < num_shards ({v})")
+        return v
+
+
+class VerifyConfig(_Cfg):
+    # Applied in order; each records its score and verdict. Valid: qrels, embedding, cross_encoder, llm_judge.
+    verifiers: list[str] = Field(default_factory=lambda: ["qrels", "embedding"])
+    encoder: str = DEFAULT_ENCODER
+    cross_encoder: Optional[str] = None  # a CrossEncoder path (e.g. from `negforge verifier train`)
+    # Positive-aware rule (NV-Retriever TopK-PercPos): drop if score > pos_score * perc_pos ...
+    perc_pos: float = Field(0.95, gt=0, le=2.0)
+    # ... or if pos_score - score < abs_margin.
+    abs_margin: float = Field(0.0, ge=0)
+    judge: Optional[LLMConfig] = None  # LLM judge backend (None: the generate stage's llm)
+    judge_template: str = "judge"
+    reverify: bool = False  # re-check negatives that already have a verdict
+
+
+class MineConfig(_Cfg):
+    sources: list[str] = Field(default_factory=lambda: ["bm25", "dense"])  # bm25, dense, click
+    num_negatives: int = Field(8, ge=1)  # per source per query
+    encoder: str = DEFAULT_ENCODER
+    range_min: int = Field(0, ge=0)  # skip the top range_min ranks (after positives are removed)
+    range_max: int = Field(50, ge=1)  # sample within ranks [range_min, range_max)
+    max_score: Optional[float] = None  # dense: drop candidates scoring above this
+    relative_margin: Optional[float] = None  # dense: drop if score > pos_score * (1 - margin)
+    batch_size: int = Field(64, ge=1)
+    cache_dir: str = ".cache/negforge/embeddings"
+    click_log: Optional[str] = None  # impressions JSONL for the click miner
+    seed: int = 0
+
+
+class MixConfig(_Cfg):
+    k: int = Field(4, ge=1)  # negatives per query
+    ratios: dict[str, float] = Field(default_factory=lambda: {"llm": 0.5, "bm25": 0.25, "dense": 0.25})
+    seed: int = 0
+    epochs: int = Field(1, ge=1)
+    dedup_cosine: Optional[float] = Field(None, gt=0, le=1)  # also drop embedding near-duplicates
+    require_verified: bool = True  # only kept negatives; unverified ones are an error
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, v: dict[str, float]) -> dict[str, float]:
+        from .schema import Source
+
+        bad = [s for s in v if s not in Source.__members__]
+        if bad:
+            raise ValueError(f"unknown source {bad[0]!r}; valid: {', '.join(Source.__members__)}")
+        if any(x < 0 for x in v.values()) or sum(v.values()) <= 0:
+            raise ValueError("ratios must be >= 0 and sum to more than 0")
+        return v
+
+
+class TrainConfig(_Cfg):
+    encoder: str = DEFAULT_ENCODER
+    loss: str = "mnrl"  # mnrl, cached_mnrl, jointlh, summarglh, lsepair, rand1lh
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(32, ge=2)
+    mini_batch_size: int = Field(8, ge=1)  # cached (GradCache) losses only
+    lr: float = Field(2e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    scale: float = Field(20.0, gt=0)  # 1 / temperature
+    max_seq_length: int = Field(256, ge=16)
+    num_hard_negatives: int = Field(1, ge=0)  # hard negatives per training example
+    seed: int = 0
+    output_dir: str = "runs/default/model"
+
+
+class EvalConfig(_Cfg):
+    encoder: str = DEFAULT_ENCODER
+    split: str = "test"
+    batch_size: int = Field(64, ge=1)
+    max_seq_length: int = Field(256, ge=16)
+    cache_dir: str = ".cache/negforge/embeddings"
+
+
+class RunConfig(_Cfg):
+    data: str = DEFAULT_DATA
+    train_split: str = "train"
+    out_dir: str = "runs/default"
+    # The LLM stage runs on the first N train queries by default (all: null / --all-queries).
+    llm_queries: Optional[int] = Field(24, ge=1)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    mine: MineConfig = Field(default_factory=MineConfig)
+    mix: MixConfig = Field(default_factory=MixConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        tree = tree.setdefault(k, {})
+        if not isinstance(tree, dict):
+            raise ConfigError(f"override {dotted!r}: {k!r} is not a section")
+    tree[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str] | None) -> dict:
+    tree: dict = {}
+    for item in overrides or []:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"override {item!r} must look like key.path=value")
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+    return tree
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(cls: type[C], path: str | os.PathLike | None = None, overrides: list[str] | None = None,
+                section: str | None = None, **flags: Any) -> C:
+    """Build ``cls`` from an optional YAML file (its ``section`` if present), then ``overrides``
+    (``a.b=value`` strings), then keyword ``flags`` whose value is not None."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({e})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping")
+        data = loaded[section] if section and isinstance(loaded.get(section), dict) else loaded
+    data = _merge(data, parse_overrides(overrides))
+    for k, v in flags.items():
+        if v is not None:
+            _set_dotted(data, k, v)
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        msgs = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"invalid {cls.__name__}: {msgs}") from None

@@ -1,0 +1,23 @@
+"""One generation-params object, validated at construction; each backend maps it in one place."""
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GenParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    # Always set explicitly: servers' defaults (vLLM: 16) silently truncate JSON.
+    max_tokens: int = Field(512, ge=1, le=32768)
+    seed: Optional[int] = 0
+    n: int = Field(1, ge=1, le=16)
+    stop: list[str] = Field(default_factory=list, max_length=8)
+    # Ask for a JSON object (OpenAI response_format / vLLM structured outputs) where supported.
+    json_mode: bool = True
+
+    def cache_key(self) -> str:
+        return self.model_dump_json()
