@@ -1,0 +1,69 @@
+"""A local OpenAI-compatible server (xllamacpp, llama.cpp inside) that negforge starts and stops.
+
+The default run uses it so that generation goes through the real ``openai`` client path; any
+other server is reached by setting ``llm.base_url`` instead.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Optional
+
+from ..errors import BackendError, MissingDependencyError
+from ..models import resolve_gguf
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalServer:
+    """``with LocalServer(gguf) as srv: OpenAI(base_url=srv.base_url)``."""
+
+    def __init__(self, gguf: str = "bundled", n_ctx: int = 4096, n_parallel: int = 1, threads: Optional[int] = None,
+                 port: Optional[int] = None):
+        self.gguf = resolve_gguf(gguf)
+        self.n_ctx, self.n_parallel = n_ctx, n_parallel
+        self.threads = threads or min(4, __import__("os").cpu_count() or 2)
+        self.port = port or free_port()
+        self._server = None
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise BackendError("local server is not started")
+        return self._server.listening_address + "/v1"
+
+    def start(self) -> "LocalServer":
+        try:
+            import xllamacpp
+        except ImportError:
+            raise MissingDependencyError("the local LLM server needs 'pip install xllamacpp' "
+                                         "(or set llm.base_url to a running OpenAI-compatible server)") from None
+        p = xllamacpp.CommonParams()
+        p.model.path = self.gguf
+        # llama.cpp splits n_ctx across parallel slots: give each slot the full context.
+        p.n_ctx = self.n_ctx * self.n_parallel
+        p.n_parallel = self.n_parallel
+        p.cpuparams.n_threads = self.threads
+        p.cpuparams_batch.n_threads = self.threads
+        p.port = self.port
+        try:
+            self._server = xllamacpp.Server(p)
+        except Exception as e:  # the C++ side raises plain RuntimeErrors
+            raise BackendError(f"could not start the local server for {self.gguf}: {e}") from e
+        log.info("local LLM server for %s at %s", self.gguf, self.base_url)
+        return self
+
+    def stop(self) -> None:
+        self._server = None  # xllamacpp stops its loop when the object is released
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,2 @@
+"""CLI command modules; each exposes ``register(app)``. Listed here in help order."""
+MODULES = ["run", "generate", "prompt", "verify", "mine", "train"]

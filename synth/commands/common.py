@@ -1,0 +1,68 @@
+"""Shared CLI plumbing: config + overrides, input loading, logging, error reporting.
+
+Every command module exposes ``register(app: typer.Typer)``; commands parse their config,
+build parts, run, and print. Heavy imports stay inside the command functions.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar
+
+import typer
+
+from ..config import load_config
+from ..errors import NegforgeError
+
+C = TypeVar("C")
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config: a stage's fields, or a whole run config "
+                         "(the command reads its own section).", exists=False)
+SetOpt = typer.Option(None, "--set", "-s", help="Override a config value, e.g. --set mix.k=8 (repeatable; "
+                      "the value is parsed as YAML).")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars; warnings only.")
+
+
+def setup_logging(quiet: bool = False) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def stage_config(cls: type[C], config: Optional[Path], sets: Optional[list[str]], section: str, **flags: Any) -> C:
+    """A stage config from YAML (its ``section`` if the file is a run config), ``--set`` and flags."""
+    # --set values may be written with or without the section prefix.
+    prefix = section + "."
+    sets = [s[len(prefix):] if s.startswith(prefix) else s for s in (sets or [])]
+    return load_config(cls, config, sets, section=section, **flags)
+
+
+def load_inputs(path: Path, split: str = "train", limit: Optional[int] = None):
+    """Records from a records/FlagEmbedding JSONL file or a BEIR folder, plus the corpus and qrels
+    where the input has them (``(records, corpus | None, qrels | None)``)."""
+    from ..data import load_beir, records_from_beir, records_from_flag_jsonl
+    from ..io import iter_jsonl, read_records
+
+    if path.is_dir():
+        data = load_beir(path, split)
+        return records_from_beir(data, limit), data.corpus, data.qrels
+    first = next(iter_jsonl(path), (0, {}))[1]
+    if "positives" in first:
+        records = read_records(path)
+        return (records[:limit] if limit else records), None, None
+    return records_from_flag_jsonl(path, limit), None, None
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Print a user error in one line (exit 2) instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except NegforgeError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            sys.exit(2)
+
+    return wrapper
