@@ -32,12 +32,17 @@ def cache_path(encoder: str, corpus: Corpus, cache_dir: str | os.PathLike, max_s
     return Path(cache_dir) / f"{_slug(resolve_encoder(encoder))}-L{max_seq_length}-{corpus.fingerprint()}.f32"
 
 
+def _dim(model) -> int:
+    get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(get())
+
+
 def encode_texts(texts: Sequence[str], encoder: str, batch_size: int = 64, max_seq_length: Optional[int] = None,
                  show_progress: bool = False, model=None) -> np.ndarray:
     """Normalised float32 embeddings of ``texts`` (no cache: for queries and generated passages)."""
     model = model or load_encoder(encoder, max_seq_length)
     if not len(texts):
-        return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+        return np.zeros((0, _dim(model)), dtype=np.float32)
     return np.asarray(model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
                                    convert_to_numpy=True, show_progress_bar=show_progress), dtype=np.float32)
 
@@ -53,7 +58,7 @@ def corpus_embeddings(corpus: Corpus, encoder: str, cache_dir: str | os.PathLike
         log.info("corpus embeddings from cache %s", path)
         return np.memmap(path, dtype=np.float32, mode="r", shape=tuple(meta["shape"]))
     model = model or load_encoder(encoder, max_seq_length)
-    dim = model.get_sentence_embedding_dimension()
+    dim = _dim(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     out = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(len(corpus), dim))
