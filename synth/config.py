@@ -80,7 +80,11 @@ class VerifyConfig(_Cfg):
     abs_margin: float = Field(0.0, ge=0)
     judge: Optional[LLMConfig] = None  # LLM judge backend (None: the generate stage's llm)
     judge_template: str = "judge"
+    judge_partly_rejects: bool = True  # a judge "partly" answer drops the negative (False: keeps it)
+    judge_cache_dir: Optional[str] = ".cache/negforge/llm"  # on-disk cache of judge replies; None disables
     reverify: bool = False  # re-check negatives that already have a verdict
+    cache_dir: str = ".cache/negforge/embeddings"  # corpus embeddings, shared with mine and eval
+    batch_size: int = Field(64, ge=1)  # encoder / cross-encoder batch size
 
 
 class MineConfig(_Cfg):
