@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import Any, Literal, Optional, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -94,10 +94,16 @@ class MineConfig(_Cfg):
     range_min: int = Field(0, ge=0)  # skip the top range_min ranks (after positives are removed)
     range_max: int = Field(50, ge=1)  # sample within ranks [range_min, range_max)
     max_score: Optional[float] = None  # dense: drop candidates scoring above this
-    relative_margin: Optional[float] = None  # dense: drop if score > pos_score * (1 - margin)
+    relative_margin: Optional[float] = None  # dense: drop if score > pos_score - |pos_score| * margin
+    sampling: Literal["top", "random"] = "top"  # the first num_negatives of the window, or a seeded sample
     batch_size: int = Field(64, ge=1)
     cache_dir: str = ".cache/negforge/embeddings"
+    # dense index: flat = exact inner product; ivf / hnsw = faiss ANN; auto = flat up to ann_threshold docs
+    index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
+    ann_threshold: int = Field(500_000, ge=1)
     click_log: Optional[str] = None  # impressions JSONL for the click miner
+    min_impressions: int = Field(2, ge=1)  # click: a (query, doc) pair needs this many impressions
+    propensities: Optional[list[float]] = None  # click: examination probability by position (None: fit from the log)
     seed: int = 0
 
 
@@ -108,6 +114,7 @@ class MixConfig(_Cfg):
     epochs: int = Field(1, ge=1)
     dedup_cosine: Optional[float] = Field(None, gt=0, le=1)  # also drop embedding near-duplicates
     require_verified: bool = True  # only kept negatives; unverified ones are an error
+    curriculum: bool = False  # the share of the hardest negatives (by score rank) grows with the epoch
 
     @field_validator("ratios")
     @classmethod
