@@ -1,0 +1,276 @@
+"""The OpenAI backend: the official API and every OpenAI-compatible server through ``base_url``.
+
+``generate`` is synchronous to callers; inside, a batch runs on the backend's own event loop
+thread (so it works from any thread, with or without a running loop) with at most
+``cfg.concurrency`` requests in flight. Retries are ours (tenacity; the client's own are off):
+429 / 5xx / timeouts / connection errors, exponential backoff with jitter, ``Retry-After``
+honoured (capped at :data:`MAX_RETRY_AFTER_S`), at most ``cfg.max_retries`` extra attempts.
+
+Failure rule: a row that fails (non-retryable status, retries exhausted, malformed response)
+comes back with ``ok=False`` and the reason. The batch raises :class:`BackendError` only when
+*no* row succeeded and every failure was fatal for the configuration: the server could not be
+reached at all, or it refused the key / the model (401, 403, 404). ``n > 1`` is rejected with a
+ConfigError: the contract is one completion per conversation (repeat the conversation with
+another seed instead).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+from ..config import LLMConfig
+from ..errors import BackendError, ConfigError
+from ..params import GenParams
+from .base import Completion, Conversation
+from .usage import Usage
+
+log = logging.getLogger(__name__)
+
+OPENAI_URL = "https://api.openai.com/v1"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+MAX_RETRY_AFTER_S = 60.0  # a server asking for longer waits this long, then is tried again
+RETRYABLE_STATUS = {408, 409, 429}
+FATAL_STATUS = {401, 403, 404}  # the key or the model is wrong: every row would fail the same way
+
+
+def request_kwargs(params: GenParams, json_mode: Optional[bool] = None) -> dict[str, Any]:
+    """GenParams -> chat.completions.create keywords; the one place they are mapped."""
+    if params.n != 1:
+        raise ConfigError(f"params.n={params.n}: the openai backend returns one completion per conversation; "
+                          "set n=1 and send the conversation several times with different seeds")
+    kw: dict[str, Any] = {"temperature": params.temperature, "top_p": params.top_p, "max_tokens": params.max_tokens}
+    if params.seed is not None:
+        kw["seed"] = params.seed
+    if params.stop:
+        kw["stop"] = list(params.stop)
+    if params.json_mode if json_mode is None else json_mode:
+        kw["response_format"] = {"type": "json_object"}
+    return kw
+
+
+def resolve_api_key(env_var: str, base_url: str) -> str:
+    """The key from ``$env_var``; a placeholder for servers that need none; an error for OpenAI."""
+    key = os.environ.get(env_var, "").strip()
+    if key:
+        return key
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host in LOCAL_HOSTS:
+        return "local"
+    if host == "openai.com" or host.endswith(".openai.com"):
+        raise BackendError(f"no API key for {base_url}: set the environment variable {env_var} "
+                           "(or name another variable with llm.api_key_env)")
+    log.warning("%s is not set; sending a placeholder API key to %s", env_var, base_url)
+    return "none"
+
+
+def _status(exc: BaseException) -> Optional[int]:
+    return getattr(exc, "status_code", None)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    import openai
+
+    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+        return True
+    status = _status(exc)
+    return status is not None and (status in RETRYABLE_STATUS or status >= 500)
+
+
+def is_fatal(exc: BaseException) -> bool:
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return False
+    return isinstance(exc, openai.APIConnectionError) or _status(exc) in FATAL_STATUS
+
+
+def retry_after_s(exc: BaseException) -> Optional[float]:
+    """Seconds the server asked us to wait (``Retry-After``: seconds or an HTTP date; ``retry-after-ms``)."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    try:
+        if headers.get("retry-after-ms"):
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        raw = headers.get("retry-after")
+        if not raw:
+            return None
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def describe(exc: BaseException) -> str:
+    status = _status(exc)
+    msg = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}{f' {status}' if status else ''}: {msg}"[:500]
+
+
+def _rejects_response_format(exc: BaseException) -> bool:
+    return _status(exc) in (400, 422) and "response_format" in describe(exc).lower()
+
+
+class OpenAIBackend:
+    name = "openai"
+    backoff_s = 0.5  # first backoff (doubled per attempt, plus up to ``jitter_s``), capped at backoff_max_s
+    backoff_max_s = 20.0
+    jitter_s = 0.5
+
+    def __init__(self, cfg: LLMConfig, base_url: Optional[str] = None):
+        self.cfg = cfg
+        self.model = cfg.model
+        self.base_url = (base_url or cfg.base_url or OPENAI_URL).rstrip("/")
+        self.api_key = resolve_api_key(cfg.api_key_env, self.base_url)
+        self.usage = Usage.from_config(cfg)
+        self.last_latencies_s: list[float] = []  # per row of the last batch, retries included
+        self._json_ok = True  # False once the server rejected response_format (remembered for the job)
+        self._client: Any = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+
+    # -- public -------------------------------------------------------------------------------
+    def generate(self, conversations: list[Conversation], params: GenParams) -> list[Completion]:
+        request_kwargs(params)  # validate before sending anything
+        if not conversations:
+            return []
+        t0 = time.perf_counter()
+        fut = asyncio.run_coroutine_threadsafe(self._batch(conversations, params), self._ensure_loop())
+        try:
+            rows = fut.result()
+        except BaseException:
+            fut.cancel()
+            raise
+        finally:
+            self.usage.add(wall_s=time.perf_counter() - t0)
+        completions = [c for c, _ in rows]
+        fatal = [c.error for c, is_fatal_ in rows if is_fatal_]
+        if fatal and len(fatal) == len(rows):
+            raise BackendError(f"the server at {self.base_url} cannot be used (model {self.model!r}): {fatal[0]}")
+        return completions
+
+    def close(self) -> None:
+        with self._lock:
+            loop, thread, client = self._loop, self._thread, self._client
+            self._loop = self._thread = self._client = None
+        if loop is None:
+            return
+        if client is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(client.close(), loop).result(timeout=5)
+            except Exception as e:  # closing must never mask the real outcome of a job
+                log.debug("closing the openai client: %s", e)
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=5)
+        loop.close()
+
+    def __enter__(self) -> "OpenAIBackend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------------
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, name="negforge-openai", daemon=True)
+                self._thread.start()
+            return self._loop
+
+    def _get_client(self) -> Any:
+        if self._client is None:  # created on the loop thread so its connection pool belongs to that loop
+            import openai
+
+            self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0,
+                                              timeout=self.cfg.timeout_s)
+        return self._client
+
+    async def _batch(self, conversations: list[Conversation], params: GenParams) -> list[tuple[Completion, bool]]:
+        client = self._get_client()
+        sem = asyncio.Semaphore(self.cfg.concurrency)
+        self.last_latencies_s = [0.0] * len(conversations)
+        return list(await asyncio.gather(*(self._row(client, sem, i, c, params) for i, c in enumerate(conversations))))
+
+    async def _row(self, client: Any, sem: asyncio.Semaphore, i: int, conv: Conversation,
+                   params: GenParams) -> tuple[Completion, bool]:
+        async with sem:
+            t0 = time.perf_counter()
+            try:
+                resp = await self._request_json_fallback(client, conv, params)
+                out, fatal = to_completion(resp), False
+            except Exception as e:  # every per-row failure becomes a failed row
+                attempts = f" (gave up after {self.cfg.max_retries + 1} attempts)" if is_retryable(e) else ""
+                out, fatal = Completion(error=describe(e) + attempts), is_fatal(e)
+            self.last_latencies_s[i] = time.perf_counter() - t0
+            self.usage.record(out)
+            return out, fatal
+
+    async def _request_json_fallback(self, client: Any, conv: Conversation, params: GenParams) -> Any:
+        while True:
+            use_json = params.json_mode and self._json_ok
+            try:
+                return await self._request(client, conv, request_kwargs(params, use_json))
+            except Exception as e:
+                if not (use_json and _rejects_response_format(e)):
+                    raise
+                if self._json_ok:
+                    self._json_ok = False
+                    log.warning("%s rejected response_format=json_object (%s); sending the rest of this job "
+                                "without it", self.base_url, describe(e))
+
+    async def _request(self, client: Any, conv: Conversation, kwargs: dict[str, Any]) -> Any:
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+        async for attempt in AsyncRetrying(stop=stop_after_attempt(self.cfg.max_retries + 1), wait=self._wait,
+                                           retry=retry_if_exception(is_retryable), before_sleep=self._before_sleep,
+                                           reraise=True):
+            with attempt:
+                self.usage.add(requests=1)
+                resp = await client.chat.completions.create(model=self.model, messages=conv, **kwargs)
+        return resp
+
+    def _wait(self, state: Any) -> float:
+        import random
+
+        exc = state.outcome.exception() if state.outcome else None
+        asked = retry_after_s(exc) if exc is not None else None
+        if asked is not None:
+            return min(asked, MAX_RETRY_AFTER_S)
+        n = state.attempt_number - 1
+        return min(self.backoff_s * 2 ** n + random.uniform(0, self.jitter_s), self.backoff_max_s)
+
+    def _before_sleep(self, state: Any) -> None:
+        self.usage.add(retries=1)
+        exc = state.outcome.exception()
+        log.info("retrying after %s (attempt %d, waiting %.2fs)", describe(exc), state.attempt_number,
+                 state.next_action.sleep if state.next_action else 0.0)
+
+
+def to_completion(resp: Any) -> Completion:
+    """A ChatCompletion -> Completion; anything malformed becomes a failed row with the reason."""
+    choices = getattr(resp, "choices", None)
+    if not choices:
+        return Completion(error=f"malformed response (no choices): {str(resp)[:200]!r}")
+    choice = choices[0]
+    message = getattr(choice, "message", None)
+    content = getattr(message, "content", None)
+    usage = getattr(resp, "usage", None)
+    tokens = dict(prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                  completion_tokens=getattr(usage, "completion_tokens", 0) or 0)
+    finish = getattr(choice, "finish_reason", None)
+    if not isinstance(content, str):
+        return Completion(error=f"response has no text content (finish_reason={finish})", finish_reason=finish, **tokens)
+    return Completion(text=content, finish_reason=finish, **tokens)

@@ -1,0 +1,149 @@
+"""A small real HTTP server on 127.0.0.1 speaking enough of ``/v1/chat/completions`` to inject faults.
+
+Faults are planned per conversation, so counts stay exact whatever order concurrent requests
+arrive in: the plan maps a *tag* (any substring of the last user message, e.g. ``"row-3"``) to a
+list of actions consumed one per request; when a tag's list is empty (or no tag matches) the
+server answers normally. Actions:
+
+- ``"ok"``: a normal completion (text ``"reply to <last user message>"``)
+- ``("429", seconds)``: 429 with ``Retry-After: seconds``; ``"500"`` / ``"503"`` / ``"400"`` / ``"401"``
+- ``("hang", seconds)``: sleep, then answer normally (the client has usually given up by then)
+- ``("sleep", seconds)``: sleep, then answer normally (for concurrency checks)
+- ``"junk_content"``: a valid completion whose text is not JSON (the generator's problem)
+- ``"junk_body"``: HTTP 200 whose body is not JSON at all (the backend's problem)
+
+Usage: the server reports ``prompt_tokens`` = words in all messages, ``completion_tokens`` = words in
+the reply. ``reject_response_format=True`` answers 400 to any request that has one.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Optional, Union
+
+Action = Union[str, tuple]
+JUNK_TEXT = '{"negatives": ["unterminated'
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+class FaultServer:
+    def __init__(self, plan: Optional[dict[str, list[Action]]] = None, reject_response_format: bool = False):
+        self.plan = {k: list(v) for k, v in (plan or {}).items()}
+        self.reject_response_format = reject_response_format
+        self.requests: list[dict[str, Any]] = []  # every request body, in arrival order
+        self.headers: list[dict[str, str]] = []  # lower-cased names
+        self.injected: dict[str, int] = {}  # action name -> times served
+        self.completion_tokens = self.prompt_tokens = 0  # totals over answered completions (not hung ones)
+        self.in_flight = self.peak_in_flight = 0
+        self._lock = threading.Lock()
+        self._httpd: Optional[ThreadingHTTPServer] = None
+
+    @property
+    def base_url(self) -> str:
+        assert self._httpd is not None, "server not started"
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def count(self, action: str) -> int:
+        return self.injected.get(action, 0)
+
+    def next_action(self, body: dict) -> Action:
+        last_user = next((m["content"] for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
+        with self._lock:
+            self.requests.append(body)
+            if self.reject_response_format and "response_format" in body:
+                action: Action = "reject_response_format"
+            else:
+                tag = next((t for t in self.plan if t in last_user and self.plan[t]), None)
+                action = self.plan[tag].pop(0) if tag else "ok"
+            name = action[0] if isinstance(action, tuple) else action
+            self.injected[name] = self.injected.get(name, 0) + 1
+        return action
+
+    def completion(self, body: dict, text: str) -> dict:
+        prompt = sum(words(m.get("content", "")) for m in body.get("messages", []))
+        completion = words(text)
+        return {"id": "chatcmpl-fault", "object": "chat.completion", "created": int(time.time()),
+                "model": body.get("model", "fault"),
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}}
+
+    def start(self) -> "FaultServer":
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def send(self, status: int, payload: Any, headers: Optional[dict] = None, raw: bool = False) -> None:
+                data = payload.encode() if raw else json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "text/plain" if raw else "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for k, v in (headers or {}).items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
+                    pass
+
+            def error(self, status: int, message: str, headers: Optional[dict] = None) -> None:
+                self.send(status, {"error": {"message": message, "type": "fault", "code": status}}, headers)
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                with server._lock:
+                    server.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    server.in_flight += 1
+                    server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
+                try:
+                    self.serve(body)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def serve(self, body: dict) -> None:
+                if not self.path.endswith("/chat/completions"):
+                    return self.error(404, f"no route {self.path}")
+                action = server.next_action(body)
+                name, arg = (action[0], action[1]) if isinstance(action, tuple) else (action, None)
+                last = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
+                if name == "429":
+                    return self.error(429, "rate limited", {"Retry-After": str(arg)})
+                if name in ("500", "503", "400", "401"):
+                    return self.error(int(name), f"injected {name}")
+                if name == "reject_response_format":
+                    return self.error(400, "response_format is not supported by this server")
+                if name in ("hang", "sleep"):
+                    time.sleep(arg)
+                if name == "junk_body":
+                    return self.send(200, "<html>upstream proxy error</html>", raw=True)
+                text = JUNK_TEXT if name == "junk_content" else f"reply to {last}"
+                payload = server.completion(body, text)
+                if name != "hang":  # a hung answer reaches no client: its tokens are not counted
+                    with server._lock:
+                        server.prompt_tokens += payload["usage"]["prompt_tokens"]
+                        server.completion_tokens += payload["usage"]["completion_tokens"]
+                self.send(200, payload)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "FaultServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
