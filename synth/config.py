@@ -140,8 +140,14 @@ class TrainConfig(_Cfg):
     scale: float = Field(20.0, gt=0)  # 1 / temperature
     max_seq_length: int = Field(256, ge=16)
     num_hard_negatives: int = Field(1, ge=0)  # hard negatives per training example
+    max_positives: int = Field(4, ge=1)  # positive slots per example (multi-positive losses)
     seed: int = 0
     output_dir: str = "runs/default/model"
+    logging_steps: int = Field(10, ge=1)  # record the training loss every N steps
+    max_steps: Optional[int] = Field(None, ge=1)  # stop after N optimizer steps (overrides epochs)
+    save_steps: Optional[int] = Field(None, ge=1)  # checkpoint every N steps into output_dir/checkpoints
+    resume_from: Optional[str] = None  # a checkpoint folder, or "latest" (newest under output_dir/checkpoints)
+    eval_corpus_size: int = Field(1000, ge=10)  # docs in the per-epoch validation corpus (with eval data)
 
 
 class EvalConfig(_Cfg):
