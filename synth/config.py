@@ -46,6 +46,8 @@ class LLMConfig(_Cfg):
     price_per_1k_prompt: float = Field(0.0, ge=0)  # for cost accounting, in your currency
     price_per_1k_completion: float = Field(0.0, ge=0)
     params: GenParams = Field(default_factory=GenParams)
+    # backend=vllm only: extra vllm.LLM engine keywords (dtype, max_model_len, enforce_eager, tensor_parallel_size, ...).
+    vllm: dict[str, Any] = Field(default_factory=dict)
 
 
 class GenerateConfig(_Cfg):
