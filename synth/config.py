@@ -53,6 +53,7 @@ class LLMConfig(_Cfg):
 class GenerateConfig(_Cfg):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     template: str = "mar"  # prompt set under prompts/: mar_analyse / mar_generate / mar_reflect
+    template_dir: Optional[str] = None  # a folder with your own copies of the templates (None: built-in prompts/)
     num_negatives: int = Field(2, ge=1, le=32)  # drafts per (query, positive)
     reflection_rounds: int = Field(1, ge=0, le=5)
     max_reasks: int = Field(1, ge=0, le=5)  # re-asks with the validation error before rejecting
