@@ -259,3 +259,51 @@ def test_cache_key_covers_model_params_and_messages():
     edited = conv("a")
     edited[0]["content"] += " "  # a template edit changes the rendered messages
     assert base != cache_key("m", P, edited)
+
+
+# -- the real bundled model (SmolLM2-135M via xllamacpp) ---------------------------------------------
+@pytest.mark.slow
+def test_local_server_batch_order_usage_and_cache(local_server, cache_dir):
+    # Prompts of very different lengths: the server's prompt_tokens must come back in the same order.
+    convs = [[{"role": "user", "content": "Name a colour. " + "Please answer briefly. " * (8 * i)}] for i in range(4)]
+    params = GenParams(max_tokens=12, temperature=0.0, seed=0, json_mode=False)
+    cfg = LLMConfig(base_url=local_server.base_url, concurrency=2, timeout_s=600)
+    with open_backend(cfg, cache_dir=str(cache_dir)) as b:
+        out = b.generate(convs, params)
+        assert len(out) == 4 and all(c.ok and c.text.strip() for c in out), [c.error for c in out]
+        prompt_tokens = [c.prompt_tokens for c in out]
+        assert prompt_tokens == sorted(prompt_tokens) and len(set(prompt_tokens)) == 4, prompt_tokens
+        assert all(1 <= c.completion_tokens <= 12 for c in out)
+        assert b.usage.prompt_tokens == sum(prompt_tokens) and b.usage.requests == 4
+        assert b.usage.completion_tokens == sum(c.completion_tokens for c in out)
+        before = b.usage.snapshot()
+        again = b.generate(convs, params)
+        assert [c.text for c in again] == [c.text for c in out] and all(c.cached for c in again)
+        delta = b.usage.since(before)
+        assert delta.total_tokens == 0 and delta.requests == 0 and delta.cached == 4
+
+
+@pytest.mark.slow
+def test_local_server_json_mode(local_server):
+    """json_object mode constrains the grammar: every answer opens a JSON object, and every one that
+    finished on its own (not cut by max_tokens) parses."""
+    cfg = LLMConfig(base_url=local_server.base_url, concurrency=2, timeout_s=600)
+    qs = ["the sky", "grass", "snow", "blood"]
+    convs = [[{"role": "system", "content": "Reply with a JSON object only."},
+              {"role": "user", "content": f'What colour is {q}? Reply exactly like {{"colour": "..."}}'}] for q in qs]
+    with OpenAIBackend(cfg) as b:
+        out = b.generate(convs, GenParams(max_tokens=32, temperature=0.0, seed=0, json_mode=True))
+    assert all(c.ok for c in out)
+    assert all(c.text.lstrip().startswith("{") for c in out), [c.text for c in out]
+    finished = [c for c in out if c.finish_reason == "stop"]
+    for c in finished:
+        assert isinstance(json.loads(c.text), dict)
+    assert finished, [c.text for c in out]  # "most of the time": at least one closed its object
+
+
+@pytest.mark.slow
+def test_open_backend_starts_its_own_local_server():
+    with open_backend(LLMConfig(concurrency=1, n_ctx=1024, timeout_s=600)) as b:
+        (c,) = b.generate([[{"role": "user", "content": "Say hello."}]],
+                          GenParams(max_tokens=4, temperature=0.0, json_mode=False))
+        assert c.ok and c.completion_tokens >= 1 and b.base_url.startswith("http://127.0.0.1:")
