@@ -1,0 +1,79 @@
+"""What the verifier did, per source and per rule: checked, kept, dropped and why.
+
+``counts[source][rule]`` holds ``checked`` (the rule looked at it), ``dropped`` (the rule rejected
+it), ``skipped`` (an earlier rule had already rejected it, so this rule did not look) and any
+special outcome the rule noted (e.g. ``judge reply unparseable``). ``totals[source]`` holds
+``negatives`` (all on the records), ``checked`` (verified in this pass), ``kept``, ``dropped`` and
+``already`` (had a verdict before and ``reverify`` was off: left as they were).
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+MAX_EXAMPLES = 3
+
+
+@dataclass
+class VerifyReport:
+    rules: list[str]
+    counts: dict[str, dict[str, Counter]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(Counter)))
+    totals: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    usage: Optional[dict[str, Any]] = None  # LLM judge usage, when it ran
+    wall_s: float = 0.0
+
+    def count(self, source: str, rule: str, key: str, n: int = 1) -> None:
+        self.counts[source][rule][key] += n
+
+    def example(self, rule: str, reason: str) -> None:
+        if len(self.examples[rule]) < MAX_EXAMPLES:
+            self.examples[rule].append(reason)
+
+    @property
+    def checked(self) -> int:
+        return sum(t["checked"] for t in self.totals.values())
+
+    @property
+    def kept(self) -> int:
+        return sum(t["kept"] for t in self.totals.values())
+
+    @property
+    def dropped(self) -> int:
+        return sum(t["dropped"] for t in self.totals.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        sources = sorted(self.totals)
+        return {
+            "rules": list(self.rules),
+            "checked": self.checked, "kept": self.kept, "dropped": self.dropped,
+            "totals": {s: {k: int(self.totals[s][k]) for k in ("negatives", "checked", "kept", "dropped", "already")}
+                       for s in sources},
+            "by_rule": {s: {r: dict(self.counts[s][r]) for r in self.rules if r in self.counts[s]} for s in sources},
+            "examples": {r: list(v) for r, v in self.examples.items()},
+            "usage": self.usage,
+            "wall_s": round(self.wall_s, 2),
+        }
+
+    def table(self) -> str:
+        lines = [f"verify ({' -> '.join(self.rules)}): {self.checked} negatives checked, {self.kept} kept, "
+                 f"{self.dropped} dropped in {self.wall_s:.1f} s"]
+        lines.append(f"{'source':<10}{'negatives':>10}{'checked':>9}{'kept':>7}{'dropped':>9}{'kept %':>8}{'already':>9}")
+        for s in sorted(self.totals):
+            t = self.totals[s]
+            share = f"{100 * t['kept'] / t['checked']:.1f}" if t["checked"] else "-"
+            lines.append(f"{s:<10}{t['negatives']:>10}{t['checked']:>9}{t['kept']:>7}{t['dropped']:>9}"
+                         f"{share:>8}{t['already']:>9}")
+        lines.append(f"{'rule':<15}{'source':<10}{'checked':>9}{'dropped':>9}{'skipped':>9}  notes")
+        for r in self.rules:
+            for s in sorted(self.totals):
+                c = self.counts[s].get(r)
+                if not c:
+                    continue
+                notes = ", ".join(f"{k}: {v}" for k, v in sorted(c.items()) if k not in ("checked", "dropped", "skipped"))
+                lines.append(f"{r:<15}{s:<10}{c['checked']:>9}{c['dropped']:>9}{c['skipped']:>9}  {notes}".rstrip())
+        for r in self.rules:
+            for reason in self.examples.get(r, []):
+                lines.append(f"  dropped by {r}: {reason}")
+        return "\n".join(lines)

@@ -1,0 +1,316 @@
+"""Verifiers on real model scores: the bundled MiniLM (embedding rule), a CrossEncoder built from
+the MiniLM path (cross-encoder rule mechanics; its head is random, so only the rule is under test,
+not the model's quality), the qrels rule, the LLM judge's parsing (scripted backend) and one real
+judge run against the local SmolLM2 server (structure only: the 135M model is weak)."""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from synth.cli import app
+from synth.config import LLMConfig, MineConfig, VerifyConfig
+from synth.data import Corpus, load_beir, records_from_beir
+from synth.errors import ConfigError
+from synth.io import read_records, write_records
+from synth.params import GenParams
+from synth.schema import Negative, Source, Status, Verdict
+from synth.verifiers import verify_records
+
+
+@pytest.fixture(scope="module")
+def beir(tiny_beir):
+    return load_beir(tiny_beir, "train")
+
+
+@pytest.fixture(scope="module")
+def emb_cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("emb"))
+
+
+@pytest.fixture(scope="module")
+def mined(beir, emb_cache):
+    """Real BM25 negatives (engineer D's miner) for the first 6 train queries."""
+    from mixers.mine import mine_records
+
+    cfg = MineConfig(sources=["bm25"], num_negatives=4, range_max=10, cache_dir=emb_cache)
+    records, _ = mine_records(records_from_beir(beir, limit=6), beir.corpus, cfg, beir.qrels, show_progress=False)
+    assert all(len(r.negatives) == 4 for r in records)
+    return records
+
+
+@pytest.fixture(scope="module")
+def corpus(mined, beir):
+    """The docs the records name (positives + mined negatives): a real corpus small enough to encode fast."""
+    ids = sorted({p.doc_id for r in mined for p in [*r.positives, *r.negatives]})
+    return Corpus(ids, [beir.corpus.passage(d).title for d in ids], [beir.corpus.passage(d).text for d in ids])
+
+
+def _cfg(emb_cache, **kw) -> VerifyConfig:
+    return VerifyConfig(cache_dir=emb_cache, **kw)
+
+
+def _edge(pos: float, score: float) -> float:
+    """The float perc with pos * perc == score exactly (nudged by ulps), or fail."""
+    perc = score / pos
+    for _ in range(8):
+        prod = pos * perc
+        if prod == score:
+            return perc
+        perc = np.nextafter(perc, 0.0) if prod > score else np.nextafter(perc, np.inf)
+    pytest.fail(f"no float perc with {pos} * perc == {score}")
+
+
+# ---------------------------------------------------------------- embedding rule
+
+
+def test_embedding_scores_are_real_cosines_and_verdicts_follow_the_rule(mined, beir, corpus, emb_cache, encoder_path):
+    from sentence_transformers import SentenceTransformer
+
+    out, report = verify_records(mined, _cfg(emb_cache, verifiers=["embedding"]), beir.qrels, corpus,
+                                 show_progress=False)
+    assert mined[0].negatives[0].verdict is None  # input untouched
+    model = SentenceTransformer(encoder_path, device="cpu")
+    r = out[0]
+    q = model.encode([r.query], normalize_embeddings=True)[0]
+    pos = model.encode([p.full_text for p in r.positives], normalize_embeddings=True)
+    neg = model.encode([n.full_text for n in r.negatives], normalize_embeddings=True)
+    for n, v in zip(r.negatives, neg):
+        assert n.scores["embedding"] == pytest.approx(float(q @ v), abs=1e-4)
+        assert n.scores["embedding_pos"] == pytest.approx(float((pos @ q).max()), abs=1e-4)
+    for r in out:
+        for n in r.negatives:
+            s, p = n.scores["embedding"], n.scores["embedding_pos"]
+            assert n.verdict.status == (Status.rejected if s > 0.95 * p else Status.kept), n.verdict
+            assert n.verdict.rule == ("embedding" if s > 0.95 * p else "all")
+            assert f"{s:.4f}" in n.verdict.reason
+    assert report.totals["bm25"]["checked"] == 24
+    assert report.kept + report.dropped == 24
+
+
+def test_embedding_ratio_and_margin_edges(mined, beir, corpus, emb_cache):
+    rec = mined[1]
+    (base,), _ = verify_records([rec], _cfg(emb_cache, verifiers=["embedding"], perc_pos=2.0), beir.qrels,
+                                corpus, show_progress=False)
+    n = next(n for n in base.negatives if 0 < n.scores["embedding"] < n.scores["embedding_pos"])
+    i = base.negatives.index(n)
+    s, p = n.scores["embedding"], n.scores["embedding_pos"]
+    assert 0 < s < p < 1
+
+    def status(**kw) -> Status:
+        (r,), _ = verify_records([rec], _cfg(emb_cache, verifiers=["embedding"], **kw), beir.qrels, corpus,
+                                 show_progress=False)
+        assert r.negatives[i].scores["embedding"] == s  # deterministic scores: the edges below are exact
+        return r.negatives[i].verdict.status
+
+    at = _edge(p, s)  # score exactly at pos × perc_pos
+    assert status(perc_pos=at) == Status.kept  # not strictly above: kept
+    assert status(perc_pos=float(np.nextafter(at, 0.0))) == Status.rejected  # threshold just below the score
+    assert status(perc_pos=float(np.nextafter(at, 2.0))) == Status.kept  # threshold just above the score
+    gap = p - s
+    assert status(perc_pos=2.0, abs_margin=gap) == Status.kept  # gap exactly the margin
+    assert status(perc_pos=2.0, abs_margin=float(np.nextafter(gap, 1.0))) == Status.rejected
+    assert status(perc_pos=2.0, abs_margin=float(np.nextafter(gap, 0.0))) == Status.kept
+
+
+def test_copied_positive_text_is_caught_by_the_embedding_rule(mined, beir, corpus, emb_cache):
+    rec = mined[2].model_copy(deep=True)
+    paraphrase = rec.positives[0].text.upper() + " (as reported)"  # not an exact copy: qrels text rule misses
+    rec.negatives.append(Negative(text=paraphrase, source=Source.llm))
+    (out,), report = verify_records([rec], _cfg(emb_cache), beir.qrels, corpus, show_progress=False)
+    llm = out.negatives_from("llm")[0]
+    assert llm.verdict.status == Status.rejected and llm.verdict.rule == "embedding"
+    assert llm.scores["embedding"] > 0.95 * llm.scores["embedding_pos"]
+    assert report.counts["llm"]["qrels"]["checked"] == 1 and report.counts["llm"]["qrels"]["dropped"] == 0
+
+
+# ---------------------------------------------------------------- qrels rule
+
+
+@pytest.mark.parametrize("order", [["qrels", "embedding"], ["embedding", "qrels"]])
+def test_planted_qrels_positive_is_always_dropped(mined, beir, corpus, emb_cache, order):
+    rec = mined[3].model_copy(deep=True)
+    hidden = rec.negatives[0]  # a real mined doc that we now label relevant in the qrels
+    qrels = {q: dict(d) for q, d in beir.qrels.items()}
+    qrels[rec.id][hidden.doc_id] = 1
+    pos = rec.positives[0]
+    rec.negatives.append(Negative(text=pos.text, title=pos.title, doc_id=pos.doc_id, source=Source.dense))
+    rec.negatives.append(Negative(text="  " + pos.full_text.lower().replace(".", " ."), source=Source.llm))
+    # The embedding rule keeps everything at perc_pos=2 and no margin: only the qrels rule can drop.
+    (out,), report = verify_records([rec], _cfg(emb_cache, verifiers=order, perc_pos=2.0), qrels, corpus,
+                                    show_progress=False)
+    hid, planted, copy = out.negatives[0], out.negatives[-2], out.negatives[-1]
+    assert hid.verdict.status == Status.rejected and hid.verdict.rule == "qrels", hid.verdict
+    assert "grade 1" in hid.verdict.reason and hid.scores["qrels"] == 1.0
+    assert all(n.verdict.rule != "qrels" for n in out.negatives[1:-2])
+    for n in (planted, copy):  # copies of the positive: dropped whichever rule sees them first
+        assert n.verdict.status == Status.rejected, n.verdict
+    if order[0] == "qrels":
+        assert planted.verdict.rule == copy.verdict.rule == "qrels"
+        assert planted.scores["qrels"] == 1.0  # the positive itself is relevant in the qrels
+        assert "equals a positive" in copy.verdict.reason
+        assert sum(c["qrels"]["dropped"] for c in report.counts.values()) == 3
+        assert sum(c["embedding"]["skipped"] for c in report.counts.values()) == 3
+        assert "embedding" not in copy.scores  # skipped after the qrels rule rejected it
+    else:
+        assert hid.scores["embedding"] < hid.scores["embedding_pos"]  # the embedding rule kept it
+
+
+def test_existing_verdicts_are_left_alone_unless_reverify(mined, beir, emb_cache):
+    rec = mined[4].model_copy(deep=True)
+    rec.negatives[0].verdict = Verdict(status=Status.kept, rule="manual", reason="checked by hand")
+    (out,), report = verify_records([rec], _cfg(emb_cache, verifiers=["qrels"]), beir.qrels, show_progress=False)
+    assert out.negatives[0].verdict.rule == "manual" and report.totals["bm25"]["already"] == 1
+    assert report.totals["bm25"]["checked"] == 3
+    (out,), report = verify_records([rec], _cfg(emb_cache, verifiers=["qrels"], reverify=True), beir.qrels,
+                                    show_progress=False)
+    assert out.negatives[0].verdict.rule == "all" and report.totals["bm25"]["checked"] == 4
+
+
+def test_bad_verifier_config_names_the_fix(mined):
+    with pytest.raises(ConfigError, match="valid: cross_encoder, embedding, llm_judge, qrels"):
+        verify_records(mined, VerifyConfig(verifiers=["qrels", "bm25"]))
+    with pytest.raises(ConfigError, match="twice"):
+        verify_records(mined, VerifyConfig(verifiers=["qrels", "qrels"]))
+    with pytest.raises(ConfigError, match="verifier train"):
+        verify_records(mined, VerifyConfig(verifiers=["cross_encoder"]))
+
+
+# ---------------------------------------------------------------- cross-encoder rule
+
+
+@pytest.fixture(scope="module")
+def minilm_cross_encoder(tmp_path_factory, encoder_path):
+    """CrossEncoder(MiniLM, num_labels=1) with a seeded random head: real forward passes, no quality."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ce") / "minilm-ce"
+    CrossEncoder(encoder_path, num_labels=1, max_length=128, device="cpu").save(str(path))
+    return str(path)
+
+
+def test_cross_encoder_scores_are_sigmoid_probabilities_and_edges_hold(mined, beir, emb_cache,
+                                                                          minilm_cross_encoder):
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    rec = mined[5]
+    cfg = dict(verifiers=["cross_encoder"], cross_encoder=minilm_cross_encoder, perc_pos=2.0)
+    (base,), _ = verify_records([rec], _cfg(emb_cache, **cfg), beir.qrels, show_progress=False)
+    ce = CrossEncoder(minilm_cross_encoder, device="cpu")
+    direct = ce.predict([(rec.query, n.full_text) for n in rec.negatives], activation_fn=torch.nn.Sigmoid())
+    pos = ce.predict([(rec.query, p.full_text) for p in rec.positives], activation_fn=torch.nn.Sigmoid())
+    for n, d in zip(base.negatives, direct):
+        assert 0 < n.scores["cross_encoder"] < 1
+        assert n.scores["cross_encoder"] == pytest.approx(float(d), abs=1e-5)
+        assert n.scores["cross_encoder_pos"] == pytest.approx(float(pos.max()), abs=1e-5)
+    n = min(base.negatives, key=lambda n: n.scores["cross_encoder"])
+    i = base.negatives.index(n)
+    s, p = n.scores["cross_encoder"], n.scores["cross_encoder_pos"]
+    if not s < p:  # a random head may rank the positive lower: flip roles so the edge is still tested
+        pytest.skip(f"random head scores the positive {p} below every negative")
+    at = _edge(p, s)
+
+    def status(perc: float) -> Status:
+        (r,), _ = verify_records([rec], _cfg(emb_cache, **{**cfg, "perc_pos": perc}), beir.qrels, show_progress=False)
+        return r.negatives[i].verdict.status
+
+    assert status(at) == Status.kept
+    assert status(float(np.nextafter(at, 0.0))) == Status.rejected
+    assert "P(relevant)" in verify_records([rec], _cfg(emb_cache, **{**cfg, "perc_pos": 0.01}), beir.qrels,
+                                           show_progress=False)[0][0].negatives[i].verdict.reason
+
+
+def test_verifier_train_cli_trains_saves_and_plugs_into_verify(tiny_beir, tmp_path, mined, emb_cache):
+    out = tmp_path / "ce"
+    res = CliRunner().invoke(app, ["verifier", "train", "--data", str(tiny_beir), "--output", str(out),
+                                   "--max-queries", "8", "--max-length", "48", "-q",
+                                   "--set", "mine.num_negatives=1", "--set", "mine.range_max=5",
+                                   "--set", "heldout=0.25", "--set", "batch_size=4",
+                                   "--set", f"mine.cache_dir={emb_cache}"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "train_report.json").read_text())["result"]
+    assert rep["train_queries"] == 6 and rep["heldout_queries"] == 2
+    assert rep["train_pairs"] == 12 and rep["heldout_pairs"] == 4  # 1 positive + 1 negative per query
+    assert 0 <= rep["accuracy"] <= 1 and 0 <= rep["roc_auc"] <= 1 and rep["losses"]
+    assert "ROC-AUC" in res.output
+    records = tmp_path / "in.jsonl"
+    write_records(records, mined[:2])
+    res = CliRunner().invoke(app, ["verify", "-i", str(records), "-o", str(tmp_path / "v.jsonl"), "-q",
+                                   "--data", str(tiny_beir), "--verifiers", "qrels,cross_encoder",
+                                   "--cross-encoder", str(out)])
+    assert res.exit_code == 0, res.output
+    verified = read_records(tmp_path / "v.jsonl")
+    assert all(0 < n.scores["cross_encoder"] < 1 and n.verdict for r in verified for n in r.negatives)
+    report = json.loads((tmp_path / "v.jsonl.report.json").read_text())
+    assert report["checked"] == 8 and report["by_rule"]["bm25"]["cross_encoder"]["checked"] == 8
+    assert "cross_encoder" in res.output
+
+
+# ---------------------------------------------------------------- LLM judge
+
+
+def test_judge_parsing_with_scripted_backend(mined):
+    from synth.backends.scripted import ScriptedBackend
+    from synth.verifiers.llm_judge import UNPARSEABLE, judge_checks, parse_reply
+
+    assert parse_reply('```json\n{"answer": "Yes.", "reason": "states it"}\n```').answer == "yes"
+    assert parse_reply('Sure! {"answer": "PARTLY"}').answer == "partly"
+    assert parse_reply('{"answer": "maybe"}') is None and parse_reply("no json") is None
+    assert parse_reply('{"answer": "no", "reason": null}').reason == ""
+    pairs = [(mined[0], n) for n in mined[0].negatives] + [(mined[1], mined[1].negatives[0])]
+    replies = ['{"answer": "yes", "reason": "it answers"}', '{"answer": "partly", "reason": "half"}',
+               '{"answer": "no", "reason": "off topic"}', "I think so", TimeoutError("slow server")]
+    backend = ScriptedBackend.sequence(replies)
+    checks = judge_checks(pairs, backend, GenParams(temperature=0.0, max_tokens=64))
+    assert backend.batches == [5]  # one batched call
+    assert "Query: " + mined[0].query in backend.seen[0][0][0]["content"]
+    assert [c.passed for c in checks] == [False, False, True, True, True]
+    assert [c.scores.get("llm_judge") for c in checks] == [1.0, 0.5, 0.0, None, None]
+    assert checks[3].note == UNPARSEABLE and checks[4].note == "judge call failed"
+    assert "it answers" in checks[0].reason
+    lenient = judge_checks(pairs[1:2], ScriptedBackend.sequence([replies[1]]), GenParams(), partly_rejects=False)
+    assert lenient[0].passed and "kept by judge_partly_rejects" in lenient[0].reason
+
+
+def test_judge_inside_verify_records_counts_unparseable(mined, monkeypatch):
+    import synth.backends.factory as factory
+    from synth.backends.scripted import ScriptedBackend
+
+    replies = iter(['{"answer": "no"}', "garbage", '{"answer": "yes", "reason": "same claim"}', '{"answer": "no"}'])
+    backend = ScriptedBackend(lambda conv: next(replies))
+
+    @contextmanager
+    def fake_open(cfg, cache_dir=None):
+        assert cfg.params.temperature == 0.0  # the judge's default: deterministic
+        yield backend
+
+    monkeypatch.setattr(factory, "open_backend", fake_open)
+    (out,), report = verify_records([mined[0]], VerifyConfig(verifiers=["qrels", "llm_judge"]), show_progress=False)
+    verdicts = [n.verdict for n in out.negatives]
+    assert [v.status for v in verdicts] == [Status.kept, Status.kept, Status.rejected, Status.kept]
+    assert "judge reply unparseable" in verdicts[1].reason and verdicts[2].rule == "llm_judge"
+    assert report.counts["bm25"]["llm_judge"]["judge reply unparseable"] == 1
+    assert report.usage["calls"] == 4
+    assert "judge reply unparseable: 1" in report.table()
+
+
+@pytest.mark.slow
+def test_judge_real_local_server(mined, local_server, tmp_path):
+    judge = LLMConfig(base_url=local_server.base_url, params=GenParams(temperature=0.0, max_tokens=80))
+    rec = mined[0].model_copy(update={"negatives": mined[0].negatives[:3]})
+    cfg = VerifyConfig(verifiers=["llm_judge"], judge=judge, judge_cache_dir=str(tmp_path / "llm"))
+    (out,), report = verify_records([rec], cfg, show_progress=False)
+    for n in out.negatives:
+        assert n.verdict is not None and n.verdict.reason
+        assert n.scores.get("llm_judge") in (0.0, 0.5, 1.0) or "judge" in n.verdict.reason
+    assert report.counts["bm25"]["llm_judge"]["checked"] == 3 and report.usage["calls"] == 3
+    # The second run is served from the on-disk cache: same verdicts, no new tokens.
+    (again,), rep2 = verify_records([rec], cfg, show_progress=False)
+    assert [n.verdict for n in again.negatives] == [n.verdict for n in out.negatives]
+    assert rep2.usage["cached"] == 3
