@@ -12,7 +12,7 @@ from mixers.dense import dense_search, exact_search
 from mixers.mine import mine_records
 from synth.config import MineConfig
 from synth.data import corpus_from_records, load_beir, records_from_beir, records_from_flag_jsonl
-from synth.errors import ConfigError
+from synth.errors import ConfigError, InputError
 from synth.io import read_records
 from synth.schema import Passage, Record, normalise_text
 
@@ -237,3 +237,116 @@ def test_mine_cli(tiny_beir, tmp_path):
     res = CliRunner().invoke(app, ["mine", "--input", str(out), "--output", str(tmp_path / "x.jsonl"),
                                    "--sources", "bm25", "--set", "range_min=60"])
     assert res.exit_code == 2 and "range_min" in res.output
+
+
+# ---- click logs -------------------------------------------------------------------------------
+
+def _imp(shown, clicks, qid=None, query=None):
+    key = {"query_id": qid} if qid is not None else {"query": query}
+    return {**key, "shown": [{"doc_id": d, "position": p} for p, d in enumerate(shown, 1)], "clicks": clicks}
+
+
+def _click_setup(tmp_path):
+    from synth.data import Corpus
+
+    corpus = Corpus(ids=[f"d{i}" for i in range(1, 9)], titles=[""] * 8,
+                    texts=[f"document {i} about bones, vitamins and number {i}" for i in range(1, 9)])
+    long_ = lambda d: {"doc_id": d, "dwell_s": 30}  # noqa: E731
+    lines = [
+        _imp(["d1", "d2", "d3", "d4"], [long_("d3")], qid="1"),
+        _imp(["d1", "d2", "d3", "d4", "d5"], [long_("d3"), {"doc_id": "d2", "dwell_s": 2}], qid="1"),  # d2: bounce
+        _imp(["d1", "d2", "d3", "d4"], ["d3"], query="Vitamin D and bone density!"),  # by text, no dwell given
+        _imp(["d3", "d6", "d7"], [long_("d3"), long_("d6")], qid="2"),
+        _imp(["d3", "d6", "d7"], [long_("d3"), long_("d6")], qid="2"),
+    ]
+    path = tmp_path / "clicks.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    recs = [Record(id="1", query="vitamin D and bone density", positives=[corpus.passage("d3")]),
+            Record(id="2", query="calcium intake and fractures", positives=[corpus.passage("d8")])]
+    return corpus, recs, path
+
+
+def test_click_miner_skips_related_dwell_and_min_impressions(tmp_path):
+    corpus, recs, path = _click_setup(tmp_path)
+    cfg = MineConfig(sources=["click"], click_log=str(path), num_negatives=5, range_max=10,
+                     propensities=[1.0, 0.5, 0.33, 0.25, 0.2], min_impressions=2)
+    out, report = mine_records(recs, corpus, cfg, None, show_progress=False)
+    negs = out[0].negatives_from("click")
+    # d1, d2 shown above the click three times (d2's 2-second click is a bounce); d4 right below it,
+    # seen with propensity 0.25 each time; d6 clicked for query 2, which shares the click on d3
+    assert [n.doc_id for n in negs] == ["d1", "d2", "d4", "d6"]
+    assert [n.provenance.extra["signal"] for n in negs] == ["skip_above", "skip_above", "skip_next", "related"]
+    assert [n.scores["click"] for n in negs] == pytest.approx([3.0, 3.0, 0.75, 0.5])
+    assert negs[3].provenance.extra["related_query"] == "id:2"
+    assert [n.doc_id for n in out[1].negatives] == ["d7"]  # below both clicks of query 2
+    removed = report.miners["click"].removed
+    assert removed["min_impressions"] == 1  # d5 was shown once
+    assert removed["clicked"] >= 3  # d3 for query 1, d3 and d6 for query 2
+    assert "d3" not in {n.doc_id for r in out for n in r.negatives}
+    # every click counts without the dwell rule: d2's click (1 of 3 views) makes it a clicked doc
+    out, _ = mine_records(recs, corpus, cfg, None, show_progress=False, miner_options={"click": {"min_dwell_s": 0}})
+    assert [n.doc_id for n in out[0].negatives] == ["d1", "d4", "d6"]
+    # position bias: with a flatter examination curve, d4 (below the click) counts as seen more often
+    flat, _ = mine_records(recs, corpus, cfg.model_copy(update={"propensities": [1.0] * 5}), None, show_progress=False)
+    assert {n.doc_id: n.scores["click"] for n in flat[0].negatives}["d4"] == pytest.approx(3.0)
+    strict, rep = mine_records(recs, corpus, cfg.model_copy(update={"min_impressions": 4}), None, show_progress=False)
+    assert [n.doc_id for n in strict[0].negatives] == [] and rep.miners["click"].removed["min_impressions"] > 1
+
+
+def test_click_log_errors_name_file_and_line(tmp_path):
+    from mixers.click import load_click_log
+
+    bad = [("{\"shown\": [{\"doc_id\": \"a\", \"position\": 1}]}", "query_id"),
+           (json.dumps(_imp(["a"], ["b"], qid="1")), "clicked doc 'b' is not in 'shown'"),
+           (json.dumps({"query_id": "1", "shown": [{"doc_id": "a", "position": 0}]}), "position"),
+           ("{not json", "not valid JSON")]
+    for i, (line, msg) in enumerate(bad):
+        path = tmp_path / f"bad{i}.jsonl"
+        path.write_text(json.dumps(_imp(["a"], [], qid="0")) + "\n" + line + "\n")
+        with pytest.raises(InputError, match=f"bad{i}.jsonl:2") as e:
+            load_click_log(path)
+        assert msg in str(e.value)
+    with pytest.raises(ConfigError, match="propensities"):
+        corpus, recs, path = _click_setup(tmp_path)
+        mine_records(recs, corpus, MineConfig(sources=["click"], click_log=str(path), num_negatives=2,
+                                              propensities=[1.0, 0.0]), None)
+
+
+def test_propensities_fitted_from_a_simulated_log(scifact_dir, tmp_path):
+    from mixers.click import fit_propensities, load_click_log
+    from mixers.clicklog_gen import ClickSim, generate_click_log
+
+    sim = ClickSim(sessions_per_query=30, limit=100, eta=1.0, seed=0)
+    stats = generate_click_log(load_beir(scifact_dir, "train"), tmp_path / "c.jsonl", sim, cache_dir=tmp_path)
+    assert stats.impressions == 3000 and stats.relevant_clicks > stats.clicks / 2
+    theta = fit_propensities(load_click_log(tmp_path / "c.jsonl"), min_dwell_s=10)
+    np.testing.assert_allclose(theta[:4], 1 / np.arange(1, 5), atol=0.08)  # the simulator's 1 / position
+    assert theta[0] > theta[1] > theta[2] > theta[4]
+    clicks_by_pos = [stats.clicks_by_position.get(p, 0) for p in (1, 2, 3)]
+    assert clicks_by_pos == sorted(clicks_by_pos, reverse=True)
+
+
+def test_clicklog_and_click_mining_clis(tiny_beir, tmp_path):
+    from synth.cli import app
+
+    log_path = tmp_path / "clicks.jsonl"
+    args = ["clicklog", "--data", str(tiny_beir), "--output", str(log_path), "--sessions", "15",
+            "--cache-dir", str(tmp_path), "--seed", "3", "-q"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "wrote 300 impressions" in res.output
+    first = log_path.read_text()
+    assert CliRunner().invoke(app, args).exit_code == 0 and log_path.read_text() == first  # seeded
+    rows = [json.loads(x) for x in first.splitlines()]
+    assert all(c["doc_id"] in {s["doc_id"] for s in r["shown"]} for r in rows for c in r["clicks"])
+    out = tmp_path / "mined.jsonl"
+    res = CliRunner().invoke(app, ["mine", "--input", str(tiny_beir), "--output", str(out), "--sources", "click,bm25",
+                                   "--click-log", str(log_path), "--set", "num_negatives=3",
+                                   "--set", f"mine.cache_dir={tmp_path}", "-q"])
+    assert res.exit_code == 0, res.output
+    beir = load_beir(tiny_beir, "train")
+    recs = read_records(out)
+    clicked = [n for r in recs for n in r.negatives_from("click")]
+    assert len(clicked) >= 20 and {n.provenance.extra["signal"] for n in clicked} >= {"skip_above", "skip_next"}
+    for r in recs:
+        assert not {n.doc_id for n in r.negatives} & _positive_ids(beir, r)
