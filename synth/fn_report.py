@@ -26,12 +26,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .config import VerifyConfig
 from .data import Corpus, Qrels
 from .io import write_json, write_lines
-from .schema import Record, Status
+from .schema import Negative, Record, Status
 from .verifiers import verify_records
 from .verifiers.base import VerifyContext, positive_aware
 from .verifiers.qrels import QrelsVerifier
@@ -42,13 +42,25 @@ MODEL_SCORES = ("embedding", "cross_encoder")
 SWEEP = (0.8, 0.85, 0.9, 0.95, 1.0)
 
 
+Group = Callable[[Record, Negative], str]  # the table row (and plot panel) of a negative; default: its source
+
+
+def _source(_: Record, n: Negative) -> str:
+    return n.source.value if hasattr(n.source, "value") else str(n.source)
+
+
 def _share(a: int, b: int) -> Optional[float]:
     return round(a / b, 4) if b else None
 
 
 def fn_report(records: list[Record], qrels: Qrels, cfg: VerifyConfig, corpus: Optional[Corpus] = None,
-              out_dir: Optional[str | Path] = None, show_progress: bool = True) -> dict[str, Any]:
-    """Compute the report (see the module doc); with ``out_dir`` also write fn_report.{json,md} and PNGs."""
+              out_dir: Optional[str | Path] = None, show_progress: bool = True, group: Group = _source,
+              prefix: str = "fn_report") -> dict[str, Any]:
+    """Compute the report (see the module doc); with ``out_dir`` also write ``{prefix}.{json,md}`` and PNGs.
+
+    ``group(record, negative)`` names the row a negative is counted in (default: its source), e.g. to
+    give planted false negatives their own row.
+    """
     model_rules = [v for v in cfg.verifiers if v != "qrels"]
     certain = QrelsVerifier(VerifyContext(cfg, qrels, corpus, show_progress)).check(
         [(r, n) for r in records for n in r.negatives])
@@ -63,7 +75,7 @@ def fn_report(records: list[Record], qrels: Qrels, cfg: VerifyConfig, corpus: Op
     rows: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r, flags in zip(checked, fn_flags):
         for n, fn in zip(r.negatives, flags):
-            for src in (n.source.value, "all"):
+            for src in (group(r, n), "all"):
                 c = rows[src]
                 c["negatives"] += 1
                 c["certain_fn"] += fn
@@ -84,10 +96,10 @@ def fn_report(records: list[Record], qrels: Qrels, cfg: VerifyConfig, corpus: Op
               "verify": model_report.to_dict() if model_report else None}
     if out_dir is not None:
         out = Path(out_dir)
-        write_json(out / "fn_report.json", report)
-        write_lines(out / "fn_report.md", [markdown(report) + "\n"])
-        report["plots"] = [str(p) for p in plot_scores(checked, fn_flags, out)]
-        write_json(out / "fn_report.json", report)
+        write_json(out / f"{prefix}.json", report)
+        write_lines(out / f"{prefix}.md", [markdown(report) + "\n"])
+        report["plots"] = [str(p) for p in plot_scores(checked, fn_flags, out, group, prefix)]
+        write_json(out / f"{prefix}.json", report)
     return report
 
 
@@ -154,7 +166,8 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_scores(records: list[Record], fn_flags: list[list[bool]], out_dir: Path) -> list[Path]:
+def plot_scores(records: list[Record], fn_flags: list[list[bool]], out_dir: Path, group: Group = _source,
+                prefix: str = "fn_report") -> list[Path]:
     """One PNG per model score: per source, positives vs kept vs dropped negatives vs certain FN."""
     import matplotlib
 
@@ -169,7 +182,7 @@ def plot_scores(records: list[Record], fn_flags: list[list[bool]], out_dir: Path
             for n, fn in zip(r.negatives, flags):
                 if name not in n.scores:
                     continue
-                src = n.source.value
+                src = group(r, n)
                 if (src, r.id) not in seen_pos and f"{name}_pos" in n.scores:
                     seen_pos.add((src, r.id))
                     groups[src]["positive (max per query)"].append(n.scores[f"{name}_pos"])
@@ -188,7 +201,7 @@ def plot_scores(records: list[Record], fn_flags: list[list[bool]], out_dir: Path
             ax.set_xlabel(name)
             ax.legend(fontsize=7)
         fig.tight_layout()
-        path = out_dir / f"fn_report_{name}.png"
+        path = out_dir / f"{prefix}_{name}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)

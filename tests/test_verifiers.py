@@ -231,12 +231,13 @@ def test_verifier_train_cli_trains_saves_and_plugs_into_verify(tiny_beir, tmp_pa
     res = CliRunner().invoke(app, ["verifier", "train", "--data", str(tiny_beir), "--output", str(out),
                                    "--max-queries", "8", "--max-length", "48", "-q",
                                    "--set", "mine.num_negatives=1", "--set", "mine.range_max=5",
-                                   "--set", "heldout=0.25", "--set", "batch_size=4",
+                                   "--set", "heldout=0.25", "--set", "batch_size=4", "--set", "max_pairs=10",
                                    "--set", f"mine.cache_dir={emb_cache}"])
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "train_report.json").read_text())["result"]
     assert rep["train_queries"] == 6 and rep["heldout_queries"] == 2
-    assert rep["train_pairs"] == 12 and rep["heldout_pairs"] == 4  # 1 positive + 1 negative per query
+    assert rep["train_pairs"] == 10 and rep["heldout_pairs"] == 4  # 1 positive + 1 negative per query, sampled
+    assert len(json.loads((out / "train_report.json").read_text())["heldout_query_ids"]) == 2
     assert 0 <= rep["accuracy"] <= 1 and 0 <= rep["roc_auc"] <= 1 and rep["losses"]
     assert "ROC-AUC" in res.output
     records = tmp_path / "in.jsonl"
@@ -314,3 +315,92 @@ def test_judge_real_local_server(mined, local_server, tmp_path):
     (again,), rep2 = verify_records([rec], cfg, show_progress=False)
     assert [n.verdict for n in again.negatives] == [n.verdict for n in out.negatives]
     assert rep2.usage["cached"] == 3
+
+
+# ---------------------------------------------------------------- fn-report
+
+
+def _with_certain_fns(records):
+    """Copies with two certain false negatives on the first record: the positive's doc id (a dense hit
+    that ignored the qrels) and an LLM negative that copies the positive's text."""
+    out = [r.model_copy(deep=True) for r in records]
+    pos = out[0].positives[0]
+    out[0].negatives.append(Negative(text=pos.text, title=pos.title, doc_id=pos.doc_id, source=Source.dense))
+    out[0].negatives.append(Negative(text=pos.full_text, source=Source.llm))
+    return out
+
+
+def test_fn_report_counts_rates_sweep_and_plots(mined, beir, corpus, emb_cache, tmp_path):
+    from synth.fn_report import fn_report
+
+    records = _with_certain_fns(mined[:4])
+    judged = records[1].negatives
+    for n, s in zip(judged[:3], (1.0, 0.5, 0.0)):  # judge scores carried by the records are reported
+        n.scores["llm_judge"] = s
+    cfg = _cfg(emb_cache, verifiers=["qrels", "embedding"])
+    rep = fn_report(records, beir.qrels, cfg, corpus, tmp_path, show_progress=False)
+    src = rep["sources"]
+    assert list(src) == ["bm25", "dense", "llm", "all"]
+    assert (src["bm25"]["negatives"], src["bm25"]["certain_fn"], src["bm25"]["fn_before"]) == (16, 0, 0.0)
+    assert (src["dense"]["certain_fn"], src["llm"]["certain_fn"], src["all"]["certain_fn"]) == (1, 1, 2)
+    assert src["all"]["fn_before"] == round(2 / 18, 4)
+    # The embedding rule alone catches both copies of the positive (cosine = the positive's own score).
+    assert src["dense"]["model"]["fn_caught"] == src["llm"]["model"]["fn_caught"] == 1
+    assert src["all"]["model"]["fn_recall"] == 1.0 and src["all"]["model"]["fn_after"] == 0.0
+    # Model drops cross-checked against an independent verify run with the same rule.
+    (ref, _) = verify_records(records, _cfg(emb_cache, verifiers=["embedding"]), beir.qrels, corpus, show_progress=False)
+    dropped = sum(n.verdict.status == Status.rejected for r in ref for n in r.negatives)
+    assert src["all"]["model"]["dropped"] == dropped >= 2
+    assert src["all"]["model"]["drop_precision"] == round(2 / dropped, 4)
+    assert src["all"]["all"]["kept"] == 18 - dropped and src["all"]["all"]["fn_after"] == 0.0
+    assert src["bm25"]["judge"] == {"judged": 3, "yes": round(1 / 3, 4), "yes_or_partly": round(2 / 3, 4)}
+    assert src["llm"]["judge"] is None
+    sweep = rep["sweep"]["embedding"]
+    assert [r["perc_pos"] for r in sweep] == [0.8, 0.85, 0.9, 0.95, 1.0]
+    shares = [r["dropped_share"] for r in sweep]
+    assert shares == sorted(shares, reverse=True)
+    assert next(r for r in sweep if r["perc_pos"] == 0.95)["dropped_share"] == round(dropped / 18, 4)
+    png = tmp_path / "fn_report_embedding.png"
+    assert rep["plots"] == [str(png)] and png.read_bytes()[:4] == b"\x89PNG"
+    on_disk = json.loads((tmp_path / "fn_report.json").read_text())
+    assert on_disk["sources"] == json.loads(json.dumps(src))
+    assert "| dense | 1 | 100.0% (1) |" in (tmp_path / "fn_report.md").read_text()
+
+
+def test_fn_report_cli_with_cross_encoder_and_custom_groups(mined, tiny_beir, tmp_path, emb_cache,
+                                                             minilm_cross_encoder):
+    from synth.fn_report import fn_report
+
+    records = _with_certain_fns(mined[:2])
+    path = tmp_path / "recs.jsonl"
+    write_records(path, records)
+    out = tmp_path / "rep"
+    res = CliRunner().invoke(app, ["fn-report", "-i", str(path), "--data", str(tiny_beir), "-o", str(out), "-q",
+                                   "--verifiers", "qrels,cross_encoder", "--cross-encoder", minilm_cross_encoder,
+                                   "--set", f"cache_dir={emb_cache}"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "fn_report.json").read_text())
+    assert rep["model_rules"] == ["cross_encoder"] and rep["sources"]["all"]["certain_fn"] == 2
+    assert rep["sources"]["all"]["negatives"] == 10 and "cross_encoder" in rep["sweep"]
+    assert (out / "fn_report_cross_encoder.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| llm | 1 | 100.0% (1) |" in res.output
+    # A caller-defined grouping (e.g. planted false negatives in their own row) and file prefix.
+    data = load_beir(tiny_beir, "train")
+    rep2 = fn_report(records, data.qrels, VerifyConfig(verifiers=["qrels"]), out_dir=tmp_path / "g",
+                     show_progress=False, group=lambda r, n: "copy" if n.doc_id is None or n.source == Source.dense
+                     else n.source.value, prefix="grouped")
+    assert rep2["sources"]["copy"]["certain_fn"] == 2 and rep2["sources"]["bm25"]["certain_fn"] == 0
+    assert (tmp_path / "g" / "grouped.md").is_file() and rep2["plots"] == []  # no model rule, no score to plot
+
+
+def test_verifier_train_split_by_given_query_ids(mined):
+    from synth.errors import InputError
+    from synth.verifiers.train import split_queries
+
+    ids = [r.id for r in mined]
+    train, held = split_queries(mined, 0.5, 0, heldout_ids=[ids[1], ids[4], "not-a-query"])
+    assert [r.id for r in held] == [ids[1], ids[4]] and [r.id for r in train] == [ids[0], ids[2], ids[3], ids[5]]
+    a, b = split_queries(mined, 0.5, 0), split_queries(mined, 0.5, 0)
+    assert [r.id for r in a[1]] == [r.id for r in b[1]] and len(a[1]) == 3  # seeded share otherwise
+    with pytest.raises(InputError, match="both must be non-empty"):
+        split_queries(mined, 0.5, 0, heldout_ids=ids)

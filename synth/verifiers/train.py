@@ -43,6 +43,10 @@ class VerifierTrainConfig(BaseModel):
     max_queries: Optional[int] = Field(None, ge=2)  # first N queries only (None: all)
     mine: MineConfig = Field(default_factory=lambda: MineConfig.model_validate(DEFAULT_MINE))  # negatives: how many, from where
     heldout: float = Field(0.2, gt=0, lt=1)  # share of queries held out for evaluation
+    # These query ids (those present) are the held-out set instead of a random ``heldout`` share, e.g. the
+    # queries whose negatives you will verify, so the verifier never trained on their positives.
+    heldout_ids: Optional[list[str]] = None
+    max_pairs: Optional[int] = Field(None, ge=2)  # train on a seeded sample of at most N pairs (None: all)
     epochs: int = Field(1, ge=1)
     batch_size: int = Field(16, ge=2)
     lr: float = Field(2e-5, gt=0)
@@ -119,7 +123,16 @@ def labelled_pairs(records: list[Record]) -> tuple[list[tuple[str, str]], list[i
     return pairs, labels
 
 
-def split_queries(records: list[Record], heldout: float, seed: int) -> tuple[list[Record], list[Record]]:
+def split_queries(records: list[Record], heldout: float, seed: int,
+                  heldout_ids: Optional[list[str]] = None) -> tuple[list[Record], list[Record]]:
+    """(train, held-out) query groups: ``heldout_ids`` when given, else a seeded ``heldout`` share."""
+    if heldout_ids is not None:
+        held_set = set(heldout_ids)
+        train, held = [r for r in records if r.id not in held_set], [r for r in records if r.id in held_set]
+        if not held or not train:
+            raise InputError(f"heldout_ids leaves {len(train)} training and {len(held)} held-out queries "
+                             f"(of {len(records)}); both must be non-empty")
+        return train, held
     order = sorted(records, key=lambda r: r.id)
     random.Random(seed).shuffle(order)
     n_held = max(1, round(len(order) * heldout))
@@ -138,8 +151,11 @@ def train_verifier(data_dir: str | Path, output: str | Path, cfg: VerifierTrainC
     if len(records) < 2:
         raise InputError(f"{data_dir}: qrels/{cfg.split}.tsv gives {len(records)} usable queries; need at least 2")
     mined, _ = mine_records(records, data.corpus, cfg.mine, data.qrels, show_progress)
-    train_recs, held_recs = split_queries(mined, cfg.heldout, cfg.seed)
+    train_recs, held_recs = split_queries(mined, cfg.heldout, cfg.seed, cfg.heldout_ids)
     train_pairs, train_labels = labelled_pairs(train_recs)
+    if cfg.max_pairs is not None and len(train_pairs) > cfg.max_pairs:
+        keep = sorted(random.Random(cfg.seed).sample(range(len(train_pairs)), cfg.max_pairs))
+        train_pairs, train_labels = [train_pairs[i] for i in keep], [train_labels[i] for i in keep]
     held_pairs, held_labels = labelled_pairs(held_recs)
     log.info("verifier train: %d pairs (%d queries), held out %d pairs (%d queries)", len(train_pairs),
              len(train_recs), len(held_pairs), len(held_recs))
@@ -163,7 +179,8 @@ def train_verifier(data_dir: str | Path, output: str | Path, cfg: VerifierTrainC
         roc_auc=roc_auc(held_labels, probs), train_s=round(train_s, 1),
         pairs_per_s=round(len(train_pairs) * cfg.epochs / train_s, 2), eval_s=round(eval_s, 1), losses=losses)
     write_json(Path(output) / "train_report.json", {"result": result.to_dict(), "config": cfg.model_dump(mode="json"),
-                                                    "data": str(data_dir)})
+                                                    "data": str(data_dir),
+                                                    "heldout_query_ids": sorted(r.id for r in held_recs)})
     return result
 
 
