@@ -81,7 +81,7 @@ class VerifyConfig(_Cfg):
     perc_pos: float = Field(0.95, gt=0, le=2.0)
     # ... or if pos_score - score < abs_margin.
     abs_margin: float = Field(0.0, ge=0)
-    judge: Optional[LLMConfig] = None  # LLM judge backend (None: the generate stage's llm)
+    judge: Optional[LLMConfig] = None  # LLM judge backend (None: the bundled local model at temperature 0)
     judge_template: str = "judge"
     judge_partly_rejects: bool = True  # a judge "partly" answer drops the negative (False: keeps it)
     judge_cache_dir: Optional[str] = ".cache/negforge/llm"  # on-disk cache of judge replies; None disables
