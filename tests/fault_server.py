@@ -14,27 +14,60 @@ server answers normally. Actions:
 
 Usage: the server reports ``prompt_tokens`` = words in all messages, ``completion_tokens`` = words in
 the reply. ``reject_response_format=True`` answers 400 to any request that has one.
+``reply_fn(messages) -> str`` replaces the normal reply text (e.g. :func:`mar_reply`, deterministic
+answers to the MAR generation prompts); ``delay_s`` sleeps before every answer (to catch a job mid-run).
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 Action = Union[str, tuple]
 JUNK_TEXT = '{"negatives": ["unterminated'
+ALWAYS_JUNK = "[always-junk]"  # mar_reply answers prose without JSON to any generate prompt holding this tag
 
 
 def words(text: str) -> int:
     return len(text.split())
 
 
+def _query(prompt: str) -> str:
+    m = re.search(r"^Query: (.*)$", prompt, re.M)
+    return m.group(1).strip() if m else ""
+
+
+def mar_reply(messages: list[dict]) -> str:
+    """Deterministic, valid replies to the built-in MAR prompts (analyse / generate / reflect), keyed on
+    the first user message (the rendered template), so a re-ask gets the same kind of answer."""
+    prompt = next((m["content"] for m in messages if m.get("role") == "user"), "")
+    query = _query(prompt)
+    tag = hashlib.sha256(prompt.encode()).hexdigest()[:8]
+    if "List the attributes of the query" in prompt:
+        return json.dumps({"topic": f"the topic of {query}", "entities": "protein X", "population": "adult mice",
+                           "key_fact": "the study found the effect"})
+    if "Write a hard negative" in prompt:
+        if ALWAYS_JUNK in prompt:
+            return "I am sorry, I cannot write that passage."
+        flip = re.search(r"but for the (\w+) \(", prompt)
+        passage = (f"A study of the question '{query}' examined {flip.group(1) if flip else 'something'} in detail "
+                   f"(variant {tag}) using a cohort design; the outcome it reports is unrelated to the claim.")
+        return json.dumps({"reasoning": "same topic, different detail", "passage": passage})
+    if "You check hard negatives" in prompt:
+        return json.dumps({"reasoning": "it does not answer the query", "decision": "keep", "reason": "fine"})
+    return f"reply to {messages[-1].get('content', '') if messages else ''}"
+
+
 class FaultServer:
-    def __init__(self, plan: Optional[dict[str, list[Action]]] = None, reject_response_format: bool = False):
+    def __init__(self, plan: Optional[dict[str, list[Action]]] = None, reject_response_format: bool = False,
+                 reply_fn: Optional[Callable[[list[dict]], str]] = None, delay_s: float = 0.0):
         self.plan = {k: list(v) for k, v in (plan or {}).items()}
         self.reject_response_format = reject_response_format
+        self.reply_fn, self.delay_s = reply_fn, delay_s
         self.requests: list[dict[str, Any]] = []  # every request body, in arrival order
         self.headers: list[dict[str, str]] = []  # lower-cased names
         self.injected: dict[str, int] = {}  # action name -> times served
@@ -121,9 +154,16 @@ class FaultServer:
                     return self.error(400, "response_format is not supported by this server")
                 if name in ("hang", "sleep"):
                     time.sleep(arg)
+                if server.delay_s:
+                    time.sleep(server.delay_s)
                 if name == "junk_body":
                     return self.send(200, "<html>upstream proxy error</html>", raw=True)
-                text = JUNK_TEXT if name == "junk_content" else f"reply to {last}"
+                if name == "junk_content":
+                    text = JUNK_TEXT
+                elif server.reply_fn is not None:
+                    text = server.reply_fn(body["messages"])
+                else:
+                    text = f"reply to {last}"
                 payload = server.completion(body, text)
                 if name != "hang":  # a hung answer reaches no client: its tokens are not counted
                     with server._lock:

@@ -1,0 +1,73 @@
+"""``negforge generate`` (LLM hard negatives, resumable, shardable) and ``negforge merge`` (join shards)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import ConfigOpt, QuietOpt, SetOpt, handle_errors, load_inputs, setup_logging, stage_config
+
+
+def _records(data: Optional[Path], input: Optional[Path], split: str):
+    from ..errors import ConfigError
+
+    if (data is None) == (input is None):
+        raise ConfigError("give exactly one of --data BEIR_DIR (records from its qrels split) or --input FILE "
+                          "(records JSONL, FlagEmbedding JSONL, or a BEIR folder)")
+    return load_inputs(data if data is not None else input, split)[0]  # type: ignore[arg-type]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("generate")
+    @handle_errors
+    def generate(
+        config_file: Optional[Path] = typer.Argument(None, metavar="[CONFIG]", help="YAML config (same as --config)."),
+        data: Optional[Path] = typer.Option(None, "--data", "-d", help="BEIR folder: one record per query of --split."),
+        input: Optional[Path] = typer.Option(None, "--input", "-i", help="Records JSONL, FlagEmbedding JSONL or a "
+                                             "BEIR folder."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output records JSONL. Records already in it are skipped "
+                                 "(a killed job resumes); summary: OUT.summary.json."),
+        split: str = typer.Option("train", "--split", help="qrels split of a BEIR folder."),
+        limit: Optional[int] = typer.Option(None, "--limit", help="First N records only (before sharding)."),
+        shard: Optional[int] = typer.Option(None, "--shard", help="This job's shard, 0 <= shard < --num-shards."),
+        num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Split the records into this many "
+                                                 "shards by a stable hash of their id; join with `negforge merge`."),
+        no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the on-disk LLM cache."),
+        config: Optional[Path] = ConfigOpt,
+        sets: Optional[list[str]] = SetOpt,
+        quiet: bool = QuietOpt,
+    ) -> None:
+        """Write hard negatives with the LLM (analyse -> generate -> reflect), batched, resumable, shardable."""
+        from ..config import GenerateConfig
+        from ..errors import ConfigError
+        from ..generate import generate_records
+        from ..io import write_json
+
+        setup_logging(quiet)
+        if config_file is not None and config is not None:
+            raise ConfigError("give the config once: as the CONFIG argument or with --config, not both")
+        cfg = stage_config(GenerateConfig, config_file or config, sets, "generate", limit=limit, shard=shard,
+                           num_shards=num_shards)
+        if no_cache:
+            cfg = cfg.model_copy(update={"cache_dir": None})
+        records = _records(data, input, split)
+        summary = generate_records(records, cfg, out, show_progress=not quiet)
+        write_json(Path(f"{out}.summary.json"), summary.to_dict())
+        typer.echo(summary.table())
+
+    @app.command("merge")
+    @handle_errors
+    def merge(
+        out: Path = typer.Argument(..., help="Merged records JSONL (written atomically)."),
+        shards: list[Path] = typer.Argument(..., help="Shard outputs of `negforge generate --shard i`."),
+        order: Optional[Path] = typer.Option(None, "--order", help="Put records in this input's order (records "
+                                             "JSONL, FlagEmbedding JSONL or BEIR folder); default: shard file order."),
+        split: str = typer.Option("train", "--split", help="qrels split when --order is a BEIR folder."),
+    ) -> None:
+        """Join shard outputs into one file; the same id with different content in two shards is an error."""
+        from ..job import merge_outputs
+
+        ids = [r.id for r in load_inputs(order, split)[0]] if order is not None else None
+        n = merge_outputs(out, shards, order=ids)
+        typer.echo(f"merged {n} records from {len(shards)} files -> {out}")

@@ -1,0 +1,305 @@
+"""Multi-attribute self-reflection (MAR) generation of hard negatives.
+
+For a batch of records, three steps, each one ``backend.generate`` call over every row of the
+batch that needs it (plus one call per re-ask round), so batching pays on vLLM:
+
+1. **analyse**: the LLM lists the query's attributes (:data:`synth.attributes.QUERY_ATTRIBUTES`)
+   and the fact in the positive that answers the query;
+2. **generate**: for each of ``num_negatives`` settings sampled per draft (domain, difficulty,
+   change or withhold, length matched to the positive, which attribute to flip) one passage
+   that keeps the rest but no longer answers the query;
+3. **reflect** (``reflection_rounds`` times): the LLM checks each open draft and says keep,
+   revise (with the new text; checked again next round, kept after the last) or drop.
+
+Replies are parsed with :mod:`synth.parsing`; a reply that fails is re-asked with the error
+appended (``max_reasks``), then counted and the draft rejected. Drafts the reflection drops stay
+on the record with a rejected verdict (rule ``reflection``); drafts with no usable passage are
+left out. Everything is counted in the :class:`~synth.job.JobSummary`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from . import templates
+from .attributes import DEFAULT_SPACE, AttributeSpace, describe_setting, sample_setting, word_count
+from .backends.base import Backend
+from .config import GenerateConfig
+from .errors import ConfigError
+from .io import RecordAppender
+from .job import JobSummary, run_batches, select_records
+from .parsing import (DraftReply, ParseError, ReflectionReply, analysis_format, analysis_model, parse_reply,
+                      reask_message)
+from .schema import Negative, Provenance, Record, Source, Status, Verdict, normalise_text
+
+log = logging.getLogger(__name__)
+
+STEPS = ("analyse", "generate", "reflect")
+MAX_PROMPT_WORDS = 300  # the positive is cut to this many words in prompts
+COPY_NGRAM, COPY_SHARE = 8, 0.5  # a draft sharing >= half its word 8-grams with a positive copies it
+
+
+@dataclass
+class TemplateSet:
+    """``<name>_analyse``, ``<name>_generate``, ``<name>_reflect`` in ``template_dir`` (None: built in)."""
+
+    name: str = "mar"
+    template_dir: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        have = set(templates.available(self.template_dir))
+        missing = [f for f in self.files() if f not in have]
+        if missing:
+            sets = sorted({n.rsplit("_", 1)[0] for n in have if all(f"{n.rsplit('_', 1)[0]}_{s}" in have for s in STEPS)})
+            raise ConfigError(f"no template set {self.name!r} in {templates._dir(self.template_dir)} (missing "
+                              f"{', '.join(m + templates.SUFFIX for m in missing)}); complete sets there: "
+                              f"{', '.join(sets) or 'none'}")
+        self.hash = templates.template_hash(*self.files(), template_dir=self.template_dir)
+
+    def files(self) -> list[str]:
+        return [f"{self.name}_{s}" for s in STEPS]
+
+    def render(self, step: str, **variables: Any) -> str:
+        return templates.render(f"{self.name}_{step}", self.template_dir, **variables)
+
+
+@dataclass
+class _Ask:
+    """One row of a step: the conversation so far and what came of it."""
+
+    conversation: list[dict[str, str]]
+    model: Any
+    fmt: str
+    value: Any = None
+    error: str = ""
+    failed_backend: bool = False
+    repaired: bool = False
+
+
+@dataclass
+class _Draft:
+    rec: int
+    index: int
+    setting: dict[str, Any]
+    text: str = ""
+    reasoning: str = ""
+    status: str = "pending"  # pending -> kept | dropped | rejected
+    reason: str = ""
+    rounds: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = normalise_text(text).split()
+    return {tuple(words[i:i + n]) for i in range(max(0, len(words) - n + 1))}
+
+
+def copies_positive(text: str, record: Record) -> bool:
+    """True when the draft is a positive, or shares at least half of its word 8-grams with one."""
+    mine = _ngrams(text, COPY_NGRAM)
+    for p in record.positives:
+        if normalise_text(text) == normalise_text(p.text):
+            return True
+        if mine and len(mine & _ngrams(p.full_text, COPY_NGRAM)) >= COPY_SHARE * len(mine):
+            return True
+    return False
+
+
+def _clip(text: str, words: int = MAX_PROMPT_WORDS) -> str:
+    parts = text.split()
+    return text if len(parts) <= words else " ".join(parts[:words]) + " ..."
+
+
+class MarFlow:
+    """The three MAR steps over one batch of records; counts go into ``summary``."""
+
+    def __init__(self, backend: Backend, cfg: GenerateConfig, summary: JobSummary,
+                 space: AttributeSpace = DEFAULT_SPACE):
+        self.backend, self.cfg, self.summary, self.space = backend, cfg, summary, space
+        self.templates = TemplateSet(cfg.template, cfg.template_dir)
+        self.params = cfg.llm.params
+        self.names = tuple(space.query_attributes)
+        self.analysis_model = analysis_model(self.names)
+        # ~1.4 tokens a word, ~60 tokens for the reasoning and the JSON around the passage
+        self.max_words = max(1, int((self.params.max_tokens - 60) / 1.4))
+
+    # -- one step over many rows ---------------------------------------------------------------
+    def ask(self, step: str, asks: list[_Ask]) -> None:
+        """Send every row; re-ask the rows whose reply failed to parse, all together, up to max_reasks."""
+        pending = asks
+        for attempt in range(self.cfg.max_reasks + 1):
+            if not pending:
+                return
+            if attempt:
+                self.summary.reasks[step] += len(pending)
+            completions = self.backend.generate([a.conversation for a in pending], self.params)
+            retry = []
+            for a, c in zip(pending, completions):
+                if not c.ok:
+                    a.error, a.failed_backend = f"backend: {c.error}", True
+                    continue
+                try:
+                    a.value, a.repaired = parse_reply(c.text or "", a.model, c.finish_reason)
+                    a.error = ""
+                except ParseError as e:
+                    a.error = str(e)
+                    a.conversation = a.conversation + [{"role": "assistant", "content": c.text or ""},
+                                                       {"role": "user", "content": reask_message(str(e), a.fmt)}]
+                    retry.append(a)
+            pending = retry
+        for a in pending:
+            log.debug("%s: giving up after %d re-asks: %s", step, self.cfg.max_reasks, a.error)
+
+    def _user(self, step: str, **variables: Any) -> list[dict[str, str]]:
+        return [{"role": "user", "content": self.templates.render(step, **variables)}]
+
+    # -- the steps -----------------------------------------------------------------------------
+    def analyse(self, records: list[Record]) -> list[dict[str, str]]:
+        fmt = analysis_format(self.names)
+        asks = [_Ask(self._user("analyse", query=r.query, positive=_clip(r.positives[0].full_text),
+                                attributes=dict(self.space.query_attributes), output_format=fmt),
+                     self.analysis_model, fmt) for r in records]
+        self.ask("analyse", asks)
+        out = []
+        for a in asks:
+            if a.value is None:
+                self.summary.analysis_failed += 1
+                out.append({})
+            else:
+                out.append({k: v for k, v in a.value.model_dump().items() if v})
+        return out
+
+    def write(self, records: list[Record], analyses: list[dict[str, str]]) -> list[_Draft]:
+        drafts, asks = [], []
+        for ri, (r, an) in enumerate(zip(records, analyses)):
+            found = [n for n in self.names if an.get(n)]
+            for i in range(self.cfg.num_negatives):
+                setting = sample_setting(self.cfg.seed, r.id, i, word_count(r.positives[0].text), found,
+                                         self.space, self.max_words)
+                drafts.append(_Draft(ri, i, setting))
+                asks.append(_Ask(self._user(
+                    "generate", query=r.query, positive=_clip(r.positives[0].full_text),
+                    analysis={n: an[n] for n in self.names if an.get(n)}, key_fact=an.get("key_fact", ""),
+                    setting=setting, hints=describe_setting(setting, self.space), output_format=DraftReply.FORMAT),
+                    DraftReply, DraftReply.FORMAT))
+        self.summary.drafts += len(drafts)
+        self.ask("generate", asks)
+        for d, a in zip(drafts, asks):
+            self.summary.repaired += a.repaired
+            if a.value is None:
+                self._reject(d, "backend_error" if a.failed_backend else "parse_error", a.error)
+            else:
+                d.text, d.reasoning = a.value.passage, a.value.reasoning
+                self._check(d, records[d.rec], drafts)
+        return drafts
+
+    def reflect(self, records: list[Record], drafts: list[_Draft], rnd: int) -> None:
+        open_ = [d for d in drafts if d.status == "pending"]
+        asks = [_Ask(self._user("reflect", query=records[d.rec].query, positive=_clip(records[d.rec].positives[0].full_text),
+                                draft=d.text, setting=d.setting, hints=describe_setting(d.setting, self.space),
+                                round=rnd, output_format=ReflectionReply.FORMAT),
+                     ReflectionReply, ReflectionReply.FORMAT) for d in open_]
+        self.ask("reflect", asks)
+        last = rnd == self.cfg.reflection_rounds
+        for d, a in zip(open_, asks):
+            self.summary.repaired += a.repaired
+            if a.value is None:
+                self._reject(d, "reflect_backend_error" if a.failed_backend else "reflect_parse_error", a.error)
+                continue
+            v: ReflectionReply = a.value
+            d.rounds = rnd
+            d.history.append({"round": rnd, "decision": v.decision, "reason": v.reason})
+            if v.decision == "keep":
+                d.status = "kept"
+            elif v.decision == "drop":
+                d.status, d.reason = "dropped", v.reason or "the reflection step dropped it (no reason given)"
+            else:
+                self.summary.revisions += 1
+                d.text = v.passage or d.text
+                self._check(d, records[d.rec], drafts)
+                if last and d.status == "pending":
+                    d.status = "kept"  # revised in the last round: the verifier has the final word
+
+    def _reject(self, d: _Draft, reason: str, detail: str) -> None:
+        d.status, d.reason = "rejected", f"{reason}: {detail}" if detail else reason
+        self.summary.reasons[reason] += 1
+
+    def _check(self, d: _Draft, record: Record, drafts: list[_Draft]) -> None:
+        if copies_positive(d.text, record):
+            self._reject(d, "copies_positive", "")
+        elif any(o is not d and o.rec == d.rec and o.status != "rejected" and o.text
+                 and normalise_text(o.text) == normalise_text(d.text) for o in drafts):
+            self._reject(d, "duplicate", "")
+
+    # -- a batch -------------------------------------------------------------------------------
+    def run_batch(self, records: list[Record]) -> list[Record]:
+        analyses = self.analyse(records)
+        drafts = self.write(records, analyses)
+        for rnd in range(1, self.cfg.reflection_rounds + 1):
+            if not any(d.status == "pending" for d in drafts):
+                break
+            self.reflect(records, drafts, rnd)
+        for d in drafts:
+            if d.status == "pending":  # reflection_rounds = 0
+                d.status = "kept"
+            self.summary.status[d.status] += 1
+            if d.status == "dropped":
+                self.summary.reasons["reflection_drop"] += 1
+        self.summary.records_done += len(records)
+        return [self._finish(r, an, [d for d in drafts if d.rec == ri])
+                for ri, (r, an) in enumerate(zip(records, analyses))]
+
+    def _finish(self, record: Record, analysis: dict[str, str], drafts: list[_Draft]) -> Record:
+        out = record.model_copy(deep=True)
+        out.meta["llm_analysis"] = analysis
+        for d in drafts:
+            if d.status not in ("kept", "dropped"):
+                continue
+            flip = d.setting["flip"]
+            prov = Provenance(model=self.backend.model, template=self.cfg.template, template_hash=self.templates.hash,
+                              attributes={**d.setting, "flip_value": analysis.get(flip, "")}, seed=self.cfg.seed,
+                              rounds=d.rounds, extra={"index": d.index, "reasoning": d.reasoning,
+                                                      "reflection": d.history})
+            verdict = Verdict(status=Status.rejected, rule="reflection", reason=d.reason) if d.status == "dropped" else None
+            out.negatives.append(Negative(text=d.text, source=Source.llm, provenance=prov, verdict=verdict))
+        return out
+
+
+def generate_records(records: list[Record], cfg: GenerateConfig, out_path: str | Path, show_progress: bool = True,
+                     backend: Optional[Backend] = None) -> JobSummary:
+    """Generate LLM negatives for ``records`` (after ``cfg.limit`` and the shard) into ``out_path``.
+
+    Each finished record (the input record plus its new ``source="llm"`` negatives) is appended
+    as its batch finishes; ids already in ``out_path`` are skipped, so a rerun resumes. Without
+    ``backend``, one is opened from ``cfg.llm`` (a local server when no base_url) with the
+    on-disk cache in ``cfg.cache_dir``.
+    """
+    t0 = time.perf_counter()
+    todo = select_records(records, cfg.limit, cfg.shard, cfg.num_shards)
+    summary = JobSummary(out_path=str(out_path), records_total=len(todo))
+    with RecordAppender(out_path) as out, ExitStack() as stack:
+        pending = [r for r in todo if r.id not in out.done]
+        summary.records_skipped = len(todo) - len(pending)
+        if summary.records_skipped:
+            log.info("%s: %d of %d records already done; resuming", out_path, summary.records_skipped, len(todo))
+        if pending:
+            TemplateSet(cfg.template, cfg.template_dir)  # a bad template name fails before a server starts
+            if backend is None:
+                from .backends.factory import open_backend
+
+                backend = stack.enter_context(open_backend(cfg.llm, cache_dir=cfg.cache_dir))
+            usage = getattr(backend, "usage", None)
+            before = usage.snapshot() if usage is not None else None
+            flow = MarFlow(backend, cfg, summary)
+            run_batches(pending, cfg.batch_size, flow.run_batch, out.append, show_progress,
+                        tokens=lambda: usage.since(before).completion_tokens if usage is not None else 0,
+                        kept=lambda: summary.status["kept"])
+            if usage is not None:
+                summary.usage = usage.since(before).to_dict()
+    summary.wall_s = time.perf_counter() - t0
+    log.info("generate: %s", summary.to_dict())
+    return summary
