@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,6 +145,14 @@ def test_dense_respects_windows_and_positives(beir, records, emb_cache, encoder_
     assert stats.mined > 0 and stats.removed["labelled_positive"] > 0 and stats.removed["range_min"] > 0
     assert stats.removed["max_score"] + stats.removed["relative_margin"] > 0
     emb = corpus_embeddings(beir.corpus, cfg.encoder, emb_cache, show_progress=False)
+
+    class NoModel:  # the cached matrix is reused: the encoder is never touched again
+        def __getattr__(self, name):
+            raise AssertionError(f"corpus re-encoded ({name})")
+
+    again = corpus_embeddings(beir.corpus, cfg.encoder, emb_cache, show_progress=False, model=NoModel())
+    assert isinstance(again, np.memmap) and again.mode == "r" and again.shape == (len(beir.corpus), 384)
+    assert again.filename and Path(again.filename).stat().st_size == len(beir.corpus) * 384 * 4
     q = encode_texts([r.query for r in out], cfg.encoder, max_seq_length=256)
     for qi, r in zip(q, out):
         negs = r.negatives_from("dense")
@@ -185,6 +194,40 @@ def test_exact_search_over_a_memmap_matches_numpy(tmp_path, monkeypatch):
     want = np.argsort(-(x @ q.T), axis=0, kind="stable")[:15].T
     np.testing.assert_allclose(scores, np.take_along_axis(x @ q.T, want.T, 0).T, rtol=1e-5)
     assert (rows == want).mean() > 0.99  # ties aside
+
+
+def _status_mb(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def test_exact_search_never_holds_a_second_copy(tmp_path):
+    """Peak RSS during a flat search over a 200 MB memmap stays far below the matrix size."""
+    import mixers.dense as dense
+
+    n, dim = 400_000, 128
+    path = tmp_path / "big.f32"
+    mm = np.memmap(path, dtype=np.float32, mode="w+", shape=(n, dim))
+    rng = np.random.default_rng(0)
+    for start in range(0, n, 50_000):
+        mm[start:start + 50_000] = rng.standard_normal((50_000, dim), dtype=np.float32)
+    mm.flush()
+    del mm
+    emb = np.memmap(path, dtype=np.float32, mode="r", shape=(n, dim))
+    q = rng.standard_normal((64, dim), dtype=np.float32)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM (the peak) to the current RSS
+    except OSError:
+        pytest.skip("cannot reset the peak RSS counter here")
+    before = _status_mb("VmRSS")
+    scores, rows = dense.exact_search(emb, q, 20)
+    peak = _status_mb("VmHWM") - before
+    matrix_mb = n * dim * 4 / 2**20
+    assert peak < 0.35 * matrix_mb, (peak, matrix_mb)  # one chunk of 65,536 rows is 32 MB
+    best = int(np.argmax(np.asarray(emb[:50_000]) @ q[0]))
+    assert rows[0, 0] == best or scores[0, 0] >= float(emb[best] @ q[0]) - 1e-4
 
 
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
