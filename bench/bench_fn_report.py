@@ -17,7 +17,8 @@
    held-out queries plus their positives as a control. The judge's yes-rate on negatives means
    little unless it says yes to positives clearly more often.
 
-Writes bench/results/fn_report.{json,md}, verifier_train.{json,md} and fn_report_*.png.
+Writes bench/results/fn_report.{json,md}, verifier_train.{json,md} and, per run, bench/results/fn_report/
+run*.{json,md,png} (the PNGs: score distributions of positives, kept, dropped and certain FN per row).
 
     python bench/bench_fn_report.py                      # ~15 min on an idle 2-core machine
     python bench/bench_fn_report.py --judge 0 --max-pairs 600
@@ -204,7 +205,8 @@ def markdown(res: dict) -> str:
             if src != "all":
                 lines.append(f"| negatives: {src} | {row['n']} | {share(row, 'yes')} | {share(row, 'partly')} | "
                              f"{share(row, 'no')} | {share(row, 'unparsed')} |")
-    lines += ["", f"Plots: {', '.join(Path(p).name for rep in res['reports'] for p in rep.get('plots', []))}.",
+    lines += ["", "Plots (score distributions per row: positives, kept, dropped, certain FN): "
+              + ", ".join(f"`fn_report/{Path(p).name}`" for rep in res["reports"] for p in rep.get("plots", [])) + ".",
               f"Command: `{res['command']}` ({res['wall_s']} s in all).", ""]
     return "\n".join(lines)
 
@@ -220,7 +222,7 @@ def main() -> None:
     ap.add_argument("--max-pairs", type=int, default=1200, help="training pairs (seeded sample)")
     ap.add_argument("--train-negatives", type=int, default=2, help="BM25 negatives per training query")
     ap.add_argument("--max-length", type=int, default=128, help="cross-encoder tokens per pair")
-    ap.add_argument("--judge", type=int, default=40, help="negatives for the LLM judge (0: skip)")
+    ap.add_argument("--judge", type=int, default=16, help="negatives for the LLM judge (0: skip)")
     ap.add_argument("--perc-pos", type=float, default=0.95)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--only-train", action="store_true")
@@ -256,13 +258,11 @@ def main() -> None:
     base = dict(perc_pos=args.perc_pos, cache_dir=cache, batch_size=32)
     emb = VerifyConfig(verifiers=["qrels", "embedding"], **base)
     ce = VerifyConfig(verifiers=["qrels", "cross_encoder"], cross_encoder=str(args.ce_dir), **base)
+    runs = args.out / "fn_report"  # per run: json, md and the score plots
     reports = [
-        run_report("embedding, all queries + planted", plant(records, data.qrels), data, emb, args.out,
-                   "fn_report_embedding"),
-        run_report("embedding, held-out + planted", plant(held, data.qrels), data, emb, args.out,
-                   "fn_report_embedding_heldout"),
-        run_report("cross_encoder, held-out + planted", plant(held, data.qrels), data, ce, args.out,
-                   "fn_report_cross_encoder_heldout"),
+        run_report("embedding, all queries + planted", plant(records, data.qrels), data, emb, runs, "run1_all"),
+        run_report("embedding, held-out + planted", plant(held, data.qrels), data, emb, runs, "run2_heldout"),
+        run_report("cross_encoder, held-out + planted", plant(held, data.qrels), data, ce, runs, "run3_heldout"),
     ]
     judge = judge_control(held, args.judge, 0, str(ROOT / ".cache" / "negforge" / "llm")) if args.judge else None
     res = {"command": "python bench/bench_fn_report.py " + shlex.join(sys.argv[1:]),

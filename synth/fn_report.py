@@ -39,6 +39,8 @@ from .verifiers.qrels import QrelsVerifier
 log = logging.getLogger(__name__)
 
 MODEL_SCORES = ("embedding", "cross_encoder")
+PLOT_GROUPS = {"positive (max per query)": "tab:blue", "negative kept": "tab:green",
+               "negative dropped": "tab:orange", "certain FN (qrels)": "tab:red"}
 SWEEP = (0.8, 0.85, 0.9, 0.95, 1.0)
 
 
@@ -193,10 +195,15 @@ def plot_scores(records: list[Record], fn_flags: list[list[bool]], out_dir: Path
         if not groups:
             continue
         srcs = sorted(groups)
+        values = [v for g in groups.values() for vals in g.values() for v in vals]
+        lo, hi = min(values), max(values)
+        bins = [lo + (hi - lo) * i / 40 for i in range(41)] if hi > lo else 10  # shared by every panel
         fig, axes = plt.subplots(1, len(srcs), figsize=(4.5 * len(srcs), 3.6), squeeze=False)
         for ax, src in zip(axes[0], srcs):
-            for label, vals in groups[src].items():
-                ax.hist(vals, bins=30, alpha=0.5, label=f"{label} ({len(vals)})", density=True)
+            for label, colour in PLOT_GROUPS.items():  # same colour for a group in every panel
+                vals = groups[src].get(label)
+                if vals:
+                    ax.hist(vals, bins=bins, alpha=0.45, color=colour, label=f"{label} ({len(vals)})", density=True)
             ax.set_title(f"{src}: {name} score")
             ax.set_xlabel(name)
             ax.legend(fontsize=7)
