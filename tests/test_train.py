@@ -212,3 +212,27 @@ def test_torchrun_two_processes_on_cpu(tiny_records, tmp_path):
     assert "2 steps" in p.stdout and "(cpu x2)" in p.stdout
     res = json.loads((out / "train_result.json").read_text())
     assert res["world_size"] == 2 and res["steps"] == 2 and (out / "model.safetensors").is_file()
+
+
+def test_metrics_from_run_against_hand_computed_values():
+    import math
+
+    from trainer.evaluate import metrics_from_run, per_query_metrics, search
+
+    qrels = {"q1": {"d1": 1, "d2": 1}, "q2": {"d3": 1}, "q3": {"d4": 1}, "q4": {"d9": 0}}
+    run = {"q1": {"d5": 0.9, "d1": 0.8, "d6": 0.7, "d2": 0.1}, "q2": {"d3": 0.5}}  # q3 retrieves nothing
+    per_q = per_query_metrics(qrels, run)
+    assert set(per_q) == {"q1", "q2", "q3"}  # q4 has no relevant document: not a query to evaluate
+    ideal = 1 + 1 / math.log2(3)
+    assert per_q["q1"]["ndcg@10"] == pytest.approx((1 / math.log2(3) + 1 / math.log2(5)) / ideal)
+    assert per_q["q1"]["mrr@10"] == pytest.approx(0.5) and per_q["q1"]["recall@10"] == 1.0
+    assert per_q["q2"] == {"ndcg@10": 1.0, "recall@10": 1.0, "recall@100": 1.0, "mrr@10": 1.0}
+    assert per_q["q3"] == {"ndcg@10": 0.0, "recall@10": 0.0, "recall@100": 0.0, "mrr@10": 0.0}
+    m = metrics_from_run(qrels, run)
+    assert m["mrr@10"] == pytest.approx(1.5 / 3) and m["recall@100"] == pytest.approx(2 / 3)
+
+    rng = __import__("numpy").random.default_rng(0)
+    q, d = rng.normal(size=(5, 8)).astype("float32"), rng.normal(size=(300, 8)).astype("float32")
+    s, i = search(q, d, k=7, query_chunk=2, doc_chunk=64)  # blocked top-k equals a full sort
+    full = q @ d.T
+    assert (i == (-full).argsort(axis=1)[:, :7]).all() and s == pytest.approx(full[[[r] for r in range(5)], i])

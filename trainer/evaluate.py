@@ -79,9 +79,9 @@ def search(queries: np.ndarray, docs: np.ndarray, k: int = TOP_K, query_chunk: i
     return all_s, all_i
 
 
-def metrics_from_run(qrels: Qrels, run: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Mean nDCG@10, Recall@10, Recall@100, MRR@10 over the queries of ``qrels`` that have a relevant
-    document; a query missing from ``run`` counts as retrieving nothing (0 on every metric)."""
+def per_query_metrics(qrels: Qrels, run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """{query id: {"ndcg@10", "recall@10", "recall@100", "mrr@10"}} for every query of ``qrels`` that has
+    a relevant document; a query missing from ``run`` retrieves nothing (0 on every metric)."""
     import pytrec_eval
 
     qrels = {q: {d: int(s) for d, s in rels.items()} for q, rels in qrels.items() if any(s > 0 for s in rels.values())}
@@ -91,14 +91,20 @@ def metrics_from_run(qrels: Qrels, run: dict[str, dict[str, float]]) -> dict[str
     per_q = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.10", "recall.100"}).evaluate(run)
     top10 = {q: dict(sorted(docs.items(), key=lambda x: (-x[1], x[0]))[:10]) for q, docs in run.items()}
     rr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
-    n = len(qrels)
-    # pytrec_eval leaves out queries with an empty run; they score 0, so divide by all queries.
-    return {
-        "ndcg@10": sum(v["ndcg_cut_10"] for v in per_q.values()) / n,
-        "recall@10": sum(v["recall_10"] for v in per_q.values()) / n,
-        "recall@100": sum(v["recall_100"] for v in per_q.values()) / n,
-        "mrr@10": sum(v["recip_rank"] for v in rr.values()) / n,
-    }
+    # pytrec_eval leaves out queries with an empty run; they score 0.
+    out = {}
+    for q in qrels:
+        v, r = per_q.get(q, {}), rr.get(q, {})
+        out[q] = {"ndcg@10": v.get("ndcg_cut_10", 0.0), "recall@10": v.get("recall_10", 0.0),
+                  "recall@100": v.get("recall_100", 0.0), "mrr@10": r.get("recip_rank", 0.0)}
+    return out
+
+
+def metrics_from_run(qrels: Qrels, run: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Mean nDCG@10, Recall@10, Recall@100, MRR@10 over the queries of ``qrels`` that have a relevant
+    document; a query missing from ``run`` counts as retrieving nothing (0 on every metric)."""
+    per_q = per_query_metrics(qrels, run)
+    return {m: sum(v[m] for v in per_q.values()) / len(per_q) for m in METRICS}
 
 
 def retrieve(encoder: str, data: BeirData, cfg: EvalConfig, show_progress: bool = True,
