@@ -28,6 +28,9 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars; warnings
 def setup_logging(quiet: bool = False) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # one INFO line per HTTP request / model load drowns the stage logs
+    for noisy in ("httpx", "httpx2", "httpcore", "openai", "sentence_transformers", "faiss", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def stage_config(cls: type[C], config: Optional[Path], sets: Optional[list[str]], section: str, **flags: Any) -> C:
