@@ -1,0 +1,32 @@
+"""Write configs/default.yaml from the RunConfig defaults (run after adding a config field).
+
+    python3 scripts/write_default_config.py          # rewrites configs/default.yaml
+tests/test_config.py fails when the file and the defaults drift apart.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+from synth.config import RunConfig
+
+HEADER = """\
+# negforge run config: the bundled default (SciFact + SmolLM2-135M served locally + MiniLM).
+# Every field is optional; `negforge run configs/default.yaml --set mix.k=8` overrides one.
+# A stage command (negforge generate / verify / mine / mix / train / eval -c this-file) reads its
+# own section. Point generate.llm at any OpenAI-compatible server with base_url + model (API key
+# from the env var named by api_key_env), or set backend: vllm and model: <HF model dir>.
+# Regenerate with: python3 scripts/write_default_config.py
+"""
+
+
+def render() -> str:
+    return HEADER + yaml.safe_dump(RunConfig().model_dump(mode="json"), sort_keys=False)
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    out.write_text(render())
+    print(f"wrote {out}")
