@@ -157,12 +157,32 @@ class MarFlow:
     def _user(self, step: str, **variables: Any) -> list[dict[str, str]]:
         return [{"role": "user", "content": self.templates.render(step, **variables)}]
 
+    # -- the exact messages of each step (also what `negforge prompt render` shows) ---------------
+    def analyse_messages(self, r: Record) -> list[dict[str, str]]:
+        return self._user("analyse", query=r.query, positive=_clip(r.positives[0].full_text),
+                          attributes=dict(self.space.query_attributes), output_format=analysis_format(self.names))
+
+    def setting(self, r: Record, index: int, analysis: dict[str, str]) -> dict[str, Any]:
+        """The seeded controls of draft ``index``; the flip is drawn among the attributes the analysis found."""
+        found = [n for n in self.names if analysis.get(n)]
+        return sample_setting(self.cfg.seed, r.id, index, word_count(r.positives[0].text), found, self.space,
+                              self.max_words)
+
+    def generate_messages(self, r: Record, analysis: dict[str, str], setting: dict[str, Any]) -> list[dict[str, str]]:
+        return self._user("generate", query=r.query, positive=_clip(r.positives[0].full_text),
+                          analysis={n: analysis[n] for n in self.names if analysis.get(n)},
+                          key_fact=analysis.get("key_fact", ""), setting=setting,
+                          hints=describe_setting(setting, self.space), output_format=DraftReply.FORMAT)
+
+    def reflect_messages(self, r: Record, draft: str, setting: dict[str, Any], rnd: int) -> list[dict[str, str]]:
+        return self._user("reflect", query=r.query, positive=_clip(r.positives[0].full_text), draft=draft,
+                          setting=setting, hints=describe_setting(setting, self.space), round=rnd,
+                          output_format=ReflectionReply.FORMAT)
+
     # -- the steps -----------------------------------------------------------------------------
     def analyse(self, records: list[Record]) -> list[dict[str, str]]:
         fmt = analysis_format(self.names)
-        asks = [_Ask(self._user("analyse", query=r.query, positive=_clip(r.positives[0].full_text),
-                                attributes=dict(self.space.query_attributes), output_format=fmt),
-                     self.analysis_model, fmt) for r in records]
+        asks = [_Ask(self.analyse_messages(r), self.analysis_model, fmt) for r in records]
         self.ask("analyse", asks)
         out = []
         for a in asks:
@@ -176,16 +196,10 @@ class MarFlow:
     def write(self, records: list[Record], analyses: list[dict[str, str]]) -> list[_Draft]:
         drafts, asks = [], []
         for ri, (r, an) in enumerate(zip(records, analyses)):
-            found = [n for n in self.names if an.get(n)]
             for i in range(self.cfg.num_negatives):
-                setting = sample_setting(self.cfg.seed, r.id, i, word_count(r.positives[0].text), found,
-                                         self.space, self.max_words)
+                setting = self.setting(r, i, an)
                 drafts.append(_Draft(ri, i, setting))
-                asks.append(_Ask(self._user(
-                    "generate", query=r.query, positive=_clip(r.positives[0].full_text),
-                    analysis={n: an[n] for n in self.names if an.get(n)}, key_fact=an.get("key_fact", ""),
-                    setting=setting, hints=describe_setting(setting, self.space), output_format=DraftReply.FORMAT),
-                    DraftReply, DraftReply.FORMAT))
+                asks.append(_Ask(self.generate_messages(r, an, setting), DraftReply, DraftReply.FORMAT))
         self.summary.drafts += len(drafts)
         self.ask("generate", asks)
         for d, a in zip(drafts, asks):
@@ -199,10 +213,8 @@ class MarFlow:
 
     def reflect(self, records: list[Record], drafts: list[_Draft], rnd: int) -> None:
         open_ = [d for d in drafts if d.status == "pending"]
-        asks = [_Ask(self._user("reflect", query=records[d.rec].query, positive=_clip(records[d.rec].positives[0].full_text),
-                                draft=d.text, setting=d.setting, hints=describe_setting(d.setting, self.space),
-                                round=rnd, output_format=ReflectionReply.FORMAT),
-                     ReflectionReply, ReflectionReply.FORMAT) for d in open_]
+        asks = [_Ask(self.reflect_messages(records[d.rec], d.text, d.setting, rnd), ReflectionReply,
+                     ReflectionReply.FORMAT) for d in open_]
         self.ask("reflect", asks)
         last = rnd == self.cfg.reflection_rounds
         for d, a in zip(open_, asks):
