@@ -32,8 +32,9 @@ from .config import GenerateConfig
 from .errors import ConfigError
 from .io import RecordAppender
 from .job import JobSummary, run_batches, select_records
+from .params import GenParams
 from .parsing import (DraftReply, ParseError, ReflectionReply, analysis_format, analysis_model, parse_reply,
-                      reask_message)
+                      reask_message, reply_schema)
 from .schema import Negative, Provenance, Record, Source, Status, Verdict, normalise_text
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ class MarFlow:
                 return
             if attempt:
                 self.summary.reasks[step] += len(pending)
-            completions = self.backend.generate([a.conversation for a in pending], self.params)
+            completions = self.backend.generate([a.conversation for a in pending], self._params(pending[0].model))
             retry = []
             for a, c in zip(pending, completions):
                 if not c.ok:
@@ -153,6 +154,12 @@ class MarFlow:
             pending = retry
         for a in pending:
             log.debug("%s: giving up after %d re-asks: %s", step, self.cfg.max_reasks, a.error)
+
+    def _params(self, model: Any) -> GenParams:
+        """The job's params with this step's reply schema (only when JSON mode is on)."""
+        if not self.params.json_mode:
+            return self.params
+        return self.params.model_copy(update={"json_schema": reply_schema(model, self.names)})
 
     def _user(self, step: str, **variables: Any) -> list[dict[str, str]]:
         return [{"role": "user", "content": self.templates.render(step, **variables)}]

@@ -1,7 +1,7 @@
 """One generation-params object, validated at construction; each backend maps it in one place."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +18,9 @@ class GenParams(BaseModel):
     stop: list[str] = Field(default_factory=list, max_length=8)
     # Ask for a JSON object (OpenAI response_format / vLLM structured outputs) where supported.
     json_mode: bool = True
+    # With json_mode: the JSON schema the reply must follow (OpenAI ``json_schema`` response format,
+    # grammar-constrained on llama.cpp / vLLM). The generation flow sets it per step; None: any object.
+    json_schema: Optional[dict[str, Any]] = None
 
     def cache_key(self) -> str:
         return self.model_dump_json()

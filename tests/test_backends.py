@@ -53,6 +53,10 @@ def test_request_kwargs_maps_every_param_in_one_place():
                                                                   "max_tokens": 512, "seed": 5}
     with pytest.raises(ConfigError, match="n=3"):
         request_kwargs(GenParams(n=3))
+    schema = {"type": "object", "required": ["a"], "properties": {"a": {"type": "string"}}}
+    assert request_kwargs(GenParams(json_schema=schema))["response_format"] == {
+        "type": "json_schema", "json_schema": {"name": "reply", "schema": schema, "strict": False}}
+    assert "response_format" not in request_kwargs(GenParams(json_schema=schema, json_mode=False))
 
 
 def test_api_key_rules(monkeypatch):

@@ -266,7 +266,7 @@ def test_cli_generate_with_the_local_server(tiny_beir, local_server, tmp_path):
     args = ["generate", "--data", tiny_beir, "--out", out, "--limit", 2, "--quiet",
             "--set", f"llm.base_url={local_server.base_url}", "--set", "llm.concurrency=2",
             "--set", "llm.timeout_s=900", "--set", "llm.params.max_tokens=160", "--set", "num_negatives=1",
-            "--set", f"cache_dir={tmp_path / 'cache'}"]
+            "--set", "reflection_rounds=0", "--set", f"cache_dir={tmp_path / 'cache'}"]
     text = cli(*args)
     assert "2 selected, 0 already done, 2 generated" in text and "completion" in text
     got = read_records(out)
@@ -329,6 +329,10 @@ def test_faults_retry_succeed_and_junk_is_rejected_with_counts(tmp_path, monkeyp
         s = generate_records(records, c, tmp_path / "out.jsonl", show_progress=False)
         assert srv.count("429") == 1 and srv.count("500") == 1 and srv.count("hang") == 1
         assert srv.count("junk_body") == 2 and srv.count("junk_content") == 1
+        # each step sends its reply schema (json_schema response format), re-asks included
+        required = {tuple(b["response_format"]["json_schema"]["schema"]["required"]) for b in srv.requests}
+        assert ("passage", "reasoning") in required and ("reasoning", "decision", "reason") in required
+        assert len(required) == 3 and all(b["response_format"]["type"] == "json_schema" for b in srv.requests)
     got = {r.id: r for r in read_records(tmp_path / "out.jsonl")}
     assert list(got) == [f"q{i}" for i in range(6)]
     assert s.usage["retries"] == 3 and s.usage["failed"] == 2 and s.analysis_failed == 0

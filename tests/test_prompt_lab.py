@@ -125,7 +125,7 @@ def test_compare_two_template_sets_with_the_local_server(tmp_path, tiny_beir, lo
     text = cli("prompt", "compare", "mar", my_templates, "--sample", 2, "--out", out, "--data", tiny_beir, "--quiet",
                "--set", f"llm.base_url={local_server.base_url}", "--set", "llm.concurrency=2",
                "--set", "llm.timeout_s=900", "--set", "llm.params.max_tokens=160", "--set", "num_negatives=1",
-               "--set", f"cache_dir={tmp_path / 'cache'}")
+               "--set", "reflection_rounds=0", "--set", f"cache_dir={tmp_path / 'cache'}")
     assert "A (mar," in text and "B (terse," in text
     stats = json.loads((out / "compare.json").read_text())
     assert stats["A"]["template_hash"] != stats["B"]["template_hash"] and stats["B"]["template"] == "terse"

@@ -50,7 +50,13 @@ def request_kwargs(params: GenParams, json_mode: Optional[bool] = None) -> dict[
     if params.stop:
         kw["stop"] = list(params.stop)
     if params.json_mode if json_mode is None else json_mode:
-        kw["response_format"] = {"type": "json_object"}
+        if params.json_schema:
+            # strict=False: servers that constrain decoding (llama.cpp, vLLM) follow the schema anyway, and
+            # OpenAI accepts keywords (minLength, maxLength) that its strict mode refuses.
+            kw["response_format"] = {"type": "json_schema",
+                                     "json_schema": {"name": "reply", "schema": params.json_schema, "strict": False}}
+        else:
+            kw["response_format"] = {"type": "json_object"}
     return kw
 
 
