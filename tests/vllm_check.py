@@ -18,6 +18,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from synth.params import GenParams  # noqa: E402  (light: pydantic only)
 
 # Three conversations of clearly different lengths, so per-row prompt token counts pin the order.
 CONVERSATIONS = [
@@ -28,6 +32,14 @@ CONVERSATIONS = [
      {"role": "user", "content": "Write two sentences about how vaccines train the immune system to recognise "
                                  "a pathogen, and mention antibodies and memory cells."}],
 ]
+
+
+# The throughput batch, also sent to the xllamacpp server by tests/test_vllm_backend.py.
+BENCH_PARAMS = GenParams(temperature=0.7, max_tokens=128, seed=1, json_mode=False)
+
+
+def bench_conversations() -> list:
+    return [CONVERSATIONS[i % 3] for i in range(8)]
 
 
 def check(cond: bool, msg: str) -> None:
@@ -43,8 +55,6 @@ def expected_prompt_tokens(backend, conv) -> int:
 
 
 def run_checks(backend, report: dict) -> None:
-    from synth.params import GenParams
-
     greedy = GenParams(temperature=0.0, top_p=1.0, max_tokens=48, seed=0, json_mode=False)
 
     # 1. One batch: same length, same order, usage counted per row.
@@ -92,9 +102,8 @@ def run_checks(backend, report: dict) -> None:
     report["json_mode"] = {"texts": [r.text for r in js], "stopped_and_parsed": len(stopped)}
 
     # 5. Throughput: a batch of 8 sampled rows, 128 tokens each at most.
-    bench = [CONVERSATIONS[i % 3] for i in range(8)]
     t0 = time.perf_counter()
-    out = backend.generate(bench, GenParams(temperature=0.7, max_tokens=128, seed=1, json_mode=False))
+    out = backend.generate(bench_conversations(), BENCH_PARAMS)
     wall = time.perf_counter() - t0
     toks = sum(r.completion_tokens for r in out)
     check(all(r.ok for r in out), f"bench rows failed: {[r.error for r in out if not r.ok]}")
@@ -131,10 +140,8 @@ def main() -> int:
     ap.add_argument("--generate-config", help="GenerateConfig JSON (its llm section is replaced)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    sys.path.insert(0, str(ROOT))
     from synth.backends.vllm_backend import VLLMBackend
     from synth.config import LLMConfig
-    from synth.params import GenParams
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
