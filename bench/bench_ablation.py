@@ -57,18 +57,32 @@ def kept(r: Record, source: str) -> list:
             and n.verdict.status == Status.kept]
 
 
-def common_queries(records: list[Record]) -> tuple[list[Record], dict[str, int]]:
-    """The records with at least one kept negative of every source, and counts of why others were left out."""
+def common_queries(records: list[Record], fill: bool) -> tuple[list[Record], dict[str, int]]:
+    """The records to train every arm on, and counts: with ``fill``, all that have a kept negative of
+    some source; without, those that have one of every source."""
     counts = {"records": len(records)}
     for s in SOURCES:
         counts[f"with_kept_{s}"] = sum(1 for r in records if kept(r, s))
-    out = [r for r in records if all(kept(r, s) for s in SOURCES)]
+    test = any if fill else all
+    out = [r for r in records if test(kept(r, s) for s in SOURCES)]
     counts["used"] = len(out)
     return out, counts
 
 
-def arm_records(records: list[Record], arm: str, k: int, seed: int) -> list[Record]:
-    """Each record with exactly the negatives ``arm`` trains on (none for inbatch)."""
+def random_negative(r: Record, corpus, seed: int):
+    """A corpus document that is not a positive of ``r``, drawn with a (seed, record id) RNG."""
+    from synth.schema import Negative, Provenance
+
+    rng, pos = random.Random(f"{seed}:{r.id}:fill"), r.positive_ids()
+    while True:
+        doc = corpus.passage(corpus.ids[rng.randrange(len(corpus))])
+        if doc.doc_id not in pos:
+            return Negative(**doc.model_dump(), source=Source.random, provenance=Provenance(seed=seed))
+
+
+def arm_records(records: list[Record], arm: str, k: int, seed: int, corpus=None) -> list[Record]:
+    """Each record with exactly the negatives ``arm`` trains on (none for inbatch). With ``corpus``
+    (fill mode), a record without a negative of the arm's source gets one random corpus document."""
     out = []
     for r in records:
         if arm == "inbatch":
@@ -83,6 +97,8 @@ def arm_records(records: list[Record], arm: str, k: int, seed: int) -> list[Reco
                 i += 1
         else:
             negs = kept(r, arm)[:k]
+        if arm != "inbatch" and not negs and corpus is not None:
+            negs = [random_negative(r, corpus, seed)]
         out.append(r.model_copy(update={"negatives": negs}))
     return out
 
@@ -106,10 +122,16 @@ def run_arm(arm: str, records: list[Record], data, args, work: Path) -> dict:
     from trainer.evaluate import per_query_metrics, retrieve
 
     res_file = work / arm / "result.json"
+    keys = ("data", "split", "eval_max_seq_length") + (() if arm == "base" else (
+        "records", "fill", "negatives", "limit_queries", "epochs", "batch_size", "lr", "train_max_seq_length", "seed"))
+    setup = {k: getattr(args, k) for k in keys}
     if res_file.is_file() and not args.force:
-        log.info("%s: reusing %s", arm, res_file)
-        return json.loads(res_file.read_text())
-    out: dict = {"arm": arm, "label": LABELS[arm]}
+        old = json.loads(res_file.read_text())
+        if old.get("setup") == setup:
+            log.info("%s: reusing %s", arm, res_file)
+            return old
+        log.info("%s: %s was made with other settings; redoing it", arm, res_file)
+    out: dict = {"arm": arm, "label": LABELS[arm], "setup": setup}
     encoder = DEFAULT_ENCODER
     if arm != "base":
         from trainer.train import train_model
@@ -118,7 +140,9 @@ def run_arm(arm: str, records: list[Record], data, args, work: Path) -> dict:
         cfg = TrainConfig(loss="mnrl", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_ratio=0.1,
                           scale=20.0, max_seq_length=args.train_max_seq_length, num_hard_negatives=k,
                           max_positives=4, seed=args.seed, logging_steps=5, output_dir=str(work / arm / "model"))
-        res = train_model(arm_records(records, arm, args.negatives, args.seed), cfg, show_progress=False)
+        recs = arm_records(records, arm, args.negatives, args.seed, data.corpus if args.fill else None)
+        out["filled_random"] = sum(1 for r in recs if r.negatives and r.negatives[0].source == Source.random)
+        res = train_model(recs, cfg, show_progress=False)
         encoder = str(res.model_path)
         out["train"] = {"steps": res.steps, "examples": res.examples, "wall_s": res.wall_s,
                         "samples_per_s": res.samples_per_s, "columns": res.columns,
@@ -161,6 +185,9 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     ap.add_argument("--negatives", type=int, default=3, help="hard negatives per query (hybrid: sources in turn)")
+    ap.add_argument("--fill", action="store_true", help="train on every query with some kept negative; an arm "
+                    "whose source a query lacks gives it one random corpus document instead (default: only "
+                    "queries with a kept llm, bm25 and dense negative)")
     ap.add_argument("--limit-queries", type=int, default=None, help="train on the first N common queries only")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -179,11 +206,13 @@ def main() -> None:
     from synth.io import read_records
 
     rec_path = Path(args.records) if args.records else default_records()
-    records, counts = common_queries(read_records(rec_path))
+    args.records = str(rec_path)
+    trained = [a for a in args.arms if a != "base"]
+    records, counts = common_queries(read_records(rec_path), args.fill) if trained else ([], {"records": 0, "used": 0})
     if args.limit_queries:
         records = records[: args.limit_queries]
         counts["used"] = len(records)
-    if not records and any(a != "base" for a in args.arms):
+    if not records and trained:
         raise SystemExit(f"{rec_path}: no record has a kept negative from each of {', '.join(SOURCES)}: {counts}")
     data = load_beir(args.data, args.split)
     test_ids = set(data.qrels)
@@ -212,8 +241,11 @@ def main() -> None:
     cols = next((r["train"]["columns"] for r in results.values() if r["arm"] == "hybrid" and "train" in r), None)
     text = "\n".join([
         "# Ablation: which hard negatives help (SciFact, MiniLM-L6, MNRL)", "",
-        f"Records: `{meta['records']}`; training queries = those with a kept llm, bm25 and dense negative: "
-        f"{counts['used']} of {counts['records']} (kept llm: {counts.get('with_kept_llm')}, bm25: "
+        f"Records: `{meta['records']}`; training queries = "
+        + ("those with any kept negative; an arm whose source a query lacks gives it one random corpus document "
+           "(filled per arm: " + ", ".join(f"{a} {r['filled_random']}" for a, r in results.items() if "filled_random" in r)
+           + "): " if args.fill else "those with a kept llm, bm25 and dense negative: ")
+        + f"{counts['used']} of {counts['records']} (kept llm: {counts.get('with_kept_llm')}, bm25: "
         f"{counts.get('with_kept_bm25')}, dense: {counts.get('with_kept_dense')}). Every trained arm: same queries "
         f"and rows, MNRL scale 20, {args.epochs} epoch, batch {args.batch_size}, lr {args.lr}, warm-up 0.1, seed "
         f"{args.seed}, train max_seq_length {args.train_max_seq_length}, {args.negatives} hard negatives per query "
