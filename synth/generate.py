@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,7 +198,17 @@ class MarFlow:
                 self.summary.analysis_failed += 1
                 out.append({})
             else:
-                out.append({k: v for k, v in a.value.model_dump().items() if v})
+                out.append(self._clean_analysis(a.value.model_dump()))
+        return out
+
+    def _clean_analysis(self, values: dict[str, str]) -> dict[str, str]:
+        """Drop filler a weak model writes instead of an attribute: an attribute's name or description copied
+        back (SmolLM2-135M answered "The main subject" for most fields), or one value pasted into 3+ fields."""
+        filler = {normalise_text(x) for x in [*self.space.query_attributes, *self.space.query_attributes.values()]}
+        counts = Counter(normalise_text(v) for k, v in values.items() if k != "key_fact" and v)
+        out = {k: v for k, v in values.items()
+               if v and normalise_text(v) not in filler and (k == "key_fact" or counts[normalise_text(v)] < 3)}
+        self.summary.analysis_filler += sum(1 for v in values.values() if v) - len(out)
         return out
 
     def write(self, records: list[Record], analyses: list[dict[str, str]]) -> list[_Draft]:

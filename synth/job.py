@@ -57,6 +57,7 @@ class JobSummary:
     status: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
     analysis_failed: int = 0  # analyse replies that never parsed (the drafts go on without an analysis)
+    analysis_filler: int = 0  # analysis values dropped as filler (an attribute's description copied back, ...)
     reasks: Counter = field(default_factory=Counter)  # per step
     revisions: int = 0  # drafts rewritten by the reflection step
     repaired: int = 0  # replies cut off at max_tokens, closed and trimmed to a full sentence
@@ -67,7 +68,7 @@ class JobSummary:
         return {"out_path": self.out_path, "records_total": self.records_total,
                 "records_skipped": self.records_skipped, "records_done": self.records_done, "drafts": self.drafts,
                 "status": dict(sorted(self.status.items())), "reasons": dict(sorted(self.reasons.items())),
-                "analysis_failed": self.analysis_failed, "reasks": dict(sorted(self.reasks.items())),
+                "analysis_failed": self.analysis_failed, "analysis_filler": self.analysis_filler, "reasks": dict(sorted(self.reasks.items())),
                 "revisions": self.revisions, "repaired": self.repaired, "usage": self.usage,
                 "wall_s": round(self.wall_s, 3)}
 
@@ -84,7 +85,7 @@ class JobSummary:
             ("reasons", ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items())) or "-"),
             ("re-asks", ", ".join(f"{k} {v}" for k, v in sorted(self.reasks.items())) or "0"),
             ("other", f"{self.revisions} revised, {self.repaired} cut-off replies repaired, "
-                      f"{self.analysis_failed} analyses failed"),
+                      f"{self.analysis_failed} analyses failed, {self.analysis_filler} filler analysis values dropped"),
             ("tokens", f"{u.get('prompt_tokens', 0):,} prompt + {u.get('completion_tokens', 0):,} completion; "
                        f"{u.get('calls', 0)} calls ({u.get('cached', 0)} cached, {u.get('failed', 0)} failed); "
                        f"cost {u.get('cost', 0.0):.4f}"),

@@ -153,6 +153,17 @@ def test_provenance_on_every_llm_negative(tmp_path):
     assert not copies_positive(r.negatives[0].text, r) and copies_positive(POSITIVE, r)
 
 
+def test_filler_in_the_analysis_is_dropped(tmp_path):
+    filler = json.dumps({"topic": "The main subject", "entities": "vitamin D", "intent": "x y", "time": "x y",
+                         "place": "x y", "quantity": "quantity", "key_fact": "it cut influenza by 40%"})
+    backend = ScriptedBackend(lambda conv: filler if step(conv) == "analyse" else mar_reply(conv))
+    s = generate_records([rec(0)], cfg(num_negatives=3), tmp_path / "o.jsonl", show_progress=False, backend=backend)
+    (r,) = read_records(tmp_path / "o.jsonl")
+    assert r.meta["llm_analysis"] == {"entities": "vitamin D", "key_fact": "it cut influenza by 40%"}
+    assert s.analysis_filler == 5 and "5 filler analysis values dropped" in s.table()
+    assert all(n.provenance.attributes["flip"] == "entities" for n in r.negatives)  # the one real attribute
+
+
 def test_backend_failures_and_template_errors(tmp_path):
     backend = ScriptedBackend(lambda conv: RuntimeError("boom") if step(conv) == "generate" else mar_reply(conv))
     s = generate_records([rec(0)], cfg(), tmp_path / "o.jsonl", show_progress=False, backend=backend)
