@@ -57,6 +57,7 @@ class GenerateConfig(_Cfg):
     num_negatives: int = Field(2, ge=1, le=32)  # drafts per (query, positive)
     reflection_rounds: int = Field(1, ge=0, le=5)
     max_reasks: int = Field(1, ge=0, le=5)  # re-asks with the validation error before rejecting
+    max_prompt_words: int = Field(300, ge=20)  # the positive is cut to this many words in the prompts
     seed: int = 0
     cache_dir: Optional[str] = ".cache/negforge/llm"  # None disables the on-disk cache
     limit: Optional[int] = Field(None, ge=1)  # first N records only (None: all)

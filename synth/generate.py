@@ -41,7 +41,6 @@ from .schema import Negative, Provenance, Record, Source, Status, Verdict, norma
 log = logging.getLogger(__name__)
 
 STEPS = ("analyse", "generate", "reflect")
-MAX_PROMPT_WORDS = 300  # the positive is cut to this many words in prompts
 COPY_NGRAM, COPY_SHARE = 8, 0.5  # a draft sharing >= half its word 8-grams with a positive copies it
 
 
@@ -111,7 +110,7 @@ def copies_positive(text: str, record: Record) -> bool:
     return False
 
 
-def _clip(text: str, words: int = MAX_PROMPT_WORDS) -> str:
+def _clip(text: str, words: int) -> str:
     parts = text.split()
     return text if len(parts) <= words else " ".join(parts[:words]) + " ..."
 
@@ -162,12 +161,15 @@ class MarFlow:
             return self.params
         return self.params.model_copy(update={"json_schema": reply_schema(model, self.names)})
 
+    def _positive(self, r: Record) -> str:
+        return _clip(r.positives[0].full_text, self.cfg.max_prompt_words)
+
     def _user(self, step: str, **variables: Any) -> list[dict[str, str]]:
         return [{"role": "user", "content": self.templates.render(step, **variables)}]
 
     # -- the exact messages of each step (also what `negforge prompt render` shows) ---------------
     def analyse_messages(self, r: Record) -> list[dict[str, str]]:
-        return self._user("analyse", query=r.query, positive=_clip(r.positives[0].full_text),
+        return self._user("analyse", query=r.query, positive=self._positive(r),
                           attributes=dict(self.space.query_attributes), output_format=analysis_format(self.names))
 
     def setting(self, r: Record, index: int, analysis: dict[str, str]) -> dict[str, Any]:
@@ -177,13 +179,13 @@ class MarFlow:
                               self.max_words)
 
     def generate_messages(self, r: Record, analysis: dict[str, str], setting: dict[str, Any]) -> list[dict[str, str]]:
-        return self._user("generate", query=r.query, positive=_clip(r.positives[0].full_text),
+        return self._user("generate", query=r.query, positive=self._positive(r),
                           analysis={n: analysis[n] for n in self.names if analysis.get(n)},
                           key_fact=analysis.get("key_fact", ""), setting=setting,
                           hints=describe_setting(setting, self.space), output_format=DraftReply.FORMAT)
 
     def reflect_messages(self, r: Record, draft: str, setting: dict[str, Any], rnd: int) -> list[dict[str, str]]:
-        return self._user("reflect", query=r.query, positive=_clip(r.positives[0].full_text), draft=draft,
+        return self._user("reflect", query=r.query, positive=self._positive(r), draft=draft,
                           setting=setting, hints=describe_setting(setting, self.space), round=rnd,
                           output_format=ReflectionReply.FORMAT)
 

@@ -178,7 +178,7 @@ def test_real_run_through_the_local_server(tiny_beir, local_server, tmp_path):
     from synth.data import load_beir, records_from_beir
 
     records = records_from_beir(load_beir(tiny_beir, "train"), 3)
-    c = cfg(num_negatives=1, llm=LLMConfig(base_url=local_server.base_url, model="SmolLM2-135M-Instruct",
+    c = cfg(num_negatives=1, max_prompt_words=80, llm=LLMConfig(base_url=local_server.base_url, model="SmolLM2-135M-Instruct",
                                            concurrency=2, timeout_s=900,
                                            params=GenParams(max_tokens=200, temperature=0.7, seed=0)))
     out = tmp_path / "gen.jsonl"
@@ -277,7 +277,7 @@ def test_cli_generate_with_the_local_server(tiny_beir, local_server, tmp_path):
     args = ["generate", "--data", tiny_beir, "--out", out, "--limit", 2, "--quiet",
             "--set", f"llm.base_url={local_server.base_url}", "--set", "llm.concurrency=2",
             "--set", "llm.timeout_s=900", "--set", "llm.params.max_tokens=160", "--set", "num_negatives=1",
-            "--set", "reflection_rounds=0", "--set", f"cache_dir={tmp_path / 'cache'}"]
+            "--set", "reflection_rounds=0", "--set", "max_prompt_words=80", "--set", f"cache_dir={tmp_path / 'cache'}"]
     text = cli(*args)
     assert "2 selected, 0 already done, 2 generated" in text and "completion" in text
     got = read_records(out)

@@ -65,6 +65,9 @@ def test_render_prints_the_exact_messages_the_job_sends(tiny_beir, my_templates)
     # the user's own folder: the edit shows, under its own hash
     out = cli("prompt", "render", "terse_generate", "--example", 2, "--data", tiny_beir, "--template-dir", my_templates)
     assert "in plain words, one short paragraph" in out and TemplateSet("terse", str(my_templates)).hash in out
+    out = cli("prompt", "render", "analyse", "--example", 2, "--data", tiny_beir, "--set", "max_prompt_words=20")
+    words = rec.positives[0].full_text.split()
+    assert "Relevant passage: " + " ".join(words[:20]) + " ...\n" in out and " ".join(words[:21]) not in out
     res = CliRunner().invoke(app, ["prompt", "render", "mar", "--example", 99, "--data", str(tiny_beir)])
     assert res.exit_code == 2 and "out of range" in res.output
 
@@ -125,7 +128,8 @@ def test_compare_two_template_sets_with_the_local_server(tmp_path, tiny_beir, lo
     text = cli("prompt", "compare", "mar", my_templates, "--sample", 2, "--out", out, "--data", tiny_beir, "--quiet",
                "--set", f"llm.base_url={local_server.base_url}", "--set", "llm.concurrency=2",
                "--set", "llm.timeout_s=900", "--set", "llm.params.max_tokens=160", "--set", "num_negatives=1",
-               "--set", "reflection_rounds=0", "--set", f"cache_dir={tmp_path / 'cache'}")
+               "--set", "reflection_rounds=0", "--set", "max_prompt_words=80",
+               "--set", f"cache_dir={tmp_path / 'cache'}")
     assert "A (mar," in text and "B (terse," in text
     stats = json.loads((out / "compare.json").read_text())
     assert stats["A"]["template_hash"] != stats["B"]["template_hash"] and stats["B"]["template"] == "terse"
