@@ -101,6 +101,18 @@ def run_checks(backend, report: dict) -> None:
     check(all(r.ok and r.text.lstrip().startswith(("{", "[")) for r in js), f"json_mode rows: {js}")
     report["json_mode"] = {"texts": [r.text for r in js], "stopped_and_parsed": len(stopped)}
 
+    # 4b. A JSON schema: every row that stopped is an object with the required key, of the schema's type.
+    schema = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 120}},
+              "required": ["answer"], "additionalProperties": False}
+    sj = backend.generate(CONVERSATIONS, GenParams(temperature=0.0, max_tokens=96, seed=0, json_schema=schema))
+    done = [r for r in sj if r.finish_reason == "stop"]
+    check(bool(done), f"json_schema: no row finished within 96 tokens: {sj}")
+    for r in done:
+        obj = json.loads(r.text)
+        check(isinstance(obj, dict) and set(obj) == {"answer"} and isinstance(obj["answer"], str),
+              f"json_schema row does not follow the schema: {r.text!r}")
+    report["json_schema"] = {"texts": [r.text for r in sj], "stopped_and_valid": len(done)}
+
     # 5. Throughput: a batch of 8 sampled rows, 128 tokens each at most.
     t0 = time.perf_counter()
     out = backend.generate(bench_conversations(), BENCH_PARAMS)

@@ -50,12 +50,13 @@ CPU_KV_CACHE_BYTES = 1 << 30  # on CPU without a setting, vLLM would claim most 
 _FAILED_FINISH = {"abort", "error"}
 
 
-def sampling_kwargs(params: GenParams, json_mode: Optional[bool] = None) -> dict[str, Any]:
+def sampling_kwargs(params: GenParams, json_mode: Optional[bool] = None, use_schema: bool = True) -> dict[str, Any]:
     """GenParams -> ``vllm.SamplingParams`` keywords; the one place they are mapped.
 
-    ``max_tokens`` is always set (vLLM's default of 16 truncates JSON). JSON mode is the plain
-    ``{"json_object": True}`` constraint under ``structured_outputs``; :func:`build_sampling_params`
-    turns it into the installed vLLM's class (or drops it with a warning).
+    ``max_tokens`` is always set (vLLM's default of 16 truncates JSON). JSON mode is a constraint
+    under ``structured_outputs``: ``{"json": params.json_schema}`` when the step gives a schema (with
+    ``use_schema``), else ``{"json_object": True}``; :func:`build_sampling_params` turns it into the
+    installed vLLM's class (or drops it with a warning).
     """
     if params.n != 1:
         raise ConfigError(f"params.n={params.n}: the vllm backend returns one completion per conversation; "
@@ -67,17 +68,18 @@ def sampling_kwargs(params: GenParams, json_mode: Optional[bool] = None) -> dict
     if params.stop:
         kw["stop"] = list(params.stop)
     if params.json_mode if json_mode is None else json_mode:
-        kw["structured_outputs"] = {"json_object": True}
+        schema = getattr(params, "json_schema", None) if use_schema else None
+        kw["structured_outputs"] = {"json": schema} if schema else {"json_object": True}
     return kw
 
 
-def build_sampling_params(params: GenParams, json_mode: Optional[bool] = None) -> Any:
+def build_sampling_params(params: GenParams, json_mode: Optional[bool] = None, use_schema: bool = True) -> Any:
     """A ``vllm.SamplingParams`` from :func:`sampling_kwargs`, for the installed vLLM's API:
     ``StructuredOutputsParams`` (vLLM >= 0.11), ``GuidedDecodingParams`` (older), or no constraint."""
     import vllm
     from vllm import sampling_params as sp_mod
 
-    kw = sampling_kwargs(params, json_mode)
+    kw = sampling_kwargs(params, json_mode, use_schema)
     constraint = kw.pop("structured_outputs", None)
     if constraint is not None:
         if hasattr(sp_mod, "StructuredOutputsParams"):
@@ -159,7 +161,9 @@ class VLLMBackend:
         self.model = kwargs["model"]
         self.engine_kwargs = kwargs
         self.usage = Usage.from_config(cfg)
-        self._json_ok = True  # False once the engine refused structured outputs (remembered for the job)
+        # Set to False once the engine refused a JSON schema / any structured output (for the job).
+        self._schema_ok = True
+        self._json_ok = True
         t0 = time.perf_counter()
         try:
             self._llm: Any = vllm.LLM(**kwargs)
@@ -205,16 +209,21 @@ class VLLMBackend:
         if self._llm is None:
             raise BackendError("the vllm backend is closed")
         use_json = params.json_mode and self._json_ok
-        sp = build_sampling_params(params, use_json)
+        use_schema = use_json and bool(params.json_schema) and self._schema_ok
+        sp = build_sampling_params(params, use_json, use_schema)
         try:
             outputs = self._llm.chat(conversations, sp, use_tqdm=False)
             self.usage.add(requests=len(conversations))
             return [to_completion(o) for o in outputs]
         except Exception as e:
             if use_json and _is_structured_output_error(e):
-                self._json_ok = False
-                log.warning("vLLM refused structured outputs (%s); generating the rest of this job without "
-                            "a JSON constraint", describe(e))
+                if use_schema:
+                    self._schema_ok = False
+                    what = "the JSON schema; constraining the rest of this job to any JSON object"
+                else:
+                    self._json_ok = False
+                    what = "structured outputs; generating the rest of this job without a JSON constraint"
+                log.warning("vLLM refused %s (%s)", what, describe(e))
                 return self._batch(conversations, params)
             log.warning("vLLM refused the batch (%s); adding its %d rows one by one", describe(e),
                         len(conversations))
