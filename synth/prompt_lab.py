@@ -47,8 +47,8 @@ def resolve_set(spec: str, template_dir: Optional[str] = None) -> tuple[str, Opt
         from . import templates
 
         have = set(templates.available(path))
-        sets = sorted({n.rsplit("_", 1)[0] for n in have if "_" in n}
-                      & {n.rsplit("_", 1)[0] for n in have if all(f"{n.rsplit('_', 1)[0]}_{s}" in have for s in STEPS)})
+        sets = sorted({n.rsplit("_", 1)[0] for n in have
+                       if "_" in n and all(f"{n.rsplit('_', 1)[0]}_{s}" in have for s in STEPS)})
         if len(sets) != 1:
             raise ConfigError(f"{path}: expected one complete template set (<name>_analyse/_generate/_reflect"
                               f".jinja2), found {', '.join(sets) or 'none'}; pass NAME with --template-dir {path}")
