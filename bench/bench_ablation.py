@@ -103,6 +103,48 @@ def arm_records(records: list[Record], arm: str, k: int, seed: int, corpus=None)
     return out
 
 
+def sample_corpus(data, size: int, seed: int):
+    """``data`` with its corpus cut to every document relevant to its qrels plus random others up to
+    ``size`` (seeded): a cheaper, easier evaluation (metrics are higher than on the full corpus)."""
+    from synth.data import BeirData, Corpus
+
+    keep = {d for rels in data.qrels.values() for d, s in rels.items() if s > 0 and d in data.corpus}
+    others = [d for d in data.corpus.ids if d not in keep]
+    random.Random(seed).shuffle(others)
+    keep.update(others[: max(0, size - len(keep))])
+    rows = [i for i, d in enumerate(data.corpus.ids) if d in keep]
+    c = data.corpus
+    return BeirData(corpus=Corpus(ids=[c.ids[i] for i in rows], titles=[c.titles[i] for i in rows],
+                                  texts=[c.texts[i] for i in rows]), queries=data.queries, qrels=data.qrels)
+
+
+def mine_own(n: int, args, llm_from: Path | None) -> tuple[list[Record], str]:
+    """Stand-in input when the pipeline's verified records are not there: the first ``n`` train queries
+    with 8 BM25 + 8 dense negatives each (ranks 0-50, labelled positives excluded by the miner; marked
+    kept without the embedding verifier) plus the kept LLM negatives of ``llm_from`` for the same queries."""
+    from mixers.mine import mine_records
+    from synth.config import MineConfig
+    from synth.data import load_beir, records_from_beir
+    from synth.io import read_records
+    from synth.schema import Verdict
+
+    data = load_beir(args.data, "train")
+    recs = records_from_beir(data, n)
+    sources = ["bm25"] + (["dense"] if {"dense", "hybrid"} & set(args.arms) else [])
+    cfg = MineConfig(sources=sources, num_negatives=8, cache_dir=str(ROOT / ".cache/negforge/embeddings"))
+    recs, report = mine_records(recs, data.corpus, cfg, data.qrels, show_progress=False)
+    log.info("mined: %s", report.to_dict())
+    llm = {}
+    if llm_from is not None and llm_from.is_file():
+        llm = {r.id: kept(r, "llm") for r in read_records(llm_from)}
+    v = Verdict(status=Status.kept, rule="miner", reason="labelled positives excluded by the miner")
+    out = [r.model_copy(update={"negatives": [n.model_copy(update={"verdict": v}) for n in r.negatives]
+                                + llm.get(r.id, [])}) for r in recs]
+    desc = (f"mined here (first {n} train queries: BM25 (+ dense when those arms run) top 8 in ranks 0-50; "
+            f"LLM negatives from {llm_from if llm else 'nowhere'})")
+    return out, desc
+
+
 def bootstrap_diff(a: dict[str, float], b: dict[str, float], n: int, seed: int) -> dict[str, float]:
     """Mean of a - b over the shared queries and a paired bootstrap 95% interval."""
     import numpy as np
@@ -122,8 +164,8 @@ def run_arm(arm: str, records: list[Record], data, args, work: Path) -> dict:
     from trainer.evaluate import per_query_metrics, retrieve
 
     res_file = work / arm / "result.json"
-    keys = ("data", "split", "eval_max_seq_length") + (() if arm == "base" else (
-        "records", "fill", "negatives", "limit_queries", "epochs", "batch_size", "lr", "train_max_seq_length", "seed"))
+    keys = ("data", "split", "eval_max_seq_length", "eval_corpus") + (() if arm == "base" else (
+        "records", "fill", "mine_queries", "negatives", "limit_queries", "epochs", "batch_size", "lr", "train_max_seq_length", "seed"))
     setup = {k: getattr(args, k) for k in keys}
     if res_file.is_file() and not args.force:
         old = json.loads(res_file.read_text())
@@ -188,12 +230,16 @@ def main() -> None:
     ap.add_argument("--fill", action="store_true", help="train on every query with some kept negative; an arm "
                     "whose source a query lacks gives it one random corpus document instead (default: only "
                     "queries with a kept llm, bm25 and dense negative)")
+    ap.add_argument("--mine-queries", type=int, default=None, help="no verified records: mine BM25 + dense "
+                    "negatives here for the first N train queries (LLM negatives from --records if it exists)")
     ap.add_argument("--limit-queries", type=int, default=None, help="train on the first N common queries only")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--train-max-seq-length", type=int, default=128)
     ap.add_argument("--eval-max-seq-length", type=int, default=256)
+    ap.add_argument("--eval-corpus", type=int, default=None, help="evaluate on the relevant documents + random "
+                    "others up to N (default: the full corpus)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bootstrap", type=int, default=2000)
     ap.add_argument("--work", default=str(ROOT / "runs/ablation_bench"))
@@ -208,13 +254,20 @@ def main() -> None:
     rec_path = Path(args.records) if args.records else default_records()
     args.records = str(rec_path)
     trained = [a for a in args.arms if a != "base"]
-    records, counts = common_queries(read_records(rec_path), args.fill) if trained else ([], {"records": 0, "used": 0})
+    if args.mine_queries and trained:
+        mined, desc = mine_own(args.mine_queries, args, rec_path)
+        args.records = desc
+        records, counts = common_queries(mined, args.fill)
+    else:
+        records, counts = common_queries(read_records(rec_path), args.fill) if trained else ([], {"records": 0, "used": 0})
     if args.limit_queries:
         records = records[: args.limit_queries]
         counts["used"] = len(records)
     if not records and trained:
         raise SystemExit(f"{rec_path}: no record has a kept negative from each of {', '.join(SOURCES)}: {counts}")
     data = load_beir(args.data, args.split)
+    if args.eval_corpus:
+        data = sample_corpus(data, args.eval_corpus, args.seed)
     test_ids = set(data.qrels)
     assert not test_ids & {r.id for r in records}, "training queries overlap the evaluation qrels"
     work = Path(args.work)
@@ -233,7 +286,7 @@ def main() -> None:
             if ref in results and ref != arm:
                 r[f"vs_{ref}"] = bootstrap_diff(r["per_query_ndcg@10"], results[ref]["per_query_ndcg@10"],
                                                 args.bootstrap, args.seed)
-    meta = {"records": str(rec_path), "queries": counts, "args": {k: v for k, v in vars(args).items()},
+    meta = {"records": args.records, "queries": counts, "args": {k: v for k, v in vars(args).items()},
             "test_queries": len(next(iter(results.values()))["per_query_ndcg@10"]) if results else 0,
             "wall_s_this_invocation": round(time.perf_counter() - t0, 1), "loadavg": os.getloadavg()}
     cmd = "python bench/bench_ablation.py " + " ".join(sys.argv[1:])
@@ -249,8 +302,10 @@ def main() -> None:
         f"{counts.get('with_kept_bm25')}, dense: {counts.get('with_kept_dense')}). Every trained arm: same queries "
         f"and rows, MNRL scale 20, {args.epochs} epoch, batch {args.batch_size}, lr {args.lr}, warm-up 0.1, seed "
         f"{args.seed}, train max_seq_length {args.train_max_seq_length}, {args.negatives} hard negatives per query "
-        "(in-batch: none). Evaluation: full corpus, "
-        f"{args.split} qrels ({meta['test_queries']} queries), max_seq_length {args.eval_max_seq_length}. "
+        "(in-batch: none). Evaluation: "
+        + (f"SAMPLED corpus ({len(data.corpus)} docs: every test-relevant one + random others; easier than the "
+           "full corpus), " if args.eval_corpus else "full corpus, ")
+        + f"{args.split} qrels ({meta['test_queries']} queries), max_seq_length {args.eval_max_seq_length}. "
         f"Δ: paired bootstrap ({args.bootstrap} resamples) over test queries.", "",
         table, "",
         f"Hybrid arm columns: {cols}" if cols else "", "",
