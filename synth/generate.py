@@ -88,7 +88,8 @@ class _Draft:
     setting: dict[str, Any]
     text: str = ""
     reasoning: str = ""
-    status: str = "pending"  # pending -> kept | dropped | rejected
+    status: str = "pending"  # pending -> kept | dropped (on the record, rejected verdict) | rejected (left out)
+    rule: str = ""  # why dropped: "reflection" or "meta_text"
     reason: str = ""
     rounds: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -108,6 +109,17 @@ def copies_positive(text: str, record: Record) -> bool:
         if mine and len(mine & _ngrams(p.full_text, COPY_NGRAM)) >= COPY_SHARE * len(mine):
             return True
     return False
+
+
+# A passage that talks about the task instead of a study: SmolLM2-135M wrote "The passage is hard yet does
+# not answer the query." for most drafts of 6 SciFact queries; no abstract says these things.
+META_PHRASES = ("<the passage>", "the query", "hard negative", "json", "this passage", "the passage is",
+                "the relevant passage")
+
+
+def talks_about_the_task(text: str) -> bool:
+    low = " ".join(text.lower().split())
+    return any(p in low for p in META_PHRASES)
 
 
 def _clip(text: str, words: int) -> str:
@@ -248,7 +260,8 @@ class MarFlow:
             if v.decision == "keep":
                 d.status = "kept"
             elif v.decision == "drop":
-                d.status, d.reason = "dropped", v.reason or "the reflection step dropped it (no reason given)"
+                d.status, d.rule = "dropped", "reflection"
+                d.reason = v.reason or "the reflection step dropped it (no reason given)"
             else:
                 self.summary.revisions += 1
                 d.text = v.passage or d.text
@@ -261,7 +274,9 @@ class MarFlow:
         self.summary.reasons[reason] += 1
 
     def _check(self, d: _Draft, record: Record, drafts: list[_Draft]) -> None:
-        if copies_positive(d.text, record):
+        if talks_about_the_task(d.text):  # kept on the record, rejected: visible in reports, never mixed
+            d.status, d.rule, d.reason = "dropped", "meta_text", "the passage talks about the task, not a study"
+        elif copies_positive(d.text, record):
             self._reject(d, "copies_positive", "")
         elif any(o is not d and o.rec == d.rec and o.status != "rejected" and o.text
                  and normalise_text(o.text) == normalise_text(d.text) for o in drafts):
@@ -280,7 +295,7 @@ class MarFlow:
                 d.status = "kept"
             self.summary.status[d.status] += 1
             if d.status == "dropped":
-                self.summary.reasons["reflection_drop"] += 1
+                self.summary.reasons["reflection_drop" if d.rule == "reflection" else d.rule] += 1
         self.summary.records_done += len(records)
         return [self._finish(r, an, [d for d in drafts if d.rec == ri])
                 for ri, (r, an) in enumerate(zip(records, analyses))]
@@ -296,7 +311,7 @@ class MarFlow:
                               attributes={**d.setting, "flip_value": analysis.get(flip, "")}, seed=self.cfg.seed,
                               rounds=d.rounds, extra={"index": d.index, "reasoning": d.reasoning,
                                                       "reflection": d.history})
-            verdict = Verdict(status=Status.rejected, rule="reflection", reason=d.reason) if d.status == "dropped" else None
+            verdict = Verdict(status=Status.rejected, rule=d.rule, reason=d.reason) if d.status == "dropped" else None
             out.negatives.append(Negative(text=d.text, source=Source.llm, provenance=prov, verdict=verdict))
         return out
 

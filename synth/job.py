@@ -46,7 +46,8 @@ def select_records(records: Sequence[Record], limit: Optional[int] = None, shard
 @dataclass
 class JobSummary:
     """What one generation job did. ``status`` counts drafts: kept (on the record, awaiting
-    verification), dropped (the reflection step said drop: on the record with a rejected verdict)
+    verification), dropped (the reflection step said drop, or the text talks about the task: on the
+    record with a rejected verdict)
     and rejected (no usable passage: not on the record); ``reasons`` says why per draft."""
 
     out_path: str = ""
@@ -80,7 +81,7 @@ class JobSummary:
         rows = [
             ("records", f"{self.records_total} selected, {self.records_skipped} already done, "
                         f"{self.records_done} generated"),
-            ("drafts", f"{self.drafts}: {st['kept']} kept, {st['dropped']} dropped by reflection, "
+            ("drafts", f"{self.drafts}: {st['kept']} kept, {st['dropped']} dropped (on the record, rejected), "
                        f"{st['rejected']} rejected"),
             ("reasons", ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items())) or "-"),
             ("re-asks", ", ".join(f"{k} {v}" for k, v in sorted(self.reasks.items())) or "0"),

@@ -98,27 +98,28 @@ class Trial:
     template_hash: str
     records: list[Record]  # generated, then scored by the verifiers (verdict = the verifiers')
     summary: JobSummary
+    dropped: dict[tuple[str, Any], str]  # (record id, draft index) -> what the flow said (reflection, meta_text)
 
     def stats(self) -> dict[str, Any]:
         s, negs = self.summary, [n for r in self.records for n in r.negatives_from(Source.llm)]
         gaps = [n.scores[k + "_pos"] - n.scores[k] for n in negs for k in ("embedding",) if k in n.scores]
         kept = [n for n in negs if n.kept]
-        usable = [n for n in kept if not _reflection_dropped(n)]
+        usable = [n for r in self.records for n in r.negatives_from(Source.llm)
+                  if n.kept and _key(r, n) not in self.dropped]
         return {"records": len(self.records), "drafts": s.drafts,
                 "parse_failures": s.reasons.get("parse_error", 0) + s.reasons.get("reflect_parse_error", 0),
                 "analyses_failed": s.analysis_failed, "reasks": sum(s.reasks.values()),
                 "rejected_other": sum(v for k, v in s.reasons.items()
-                                      if k not in ("parse_error", "reflect_parse_error", "reflection_drop")),
-                "reflection_dropped": s.status.get("dropped", 0), "negatives": len(negs),
+                                      if k not in ("parse_error", "reflect_parse_error", "reflection_drop", "meta_text")),
+                "dropped": s.status.get("dropped", 0), "negatives": len(negs),
                 "verifier_kept": len(kept), "verifier_kept_rate": round(len(kept) / len(negs), 3) if negs else 0.0,
                 "usable": len(usable), "usable_per_draft": round(len(usable) / s.drafts, 3) if s.drafts else 0.0,
                 "mean_score_gap": round(statistics.fmean(gaps), 4) if gaps else None,
                 "completion_tokens": s.usage.get("completion_tokens", 0), "wall_s": round(s.wall_s, 1)}
 
 
-def _reflection_dropped(n: Any) -> bool:
-    hist = n.provenance.extra.get("reflection") or []
-    return bool(hist) and hist[-1].get("decision") == "drop"
+def _key(r: Record, n: Any) -> tuple[str, Any]:
+    return r.id, n.provenance.extra.get("index")
 
 
 def run_trial(records: list[Record], cfg: GenerateConfig, out_dir: Path, backend: Any, label: str,
@@ -133,27 +134,30 @@ def run_trial(records: list[Record], cfg: GenerateConfig, out_dir: Path, backend
     path.unlink(missing_ok=True)  # a trial is always fresh (the LLM cache makes a rerun cheap)
     summary = generate_records(records, cfg, path, show_progress=show_progress, backend=backend)
     generated = read_records(path)
-    # the reflection's verdict stays in provenance; the verifiers judge every negative afresh
+    # the flow's own drops (reflection, meta text) are remembered; the verifiers judge every negative afresh
+    dropped = {}
     for r in generated:
         for n in r.negatives:
+            if n.verdict is not None:
+                dropped[_key(r, n)] = f"{n.verdict.rule}: {n.verdict.reason}"
             n.verdict = None
     vcfg = vcfg or VerifyConfig(verifiers=["embedding"])
     scored, _ = verify_records(generated, vcfg, show_progress=show_progress)
     write_records(Path(out_dir) / f"{label}.verified.jsonl", scored)
-    return Trial(label, cfg.template, cfg.template_dir, ts.hash, scored, summary)
+    return Trial(label, cfg.template, cfg.template_dir, ts.hash, scored, summary, dropped)
 
 
 # -- reports ---------------------------------------------------------------------------------------
 _STAT_NAMES = [("drafts", "drafts asked for"), ("parse_failures", "parse failures (drafts rejected)"),
                ("analyses_failed", "analyses that never parsed"), ("reasks", "re-asks"),
                ("rejected_other", "other rejections (backend, copy, duplicate)"),
-               ("reflection_dropped", "dropped by reflection"), ("negatives", "negatives scored"),
+               ("dropped", "dropped by the flow (reflection, meta text)"), ("negatives", "negatives scored"),
                ("verifier_kept_rate", "verifier kept-rate"), ("usable_per_draft", "usable per draft (kept by both)"),
                ("mean_score_gap", "mean cosine gap to the positive"), ("completion_tokens", "completion tokens"),
                ("wall_s", "generation time (s)")]
 
 
-def _neg_lines(n: Any) -> dict[str, str]:
+def _neg_lines(n: Any, flow: str = "") -> dict[str, str]:
     a = n.provenance.attributes
     refl = "; ".join(f"round {h['round']}: {h['decision']}" + (f" ({h['reason']})" if h.get("reason") else "")
                      for h in n.provenance.extra.get("reflection") or []) or "none"
@@ -162,7 +166,8 @@ def _neg_lines(n: Any) -> dict[str, str]:
     verdict = f"{n.verdict.status.value} ({n.verdict.reason})" if n.verdict else "not verified"
     attrs = (f"flip {a.get('flip')} = {a.get('flip_value') or '-'}; {a.get('edit')}, {a.get('difficulty')}, "
              f"domain {a.get('domain')}, ~{a.get('length_words')} words")
-    return {"text": n.text, "attributes": attrs, "reflection": refl, "verifier": f"{verdict}; {score}"}
+    return {"text": n.text, "attributes": attrs, "reflection": refl + (f"; dropped by {flow}" if flow else ""),
+            "verifier": f"{verdict}; {score}"}
 
 
 def _by_id(trial: Trial) -> dict[str, Record]:
@@ -186,7 +191,7 @@ def markdown_report(trials: list[Trial]) -> str:
             if not negs:
                 lines.append("\n_no negative came through_")
             for i, n in enumerate(negs, 1):
-                d = _neg_lines(n)
+                d = _neg_lines(n, t.dropped.get(_key(r, n), ""))
                 lines += ["", f"{i}. {d['text']}", f"   - attributes: {d['attributes']}",
                           f"   - reflection: {d['reflection']}", f"   - verifier: {d['verifier']}"]
     return "\n".join(lines) + "\n"
@@ -214,7 +219,8 @@ def html_report(trials: list[Trial]) -> str:
                 cell.append("<p class='meta'>analysis: " + e("; ".join(f"{k}: {v}" for k, v in
                                                                         r.meta["llm_analysis"].items())) + "</p>")
             for n in (r.negatives_from(Source.llm) if r is not None else []):
-                d, cls = _neg_lines(n), "kept" if n.kept else "rejected"
+                flow = t.dropped.get(_key(r, n), "")
+                d, cls = _neg_lines(n, flow), "kept" if n.kept and not flow else "rejected"
                 cell.append(f"<div class='{cls}'><p>{e(d['text'])}</p><p class='meta'>attributes: {e(d['attributes'])}"
                             f"<br>reflection: {e(d['reflection'])}<br>verifier: {e(d['verifier'])}</p></div>")
             parts.append("<td>" + ("".join(cell) or "<i>no negative came through</i>") + "</td>")

@@ -19,7 +19,7 @@ from synth.backends.base import Completion
 from synth.backends.scripted import ScriptedBackend
 from synth.config import GenerateConfig, LLMConfig
 from synth.errors import ConfigError
-from synth.generate import TemplateSet, copies_positive, generate_records
+from synth.generate import TemplateSet, copies_positive, generate_records, talks_about_the_task
 from synth.io import read_records, write_records
 from synth.params import GenParams
 from synth.parsing import DraftReply, ParseError, ReflectionReply, analysis_model, parse_reply
@@ -127,7 +127,7 @@ def test_reask_with_the_error_then_reject_with_reason_and_counts(tmp_path):
     assert dict(summary.status) == {"kept": 2, "dropped": 1, "rejected": 3}
     assert dict(summary.reasons) == {"parse_error": 2, "copies_positive": 1, "reflection_drop": 1}
     table = summary.table()
-    assert "parse_error 2" in table and "6: 2 kept, 1 dropped by reflection, 3 rejected" in table
+    assert "parse_error 2" in table and "6: 2 kept, 1 dropped (on the record, rejected), 3 rejected" in table
 
 
 def test_provenance_on_every_llm_negative(tmp_path):
@@ -151,6 +151,19 @@ def test_provenance_on_every_llm_negative(tmp_path):
         assert p.attributes["flip"] in ("entities", "population")
         assert p.attributes["flip_value"] == {"entities": "protein X", "population": "adult mice"}[p.attributes["flip"]]
     assert not copies_positive(r.negatives[0].text, r) and copies_positive(POSITIVE, r)
+
+
+def test_drafts_about_the_task_are_rejected(tmp_path):
+    meta = json.dumps({"passage": "The passage is hard yet does not answer the query, as it is hard to tell.",
+                       "reasoning": "r"})
+    backend = ScriptedBackend(lambda conv: meta if step(conv) == "generate" else mar_reply(conv))
+    s = generate_records([rec(0)], cfg(), tmp_path / "o.jsonl", show_progress=False, backend=backend)
+    assert dict(s.reasons) == {"meta_text": 2} and dict(s.status) == {"dropped": 2}
+    negs = read_records(tmp_path / "o.jsonl")[0].negatives
+    assert len(negs) == 2 and all(n.verdict.rule == "meta_text" and n.verdict.status == Status.rejected
+                                  and n.provenance.rounds == 0 for n in negs)
+    assert len(backend.seen) == 3  # no reflection asked for them
+    assert not talks_about_the_task(POSITIVE)
 
 
 def test_filler_in_the_analysis_is_dropped(tmp_path):
@@ -191,7 +204,8 @@ def test_real_run_through_the_local_server(tiny_beir, local_server, tmp_path):
     for n in negs:
         assert n.source == Source.llm and len(n.text.split()) >= 8
         assert n.provenance.model == "SmolLM2-135M-Instruct" and n.provenance.template_hash == TemplateSet().hash
-        assert n.provenance.attributes["flip"] and n.provenance.rounds == 1
+        meta = n.verdict is not None and n.verdict.rule == "meta_text"  # 135M often writes about the task
+        assert n.provenance.attributes["flip"] and n.provenance.rounds == (0 if meta else 1)
     assert sum(s.status.values()) == s.drafts
     # a rerun resumes: nothing left to do, no server call
     again = generate_records(records, c, out, show_progress=False)
