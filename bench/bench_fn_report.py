@@ -59,7 +59,7 @@ def train_cross_encoder(args: argparse.Namespace, heldout: list[str]) -> dict:
     """Run ``negforge verifier train``; reuse ``--ce-dir`` when it holds a model trained with the same config."""
     ce_dir = args.ce_dir
     cfg_path = ce_dir.parent / "verifier_train.yaml"
-    cfg = {"heldout_ids": heldout, "max_pairs": args.max_pairs, "seed": 0,
+    cfg = {"heldout_ids": heldout, "max_pairs": args.max_pairs, "seed": 0, "lr": args.lr,
            "mine": {"num_negatives": args.train_negatives}}
     cmd = ["negforge", "verifier", "train", "--data", str(args.data), "--output", str(ce_dir),
            "--config", str(cfg_path), "--max-length", str(args.max_length), "--epochs", "1"]
@@ -67,7 +67,7 @@ def train_cross_encoder(args: argparse.Namespace, heldout: list[str]) -> dict:
     if report_path.is_file() and not args.retrain:
         old = json.loads(report_path.read_text())
         same = (old["config"].get("heldout_ids") == heldout and old["config"].get("max_pairs") == args.max_pairs
-                and old["config"]["max_length"] == args.max_length
+                and old["config"]["max_length"] == args.max_length and old["config"]["lr"] == args.lr
                 and old["config"]["mine"]["num_negatives"] == args.train_negatives)
         if same:
             logging.info("reusing the cross-encoder in %s (pass --retrain to train again)", ce_dir)
@@ -162,7 +162,7 @@ def markdown(res: dict) -> str:
              f"(abs_margin {res['abs_margin']}).", "",
              "## Cross-encoder verifier (`negforge verifier train`)", "",
              f"`{t['command']}`" + (" (reused)" if t.get("reused") else ""), "",
-             f"Bundled MiniLM + a new head, 1 epoch, max_length {t['config']['max_length']}, "
+             f"Bundled MiniLM + a new head, 1 epoch, lr {t['config']['lr']:g}, max_length {t['config']['max_length']}, "
              f"{tr['train_pairs']} training pairs from {tr['train_queries']} queries (BM25 negatives, "
              f"qrels-positives removed) in {tr['train_s']} s ({tr['pairs_per_s']} pairs/s).", "",
              "| held-out queries | held-out pairs | accuracy @0.5 | majority class | ROC-AUC |",
@@ -222,6 +222,7 @@ def main() -> None:
     ap.add_argument("--max-pairs", type=int, default=1200, help="training pairs (seeded sample)")
     ap.add_argument("--train-negatives", type=int, default=2, help="BM25 negatives per training query")
     ap.add_argument("--max-length", type=int, default=128, help="cross-encoder tokens per pair")
+    ap.add_argument("--lr", type=float, default=8e-5, help="cross-encoder learning rate (few steps: higher than 2e-5)")
     ap.add_argument("--judge", type=int, default=16, help="negatives for the LLM judge (0: skip)")
     ap.add_argument("--perc-pos", type=float, default=0.95)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
