@@ -352,15 +352,24 @@ def main() -> None:
                      "peak_rss_mb": round(res["peak_rss_mb"]), "dump": spec["dump"], "ref": ref and ref["dump"],
                      "st": st and st["dump"], "dense": spec.get("source") == "dense" or spec["kind"] == "st"})
         print(f"   {rows[-1]['mining_s']} s, peak {rows[-1]['peak_rss_mb']} MB", flush=True)
+        table = write_results(args, rows, prep_s, syn, done=len(rows) == len(runs))  # partial results survive a cut
+    print(table)
+
+
+def write_results(args, rows: list[dict], prep_s: float, syn: dict | None, done: bool) -> str:
+    out_rows = []
     for r in rows:
+        r = dict(r)
         if r["dense"]:
             r["overlap_vs_flat"] = overlap(Path(r["dump"]), Path(r["ref"])) if r["ref"] != r["dump"] else 1.0
             r["overlap_vs_st"] = overlap(Path(r["dump"]), Path(r["st"])) if r["st"] else None
         for k in ("dump", "ref", "st", "dense"):
             r.pop(k)
-    result = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        out_rows.append(r)
+    result = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                          "loadavg_1m_at_end": round(os.getloadavg()[0], 1)},
               "settings": SETTINGS, "n_total": args.n_total, "prep_s": round(prep_s, 1),
-              "synthetic_prep_s": syn and syn.get("prep_s"), "rows": rows}
+              "synthetic_prep_s": syn and syn.get("prep_s"), "complete": done, "rows": out_rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "mining.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -368,16 +377,17 @@ def main() -> None:
             "overlap vs flat", "overlap vs ST"]
     fmt = lambda v: "–" if v is None else str(v)  # noqa: E731
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
+    for r in out_rows:
         lines.append("| " + " | ".join(fmt(v) for v in (
             r["corpus"], r["run"], r["queries"], r["negatives"], r["mining_s"], r["rss_before_mb"],
             r["peak_rss_mb"], r.get("overlap_vs_flat"), r.get("overlap_vs_st"))) + " |")
     table = "\n".join(lines)
     (out / "mining.md").write_text(
-        "# Mining benchmark\n\n" + table + f"\n\n{os.cpu_count()} CPUs; settings {json.dumps(SETTINGS)}; "
-        f"preparation (not timed above) {prep_s:.0f} s. See bench/bench_mining.py for what each row measures.\n")
-    print(table)
-
+        "# Mining benchmark\n\n" + table + f"\n\n{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} "
+        f"at the end: other jobs shared the CPU); settings {json.dumps(SETTINGS)}; preparation (not timed above) "
+        f"{prep_s:.0f} s.{'' if done else ' INCOMPLETE: the run was cut short.'} "
+        "See bench/bench_mining.py for what each row measures.\n")
+    return table
 
 if __name__ == "__main__":
     main()
