@@ -181,7 +181,7 @@ def run_arm(arm: str, records: list[Record], data, args, work: Path) -> dict:
         k = 0 if arm == "inbatch" else args.negatives
         cfg = TrainConfig(loss="mnrl", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_ratio=0.1,
                           scale=20.0, max_seq_length=args.train_max_seq_length, num_hard_negatives=k,
-                          max_positives=4, seed=args.seed, logging_steps=5, output_dir=str(work / arm / "model"))
+                          max_positives=4, seed=args.seed, logging_steps=1, output_dir=str(work / arm / "model"))
         recs = arm_records(records, arm, args.negatives, args.seed, data.corpus if args.fill else None)
         out["filled_random"] = sum(1 for r in recs if r.negatives and r.negatives[0].source == Source.random)
         res = train_model(recs, cfg, show_progress=False)
