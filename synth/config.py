@@ -22,6 +22,16 @@ from .params import GenParams
 DEFAULT_DATA = "../shared/data/scifact"
 
 
+def _known_sources(names: Any) -> Any:
+    """``names`` unchanged when every name is a negative source; else the error pydantic reports."""
+    from .schema import Source
+
+    bad = [s for s in names if s not in Source.__members__]
+    if bad:
+        raise ValueError(f"unknown source {bad[0]!r}; valid: {', '.join(Source.__members__)}")
+    return names
+
+
 class _Cfg(BaseModel):
     model_config = ConfigDict(extra="forbid", use_enum_values=True)
 
@@ -82,6 +92,11 @@ class VerifyConfig(_Cfg):
     perc_pos: float = Field(0.95, gt=0, le=2.0)
     # ... or if pos_score - score < abs_margin.
     abs_margin: float = Field(0.0, ge=0)
+    # Off-topic floor (embedding verifier): drop a negative from these sources whose cosine to the
+    # query is below pos_score * min_perc_pos: too far from the query to teach anything. Mined
+    # negatives are retrieved for the query, so by default only LLM-written ones are checked.
+    min_perc_pos: Optional[float] = Field(0.2, ge=0, lt=1)
+    min_perc_pos_sources: list[str] = Field(default_factory=lambda: ["llm"])
     judge: Optional[LLMConfig] = None  # LLM judge backend (None: the bundled local model at temperature 0)
     judge_template: str = "judge"
     judge_partly_rejects: bool = True  # a judge "partly" answer drops the negative (False: keeps it)
@@ -89,6 +104,11 @@ class VerifyConfig(_Cfg):
     reverify: bool = False  # re-check negatives that already have a verdict
     cache_dir: str = ".cache/negforge/embeddings"  # corpus embeddings, shared with mine and eval
     batch_size: int = Field(64, ge=1)  # encoder / cross-encoder batch size
+
+    @field_validator("min_perc_pos_sources")
+    @classmethod
+    def _floor_sources(cls, v: list[str]) -> list[str]:
+        return _known_sources(v)
 
 
 class MineConfig(_Cfg):
@@ -123,11 +143,7 @@ class MixConfig(_Cfg):
     @field_validator("ratios")
     @classmethod
     def _ratios(cls, v: dict[str, float]) -> dict[str, float]:
-        from .schema import Source
-
-        bad = [s for s in v if s not in Source.__members__]
-        if bad:
-            raise ValueError(f"unknown source {bad[0]!r}; valid: {', '.join(Source.__members__)}")
+        _known_sources(v)
         if any(x < 0 for x in v.values()) or sum(v.values()) <= 0:
             raise ValueError("ratios must be >= 0 and sum to more than 0")
         return v

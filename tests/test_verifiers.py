@@ -127,6 +127,36 @@ def test_copied_positive_text_is_caught_by_the_embedding_rule(mined, beir, corpu
     assert report.counts["llm"]["qrels"]["checked"] == 1 and report.counts["llm"]["qrels"]["dropped"] == 0
 
 
+
+
+FILLER = ("This is a hard hard hard task. You need to have the right skills to do it. It takes time and "
+          "dedication.")  # a SmolLM2 draft that passed its own checks in the default run
+
+
+def test_off_topic_floor_drops_filler_llm_negatives_only(mined, beir, corpus, emb_cache):
+    def verdicts(r, **kw):
+        (out,), _ = verify_records([r], _cfg(emb_cache, perc_pos=2.0, **kw), beir.qrels, corpus,
+                                   show_progress=False)
+        return out.negatives
+
+    # an on-topic LLM text: a mined negative's text between the floor and the positive, sourced as llm
+    rec, mid = next((r.model_copy(deep=True), n) for r in mined for n in verdicts(r)
+                    if 0.3 < n.scores["embedding"] / n.scores["embedding_pos"] < 0.9)
+    rec.negatives += [Negative(text=FILLER, source=Source.llm), Negative(text=mid.text, source=Source.llm),
+                      Negative(text=FILLER, source=Source.bm25)]
+    filler, topical, filler_bm25 = verdicts(rec)[-3:]
+    s, p = filler.scores["embedding"], filler.scores["embedding_pos"]
+    assert s < 0.2 * p  # the filler really is far from the query under MiniLM
+    assert filler.verdict.status == Status.rejected and filler.verdict.rule == "embedding"
+    assert filler.verdict.reason.startswith("off-topic") and f"{s:.4f}" in filler.verdict.reason
+    assert topical.verdict.status == Status.kept and "on topic" in topical.verdict.reason, topical.verdict
+    assert filler_bm25.verdict.status == Status.kept  # mined sources are not floor-checked by default
+    assert [n.verdict.status for n in verdicts(rec, min_perc_pos=None)[-3:]] == [Status.kept] * 3
+    assert verdicts(rec, min_perc_pos_sources=["llm", "bm25"])[-1].verdict.status == Status.rejected
+    with pytest.raises(ValueError, match="unknown source 'gpt'"):
+        _cfg(emb_cache, min_perc_pos_sources=["gpt"])
+
+
 # ---------------------------------------------------------------- qrels rule
 
 

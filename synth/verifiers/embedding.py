@@ -4,7 +4,9 @@
 positive score: the **highest** cos(query, positive) over the record's positives (the easiest
 positive sets the bar, so a negative is never compared against a weaker reference than the one
 the training loss will see). The negative is dropped when ``score > pos × perc_pos`` or
-``pos - score < abs_margin`` (see :func:`synth.verifiers.base.positive_aware`).
+``pos - score < abs_margin`` (see :func:`synth.verifiers.base.positive_aware`), and, for the
+sources in ``min_perc_pos_sources`` (LLM-written ones by default), when ``score < pos × min_perc_pos``:
+a passage that far from the query is off-topic and too easy to teach the model anything.
 
 Passages whose ``doc_id`` is in the corpus (with the same text) take their vector from the cached
 corpus matrix (:func:`mixers.embeddings.corpus_embeddings`, shared with mining and evaluation);
@@ -93,8 +95,19 @@ class EmbeddingVerifier:
             s = float(np.dot(q[qi[rid]], v))
             pos_score[rid] = max(pos_score.get(rid, -np.inf), s)
         out = []
-        for (record, _), v in zip(pairs, neg_vecs):
+        for (record, neg), v in zip(pairs, neg_vecs):
             score = float(np.dot(q[qi[record.id]], v))
-            out.append(positive_aware(self.name, score, pos_score[record.id], self.cfg.perc_pos,
-                                      self.cfg.abs_margin, what="cosine"))
+            check = positive_aware(self.name, score, pos_score[record.id], self.cfg.perc_pos,
+                                   self.cfg.abs_margin, what="cosine")
+            out.append(self._off_topic(check, neg.source, score, pos_score[record.id]))
         return out
+
+    def _off_topic(self, check: Check, source: str, score: float, pos: float) -> Check:
+        floor = self.cfg.min_perc_pos
+        if not check.passed or floor is None or source not in self.cfg.min_perc_pos_sources or pos <= 0:
+            return check
+        limit = pos * floor
+        if score < limit:
+            return Check(False, f"off-topic: cosine {score:.4f} < {floor:g} × positive {pos:.4f} = {limit:.4f}",
+                         check.scores)
+        return Check(True, f"{check.reason}, ≥ {floor:g} × positive (on topic)", check.scores)
