@@ -26,46 +26,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from . import templates
 from .attributes import DEFAULT_SPACE, AttributeSpace, describe_setting, sample_setting, word_count
 from .backends.base import Backend
 from .config import GenerateConfig
-from .errors import ConfigError
+from .draft_checks import copies_positive, talks_about_the_task
 from .io import RecordAppender
 from .job import JobSummary, run_batches, select_records
 from .params import GenParams
 from .parsing import (DraftReply, ParseError, ReflectionReply, analysis_format, analysis_model, parse_reply,
                       reask_message, reply_schema)
 from .schema import Negative, Provenance, Record, Source, Status, Verdict, normalise_text
+from .templates import TemplateSet
 
 log = logging.getLogger(__name__)
 
-STEPS = ("analyse", "generate", "reflect")
-COPY_NGRAM, COPY_SHARE = 8, 0.5  # a draft sharing >= half its word 8-grams with a positive copies it
-
-
-@dataclass
-class TemplateSet:
-    """``<name>_analyse``, ``<name>_generate``, ``<name>_reflect`` in ``template_dir`` (None: built in)."""
-
-    name: str = "mar"
-    template_dir: Optional[str] = None
-
-    def __post_init__(self) -> None:
-        have = set(templates.available(self.template_dir))
-        missing = [f for f in self.files() if f not in have]
-        if missing:
-            sets = sorted({n.rsplit("_", 1)[0] for n in have if all(f"{n.rsplit('_', 1)[0]}_{s}" in have for s in STEPS)})
-            raise ConfigError(f"no template set {self.name!r} in {templates._dir(self.template_dir)} (missing "
-                              f"{', '.join(m + templates.SUFFIX for m in missing)}); complete sets there: "
-                              f"{', '.join(sets) or 'none'}")
-        self.hash = templates.template_hash(*self.files(), template_dir=self.template_dir)
-
-    def files(self) -> list[str]:
-        return [f"{self.name}_{s}" for s in STEPS]
-
-    def render(self, step: str, **variables: Any) -> str:
-        return templates.render(f"{self.name}_{step}", self.template_dir, **variables)
 
 
 @dataclass
@@ -93,33 +67,6 @@ class _Draft:
     reason: str = ""
     rounds: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
-    words = normalise_text(text).split()
-    return {tuple(words[i:i + n]) for i in range(max(0, len(words) - n + 1))}
-
-
-def copies_positive(text: str, record: Record) -> bool:
-    """True when the draft is a positive, or shares at least half of its word 8-grams with one."""
-    mine = _ngrams(text, COPY_NGRAM)
-    for p in record.positives:
-        if normalise_text(text) == normalise_text(p.text):
-            return True
-        if mine and len(mine & _ngrams(p.full_text, COPY_NGRAM)) >= COPY_SHARE * len(mine):
-            return True
-    return False
-
-
-# A passage that talks about the task instead of a study: SmolLM2-135M wrote "The passage is hard yet does
-# not answer the query." for most drafts of 6 SciFact queries; no abstract says these things.
-META_PHRASES = ("<the passage>", "the query", "hard negative", "json", "this passage", "the passage is",
-                "the relevant passage")
-
-
-def talks_about_the_task(text: str) -> bool:
-    low = " ".join(text.lower().split())
-    return any(p in low for p in META_PHRASES)
 
 
 def _clip(text: str, words: int) -> str:

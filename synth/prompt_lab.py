@@ -21,7 +21,8 @@ from typing import Any, Optional, Sequence
 
 from .config import GenerateConfig, VerifyConfig
 from .errors import ConfigError
-from .generate import STEPS, MarFlow, TemplateSet, generate_records
+from .generate import MarFlow, generate_records
+from .templates import STEPS, TemplateSet
 from .job import JobSummary
 from .schema import Record, Source
 

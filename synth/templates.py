@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
@@ -66,3 +67,30 @@ def render(name: str, template_dir: Optional[str | Path] = None, **variables: An
         raise ConfigError(f"template {name!r}: {e.message}; pass it when rendering") from None
     except TemplateNotFound as e:
         raise ConfigError(f"template {name!r} includes missing template {e.name!r}") from None
+
+
+STEPS = ("analyse", "generate", "reflect")  # the MAR flow's steps, one template each
+
+
+@dataclass
+class TemplateSet:
+    """``<name>_analyse``, ``<name>_generate``, ``<name>_reflect`` in ``template_dir`` (None: built in)."""
+
+    name: str = "mar"
+    template_dir: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        have = set(available(self.template_dir))
+        missing = [f for f in self.files() if f not in have]
+        if missing:
+            sets = sorted({n.rsplit("_", 1)[0] for n in have if all(f"{n.rsplit('_', 1)[0]}_{s}" in have for s in STEPS)})
+            raise ConfigError(f"no template set {self.name!r} in {_dir(self.template_dir)} (missing "
+                              f"{', '.join(m + SUFFIX for m in missing)}); complete sets there: "
+                              f"{', '.join(sets) or 'none'}")
+        self.hash = template_hash(*self.files(), template_dir=self.template_dir)
+
+    def files(self) -> list[str]:
+        return [f"{self.name}_{s}" for s in STEPS]
+
+    def render(self, step: str, **variables: Any) -> str:
+        return render(f"{self.name}_{step}", self.template_dir, **variables)

@@ -10,7 +10,7 @@ from synth.config import MineConfig
 from synth.data import load_beir, records_from_beir, records_from_flag_jsonl
 from synth.errors import ConfigError, InputError
 from synth.io import write_records
-from synth.schema import Negative, Passage, Provenance, Record
+from synth.schema import Negative, Passage, Provenance
 from trainer.export import FORMATS, export_records
 
 

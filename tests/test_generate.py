@@ -4,7 +4,6 @@ merge; resume after SIGKILL and faults against the fault-injecting OpenAI-compat
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from fault_server import ALWAYS_JUNK, JUNK_TEXT, FaultServer, mar_reply
+from fault_server import ALWAYS_JUNK, FaultServer, mar_reply
 from synth.attributes import sample_setting
-from synth.backends.base import Completion
 from synth.backends.scripted import ScriptedBackend
 from synth.config import GenerateConfig, LLMConfig
 from synth.errors import ConfigError
-from synth.generate import TemplateSet, copies_positive, generate_records, talks_about_the_task
+from synth.draft_checks import copies_positive, talks_about_the_task
+from synth.generate import generate_records
+from synth.templates import TemplateSet
 from synth.io import read_records, write_records
 from synth.params import GenParams
 from synth.parsing import DraftReply, ParseError, ReflectionReply, analysis_model, parse_reply

@@ -15,7 +15,7 @@ from synth.config import MineConfig
 from synth.data import corpus_from_records, load_beir, records_from_beir, records_from_flag_jsonl
 from synth.errors import ConfigError, InputError
 from synth.io import read_records
-from synth.schema import Passage, Record, normalise_text
+from synth.schema import Record, normalise_text
 
 
 @pytest.fixture(scope="module")

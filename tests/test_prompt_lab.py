@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from fault_server import FaultServer, mar_reply
 from synth.cli import app
 from synth.config import GenerateConfig
-from synth.generate import MarFlow, TemplateSet
-from synth.io import read_records, write_records
+from synth.generate import MarFlow
+from synth.templates import TemplateSet
+from synth.io import read_records
 from synth.job import JobSummary
 from synth.prompt_lab import parse_template, render_step, resolve_set, sample_records
 from synth.templates import builtin_dir

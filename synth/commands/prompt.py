@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         """Print the exact messages a step sends for one example record."""
         from ..config import GenerateConfig
         from ..errors import ConfigError
-        from ..generate import TemplateSet
+        from ..templates import TemplateSet
         from ..prompt_lab import parse_template, render_step
 
         cfg = stage_config(GenerateConfig, config, sets, "generate", template_dir=template_dir)
