@@ -18,7 +18,7 @@ arm's nDCG@10 difference to the in-batch arm and to the base model.
 Resumable: each arm's model and result live under ``--work`` (``<arm>/result.json``); a rerun skips
 finished arms (``--force`` redoes them). Writes bench/results/ablation.json and ablation.md.
 
-    python bench/bench_ablation.py                          # all arms (~35 min on an idle 2-core machine)
+    python bench/bench_ablation.py                          # all arms (~50 min on an idle 2-core machine)
     python bench/bench_ablation.py --arms base inbatch bm25 --limit-queries 50 --data tests/... # a smoke run
 """
 from __future__ import annotations
