@@ -148,15 +148,17 @@ def main() -> None:
     ap.add_argument("--long-tokens", type=int, default=256, help="tokens of the single long generation")
     ap.add_argument("--max-slots", type=int, default=16, help="server n_parallel = min(concurrency, this)")
     ap.add_argument("--n-ctx", type=int, default=1024, help="context per slot")
-    ap.add_argument("--threads", type=int, default=None, help="server threads (default: LocalServer's)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="server threads for every level (default: the cores idle at the start, chosen once)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.WARNING)
 
-    from synth.backends.server import LocalServer
+    from synth.backends.server import LocalServer, auto_threads
 
     load_before = round(os.getloadavg()[0], 2)
+    args.threads = args.threads or auto_threads()  # one choice for all levels, so they compare
     t0 = time.perf_counter()
     levels = []
     for c in args.levels:
@@ -171,7 +173,7 @@ def main() -> None:
     result = {"model": Path(LocalServer().gguf).name, "requests": args.requests, "max_tokens": args.max_tokens,
               "max_slots": args.max_slots, "levels": levels, "raw_client": raw, "server_max": smax,
               "machine": {"cpus": os.cpu_count(), "platform": platform.machine(),
-                          "server_threads": args.threads or LocalServer().threads, "load_before": load_before,
+                          "server_threads": args.threads, "load_before": load_before,
                           "load_after": round(os.getloadavg()[0], 2)},
               "total_wall_s": round(time.perf_counter() - t0, 1)}
     args.out.mkdir(parents=True, exist_ok=True)
