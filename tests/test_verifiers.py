@@ -134,9 +134,12 @@ FILLER = ("This is a hard hard hard task. You need to have the right skills to d
 
 
 def test_off_topic_floor_drops_filler_llm_negatives_only(mined, beir, corpus, emb_cache):
+    reports = []
+
     def verdicts(r, **kw):
-        (out,), _ = verify_records([r], _cfg(emb_cache, perc_pos=2.0, **kw), beir.qrels, corpus,
-                                   show_progress=False)
+        (out,), report = verify_records([r], _cfg(emb_cache, perc_pos=2.0, **kw), beir.qrels, corpus,
+                                        show_progress=False)
+        reports.append(report)
         return out.negatives
 
     # an on-topic LLM text: a mined negative's text between the floor and the positive, sourced as llm
@@ -151,6 +154,8 @@ def test_off_topic_floor_drops_filler_llm_negatives_only(mined, beir, corpus, em
     assert filler.verdict.reason.startswith("off-topic") and f"{s:.4f}" in filler.verdict.reason
     assert topical.verdict.status == Status.kept and "on topic" in topical.verdict.reason, topical.verdict
     assert filler_bm25.verdict.status == Status.kept  # mined sources are not floor-checked by default
+    counts = reports[-1].counts  # the floor's drops are counted apart from the ratio rule's
+    assert counts["llm"]["embedding"]["off-topic"] == 1 and "off-topic" not in counts["bm25"]["embedding"]
     assert [n.verdict.status for n in verdicts(rec, min_perc_pos=None)[-3:]] == [Status.kept] * 3
     assert verdicts(rec, min_perc_pos_sources=["llm", "bm25"])[-1].verdict.status == Status.rejected
     with pytest.raises(ValueError, match="unknown source 'gpt'"):
