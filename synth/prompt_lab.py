@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence
 from .config import GenerateConfig, VerifyConfig
 from .errors import ConfigError
 from .generate import MarFlow, generate_records
-from .templates import STEPS, TemplateSet
+from .templates import STEPS, TemplateSet, complete_sets
 from .job import JobSummary
 from .schema import Record, Source
 
@@ -45,11 +45,7 @@ def resolve_set(spec: str, template_dir: Optional[str] = None) -> tuple[str, Opt
     """A template set given as a folder (holding exactly one complete set) or a set name -> (name, folder)."""
     path = Path(spec)
     if path.is_dir():
-        from . import templates
-
-        have = set(templates.available(path))
-        sets = sorted({n.rsplit("_", 1)[0] for n in have
-                       if "_" in n and all(f"{n.rsplit('_', 1)[0]}_{s}" in have for s in STEPS)})
+        sets = complete_sets(path)
         if len(sets) != 1:
             raise ConfigError(f"{path}: expected one complete template set (<name>_analyse/_generate/_reflect"
                               f".jinja2), found {', '.join(sets) or 'none'}; pass NAME with --template-dir {path}")

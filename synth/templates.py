@@ -72,6 +72,13 @@ def render(name: str, template_dir: Optional[str | Path] = None, **variables: An
 STEPS = ("analyse", "generate", "reflect")  # the MAR flow's steps, one template each
 
 
+def complete_sets(template_dir: Optional[str | Path] = None) -> list[str]:
+    """Names with a template for every step in ``template_dir`` (None: built in)."""
+    have = set(available(template_dir))
+    return sorted({n.rsplit("_", 1)[0] for n in have
+                   if "_" in n and all(f"{n.rsplit('_', 1)[0]}_{s}" in have for s in STEPS)})
+
+
 @dataclass
 class TemplateSet:
     """``<name>_analyse``, ``<name>_generate``, ``<name>_reflect`` in ``template_dir`` (None: built in)."""
@@ -83,10 +90,9 @@ class TemplateSet:
         have = set(available(self.template_dir))
         missing = [f for f in self.files() if f not in have]
         if missing:
-            sets = sorted({n.rsplit("_", 1)[0] for n in have if all(f"{n.rsplit('_', 1)[0]}_{s}" in have for s in STEPS)})
             raise ConfigError(f"no template set {self.name!r} in {_dir(self.template_dir)} (missing "
                               f"{', '.join(m + SUFFIX for m in missing)}); complete sets there: "
-                              f"{', '.join(sets) or 'none'}")
+                              f"{', '.join(complete_sets(self.template_dir)) or 'none'}")
         self.hash = template_hash(*self.files(), template_dir=self.template_dir)
 
     def files(self) -> list[str]:

@@ -68,7 +68,7 @@ def sampling_kwargs(params: GenParams, json_mode: Optional[bool] = None, use_sch
     if params.stop:
         kw["stop"] = list(params.stop)
     if params.json_mode if json_mode is None else json_mode:
-        schema = getattr(params, "json_schema", None) if use_schema else None
+        schema = params.json_schema if use_schema else None
         kw["structured_outputs"] = {"json": schema} if schema else {"json_object": True}
     return kw
 
