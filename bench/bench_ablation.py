@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from synth.schema import Record, Source, Status  # noqa: E402  (light imports only)
+from negforge.synth.schema import Record, Source, Status  # noqa: E402  (light imports only)
 
 log = logging.getLogger("bench_ablation")
 ARMS = ("base", "inbatch", "bm25", "dense", "llm", "hybrid")
@@ -71,7 +71,7 @@ def common_queries(records: list[Record], fill: bool) -> tuple[list[Record], dic
 
 def random_negative(r: Record, corpus, seed: int):
     """A corpus document that is not a positive of ``r``, drawn with a (seed, record id) RNG."""
-    from synth.schema import Negative, Provenance
+    from negforge.synth.schema import Negative, Provenance
 
     rng, pos = random.Random(f"{seed}:{r.id}:fill"), r.positive_ids()
     while True:
@@ -106,7 +106,7 @@ def arm_records(records: list[Record], arm: str, k: int, seed: int, corpus=None)
 def sample_corpus(data, size: int, seed: int):
     """``data`` with its corpus cut to every document relevant to its qrels plus random others up to
     ``size`` (seeded): a cheaper, easier evaluation (metrics are higher than on the full corpus)."""
-    from synth.data import BeirData, Corpus
+    from negforge.synth.data import BeirData, Corpus
 
     keep = {d for rels in data.qrels.values() for d, s in rels.items() if s > 0 and d in data.corpus}
     others = [d for d in data.corpus.ids if d not in keep]
@@ -122,11 +122,11 @@ def mine_own(n: int, args, llm_from: Path | None) -> tuple[list[Record], str]:
     """Stand-in input when the pipeline's verified records are not there: the first ``n`` train queries
     with 8 BM25 + 8 dense negatives each (ranks 0-50, labelled positives excluded by the miner; marked
     kept without the embedding verifier) plus the kept LLM negatives of ``llm_from`` for the same queries."""
-    from mixers.mine import mine_records
-    from synth.config import MineConfig
-    from synth.data import load_beir, records_from_beir
-    from synth.io import read_records
-    from synth.schema import Verdict
+    from negforge.mixers.mine import mine_records
+    from negforge.synth.config import MineConfig
+    from negforge.synth.data import load_beir, records_from_beir
+    from negforge.synth.io import read_records
+    from negforge.synth.schema import Verdict
 
     data = load_beir(args.data, "train")
     recs = records_from_beir(data, n)
@@ -159,9 +159,9 @@ def bootstrap_diff(a: dict[str, float], b: dict[str, float], n: int, seed: int) 
 
 
 def run_arm(arm: str, records: list[Record], data, args, work: Path) -> dict:
-    from synth.config import EvalConfig, TrainConfig
-    from synth.models import DEFAULT_ENCODER
-    from trainer.evaluate import per_query_metrics, retrieve
+    from negforge.synth.config import EvalConfig, TrainConfig
+    from negforge.synth.models import DEFAULT_ENCODER
+    from negforge.trainer.evaluate import per_query_metrics, retrieve
 
     res_file = work / arm / "result.json"
     keys = ("data", "split", "eval_max_seq_length", "eval_corpus") + (() if arm == "base" else (
@@ -176,7 +176,7 @@ def run_arm(arm: str, records: list[Record], data, args, work: Path) -> dict:
     out: dict = {"arm": arm, "label": LABELS[arm], "setup": setup}
     encoder = DEFAULT_ENCODER
     if arm != "base":
-        from trainer.train import train_model
+        from negforge.trainer.train import train_model
 
         k = 0 if arm == "inbatch" else args.negatives
         cfg = TrainConfig(loss="mnrl", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_ratio=0.1,
@@ -248,8 +248,8 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
-    from synth.data import load_beir
-    from synth.io import read_records
+    from negforge.synth.data import load_beir
+    from negforge.synth.io import read_records
 
     rec_path = Path(args.records) if args.records else default_records()
     args.records = str(rec_path)

@@ -84,7 +84,7 @@ def train_cross_encoder(args: argparse.Namespace, heldout: list[str]) -> dict:
 
 def plant(records, qrels):
     """Copies of the records where one relevant doc of a multi-positive query is moved to the negatives."""
-    from synth.schema import Negative, Provenance, Source
+    from negforge.synth.schema import Negative, Provenance, Source
 
     out = []
     for r in records:
@@ -102,7 +102,7 @@ def group(_record, n) -> str:
 
 
 def run_report(name, records, data, cfg, out_dir, prefix):
-    from synth.fn_report import fn_report
+    from negforge.synth.fn_report import fn_report
 
     t0 = time.perf_counter()
     rep = fn_report(records, data.qrels, cfg, data.corpus, out_dir, show_progress=False, group=group, prefix=prefix)
@@ -114,9 +114,9 @@ def run_report(name, records, data, cfg, out_dir, prefix):
 
 def judge_control(records, n: int, seed: int, cache_dir: str) -> dict:
     """LLM judge on ``n`` negatives and on the same queries' positives (the control)."""
-    from synth.backends.factory import open_backend
-    from synth.schema import Negative, Source
-    from synth.verifiers.llm_judge import DEFAULT_JUDGE, judge_checks
+    from negforge.synth.backends.factory import open_backend
+    from negforge.synth.schema import Negative, Source
+    from negforge.synth.verifiers.llm_judge import DEFAULT_JUDGE, judge_checks
 
     pool = [(r, x) for r in records for x in r.negatives if not x.provenance.extra.get(PLANTED)]
     rng = random.Random(seed)
@@ -234,10 +234,10 @@ def main() -> None:
     for noisy in ("httpx", "sentence_transformers", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from synth.config import VerifyConfig
-    from synth.data import load_beir
-    from synth.errors import InputError
-    from synth.io import read_records, write_json, write_lines
+    from negforge.synth.config import VerifyConfig
+    from negforge.synth.data import load_beir
+    from negforge.synth.errors import InputError
+    from negforge.synth.io import read_records, write_json, write_lines
 
     t_all, load_before = time.perf_counter(), load_avg()
     data = load_beir(args.data, "train")

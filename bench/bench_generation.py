@@ -41,10 +41,10 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def run_level(concurrency: int, args: argparse.Namespace) -> dict:
-    from synth.backends.openai_backend import OpenAIBackend
-    from synth.backends.server import LocalServer
-    from synth.config import LLMConfig
-    from synth.params import GenParams
+    from negforge.synth.backends.openai_backend import OpenAIBackend
+    from negforge.synth.backends.server import LocalServer
+    from negforge.synth.config import LLMConfig
+    from negforge.synth.params import GenParams
 
     slots = min(concurrency, args.max_slots)
     params = GenParams(max_tokens=args.max_tokens, temperature=0.0, seed=0, json_mode=False)
@@ -68,7 +68,7 @@ def server_max(args: argparse.Namespace) -> dict:
     """One long generation on a one-slot server; speeds as llama.cpp measures them."""
     import openai
 
-    from synth.backends.server import LocalServer
+    from negforge.synth.backends.server import LocalServer
 
     with LocalServer(n_ctx=args.n_ctx, n_parallel=1, threads=args.threads) as srv:
         client = openai.OpenAI(base_url=srv.base_url, api_key="local", max_retries=0, timeout=900)
@@ -92,7 +92,7 @@ def raw_client_max(args: argparse.Namespace) -> dict:
 
     import openai
 
-    from synth.backends.server import LocalServer
+    from negforge.synth.backends.server import LocalServer
 
     slots = args.max_slots
     with LocalServer(n_ctx=args.n_ctx, n_parallel=slots, threads=args.threads) as srv:
@@ -155,7 +155,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.WARNING)
 
-    from synth.backends.server import LocalServer, auto_threads
+    from negforge.synth.backends.server import LocalServer, auto_threads
 
     load_before = round(os.getloadavg()[0], 2)
     args.threads = args.threads or auto_threads()  # one choice for all levels, so they compare

@@ -78,9 +78,9 @@ def current_rss_mb() -> float:
 def prep_scifact(args, work: Path) -> dict:
     import numpy as np
 
-    from mixers.embeddings import corpus_embeddings, encode_texts
-    from synth.data import load_beir, records_from_beir
-    from synth.models import DEFAULT_ENCODER
+    from negforge.mixers.embeddings import corpus_embeddings, encode_texts
+    from negforge.synth.data import load_beir, records_from_beir
+    from negforge.synth.models import DEFAULT_ENCODER
 
     beir = load_beir(args.scifact, "train")
     records = records_from_beir(beir)
@@ -100,7 +100,7 @@ def prep_synthetic(args, work: Path, sci: dict) -> dict:
 
     import numpy as np
 
-    from synth.data import load_corpus
+    from negforge.synth.data import load_corpus
 
     out = work / f"synth{args.n_total}"
     meta_path = out / "meta.json"
@@ -144,7 +144,7 @@ def prep_synthetic(args, work: Path, sci: dict) -> dict:
 # ---- measured runs (child processes) ---------------------------------------------------------
 
 def _load(spec):
-    from synth.data import load_beir, load_corpus, records_from_beir
+    from negforge.synth.data import load_beir, load_corpus, records_from_beir
 
     beir = load_beir(spec["scifact"], "train")
     corpus = load_corpus(spec["corpus"]) if spec.get("corpus") else beir.corpus
@@ -158,8 +158,8 @@ def _dump(spec, negs: dict[str, list[str]]) -> None:
 def child_negforge(spec) -> dict:
     import numpy as np
 
-    from mixers.mine import mine_records
-    from synth.config import MineConfig
+    from negforge.mixers.mine import mine_records
+    from negforge.synth.config import MineConfig
 
     beir, corpus, records = _load(spec)
     src = spec["source"]
@@ -185,7 +185,7 @@ def child_st(spec) -> dict:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.util import mine_hard_negatives
 
-    from synth.models import resolve_encoder
+    from negforge.synth.models import resolve_encoder
 
     beir, corpus, records = _load(spec)
     texts = corpus.full_texts()
@@ -238,7 +238,7 @@ def child_rank_bm25(spec) -> dict:
     import numpy as np
     from rank_bm25 import BM25Okapi
 
-    from mixers.bm25 import Tokenizer
+    from negforge.mixers.bm25 import Tokenizer
 
     beir, corpus, records = _load(spec)
     tok = Tokenizer()

@@ -36,9 +36,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def bm25_records(data_dir: str, limit: int):
     """SciFact train records, each with its best-ranked BM25 non-positive document as a kept negative."""
-    from mixers.bm25 import BM25Index
-    from synth.data import load_beir, records_from_beir
-    from synth.schema import Negative, Provenance, Source, Status, Verdict
+    from negforge.mixers.bm25 import BM25Index
+    from negforge.synth.data import load_beir, records_from_beir
+    from negforge.synth.schema import Negative, Provenance, Source, Status, Verdict
 
     data = load_beir(data_dir, "train")
     records = records_from_beir(data, limit)
@@ -58,8 +58,8 @@ def bm25_records(data_dir: str, limit: int):
 
 
 def run_ours(records, args, out_dir: Path) -> dict:
-    from synth.config import TrainConfig
-    from trainer.train import train_model
+    from negforge.synth.config import TrainConfig
+    from negforge.trainer.train import train_model
 
     cfg = TrainConfig(loss="mnrl", batch_size=args.batch_size, max_seq_length=args.max_seq_length, lr=args.lr,
                       warmup_ratio=0.1, scale=20.0, num_hard_negatives=1, max_positives=99, seed=0,

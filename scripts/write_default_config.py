@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from synth.config import RunConfig
+from negforge.synth.config import RunConfig
 
 HEADER = """\
 # negforge run config: the bundled default (SciFact + SmolLM2-135M served locally + MiniLM).

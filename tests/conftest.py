@@ -25,7 +25,7 @@ def scifact_dir() -> Path:
 
 def _slice_beir(src: Path, dst: Path, n_train: int, n_test: int, n_extra: int) -> Path:
     """A real BEIR folder with the first queries of each split, their positives and some other docs."""
-    from synth.data import load_qrels
+    from negforge.synth.data import load_qrels
 
     qrels = {s: load_qrels(src / "qrels" / f"{s}.tsv") for s in ("train", "test")}
     keep_q = {"train": list(qrels["train"])[:n_train], "test": list(qrels["test"])[:n_test]}
@@ -52,7 +52,7 @@ def tiny_beir(scifact_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def encoder_path() -> str:
-    from synth.models import bundled_encoder_path
+    from negforge.synth.models import bundled_encoder_path
 
     return bundled_encoder_path()
 
@@ -60,7 +60,7 @@ def encoder_path() -> str:
 @pytest.fixture(scope="session")
 def local_server():
     """The bundled SmolLM2 GGUF served by xllamacpp on 127.0.0.1 (one per test session)."""
-    from synth.backends.server import LocalServer
+    from negforge.synth.backends.server import LocalServer
 
     with LocalServer(n_ctx=4096, n_parallel=2) as srv:
         yield srv

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 
 from fault_server import JUNK_TEXT, FaultServer
-from synth.backends.base import Backend, Completion
-from synth.backends.factory import open_backend
-from synth.backends.openai_backend import OpenAIBackend, request_kwargs, resolve_api_key, retry_after_s
-from synth.backends.scripted import ScriptedBackend
-from synth.backends.usage import Usage
-from synth.cache import CachedBackend, CompletionCache, cache_key
-from synth.config import LLMConfig
-from synth.errors import BackendError, ConfigError
-from synth.params import GenParams
+from negforge.synth.backends.base import Backend, Completion
+from negforge.synth.backends.factory import open_backend
+from negforge.synth.backends.openai_backend import OpenAIBackend, request_kwargs, resolve_api_key, retry_after_s
+from negforge.synth.backends.scripted import ScriptedBackend
+from negforge.synth.backends.usage import Usage
+from negforge.synth.cache import CachedBackend, CompletionCache, cache_key
+from negforge.synth.config import LLMConfig
+from negforge.synth.errors import BackendError, ConfigError
+from negforge.synth.params import GenParams
 
 P = GenParams(max_tokens=16, temperature=0.0, seed=1)
 
@@ -229,8 +229,8 @@ def test_cache_hits_cost_nothing_and_misses_on_any_change(cache_dir):
 def test_cache_survives_kill_9(cache_dir):
     script = f"""
 import os, signal
-from synth.backends.base import Completion
-from synth.cache import CompletionCache
+from negforge.synth.backends.base import Completion
+from negforge.synth.cache import CompletionCache
 c = CompletionCache({str(cache_dir)!r})
 c.put_many("m", [("k1", Completion(text="committed"))])
 c._db.execute("BEGIN IMMEDIATE")

@@ -5,7 +5,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from synth.cli import app
+from negforge.synth.cli import app
 
 STAGES = ["generate", "verify", "mine", "mix", "train", "eval", "run"]
 OTHERS = ["merge", "export", "clicklog", "report", "fn-report", "prompt", "verifier"]
@@ -25,7 +25,7 @@ def test_stage_help_mentions_config_or_inputs(name):
 
 
 def test_import_does_not_load_heavy_libraries():
-    code = ("import sys, synth, synth.cli, mixers, trainer; "
+    code = ("import sys, negforge, negforge.synth, negforge.synth.cli, negforge.mixers, negforge.trainer; "
             "print(sorted({'torch', 'vllm', 'faiss', 'sentence_transformers', 'bm25s', 'transformers'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", f"heavy modules imported at import time: {out}"

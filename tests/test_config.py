@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from synth.config import MixConfig, RunConfig, load_config
-from synth.errors import ConfigError
+from negforge.synth.config import MixConfig, RunConfig, load_config
+from negforge.synth.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

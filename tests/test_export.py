@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from mixers.mine import mine_records
-from synth.config import MineConfig
-from synth.data import load_beir, records_from_beir, records_from_flag_jsonl
-from synth.errors import ConfigError, InputError
-from synth.io import write_records
-from synth.schema import Negative, Passage, Provenance
-from trainer.export import FORMATS, export_records
+from negforge.mixers.mine import mine_records
+from negforge.synth.config import MineConfig
+from negforge.synth.data import load_beir, records_from_beir, records_from_flag_jsonl
+from negforge.synth.errors import ConfigError, InputError
+from negforge.synth.io import write_records
+from negforge.synth.schema import Negative, Passage, Provenance
+from negforge.trainer.export import FORMATS, export_records
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_parquet(records, tmp_path):
 
 
 def test_errors_and_cli(records, tmp_path):
-    from synth.cli import app
+    from negforge.synth.cli import app
 
     with pytest.raises(ConfigError, match="valid: " + ", ".join(FORMATS)):
         export_records(records, "tsv", tmp_path / "x")

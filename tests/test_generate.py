@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 
 from fault_server import ALWAYS_JUNK, FaultServer, mar_reply
-from synth.attributes import sample_setting
-from synth.backends.scripted import ScriptedBackend
-from synth.config import GenerateConfig, LLMConfig
-from synth.errors import ConfigError
-from synth.draft_checks import copies_positive, talks_about_the_task
-from synth.generate import generate_records
-from synth.templates import TemplateSet
-from synth.io import read_records, write_records
-from synth.params import GenParams
-from synth.parsing import DraftReply, ParseError, ReflectionReply, analysis_model, parse_reply
-from synth.schema import Passage, Record, Source, Status
+from negforge.synth.attributes import sample_setting
+from negforge.synth.backends.scripted import ScriptedBackend
+from negforge.synth.config import GenerateConfig, LLMConfig
+from negforge.synth.errors import ConfigError
+from negforge.synth.draft_checks import copies_positive, talks_about_the_task
+from negforge.synth.generate import generate_records
+from negforge.synth.templates import TemplateSet
+from negforge.synth.io import read_records, write_records
+from negforge.synth.params import GenParams
+from negforge.synth.parsing import DraftReply, ParseError, ReflectionReply, analysis_model, parse_reply
+from negforge.synth.schema import Passage, Record, Source, Status
 
 ROOT = Path(__file__).resolve().parents[1]
 POSITIVE = ("Vitamin D supplementation reduced the incidence of influenza A in schoolchildren by forty "
@@ -188,7 +188,7 @@ def test_backend_failures_and_template_errors(tmp_path):
 # -- the real bundled model --------------------------------------------------------------------------
 @pytest.mark.slow
 def test_real_run_through_the_local_server(tiny_beir, local_server, tmp_path):
-    from synth.data import load_beir, records_from_beir
+    from negforge.synth.data import load_beir, records_from_beir
 
     records = records_from_beir(load_beir(tiny_beir, "train"), 3)
     c = cfg(num_negatives=1, max_prompt_words=80, llm=LLMConfig(base_url=local_server.base_url, model="SmolLM2-135M-Instruct",
@@ -216,7 +216,7 @@ def test_real_run_through_the_local_server(tiny_beir, local_server, tmp_path):
 def cli(*args: str):
     from typer.testing import CliRunner
 
-    from synth.cli import app
+    from negforge.synth.cli import app
 
     res = CliRunner().invoke(app, [str(a) for a in args])
     assert res.exit_code == 0, res.output + repr(res.exception)
@@ -262,7 +262,7 @@ def test_cli_shards_and_merge_equal_the_unsharded_run(tiny_beir, mar_server, tmp
     other = tmp_path / "other.jsonl"
     cli("generate", conf, "--data", tiny_beir, "--out", other, "--limit", 8, "--shard", 0, "--num-shards", 2,
         "--set", "seed=4", "-q")
-    from synth.cli import app
+    from negforge.synth.cli import app
     from typer.testing import CliRunner
 
     res = CliRunner().invoke(app, ["merge", str(tmp_path / "bad.jsonl"), str(shards[0]), str(other)])
@@ -272,7 +272,7 @@ def test_cli_shards_and_merge_equal_the_unsharded_run(tiny_beir, mar_server, tmp
 def test_cli_errors_are_one_line(tmp_path, tiny_beir):
     from typer.testing import CliRunner
 
-    from synth.cli import app
+    from negforge.synth.cli import app
 
     res = CliRunner().invoke(app, ["generate", "--out", str(tmp_path / "o.jsonl")])
     assert res.exit_code == 2 and "exactly one of --data" in res.output
@@ -301,14 +301,14 @@ def test_cli_generate_with_the_local_server(tiny_beir, local_server, tmp_path):
 
 
 def records_of(beir: Path, n: int) -> list[Record]:
-    from synth.data import load_beir, records_from_beir
+    from negforge.synth.data import load_beir, records_from_beir
 
     return records_from_beir(load_beir(beir, "train"), n)
 
 
 # -- resume after kill -9, faults ------------------------------------------------------------------------
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
-    from synth.config import load_config
+    from negforge.synth.config import load_config
 
     records = [rec(i) for i in range(8)]
     src = tmp_path / "in.jsonl"
@@ -318,7 +318,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
         ref = tmp_path / "ref.jsonl"
         generate_records(records, load_config(GenerateConfig, conf), ref, show_progress=False)
         out = tmp_path / "out.jsonl"
-        cmd = [sys.executable, "-m", "synth.cli", "generate", str(conf), "--input", str(src), "--out", str(out), "-q"]
+        cmd = [sys.executable, "-m", "negforge.synth.cli", "generate", str(conf), "--input", str(src), "--out", str(out), "-q"]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
@@ -339,7 +339,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_faults_retry_succeed_and_junk_is_rejected_with_counts(tmp_path, monkeypatch):
-    from synth.backends.openai_backend import OpenAIBackend
+    from negforge.synth.backends.openai_backend import OpenAIBackend
 
     monkeypatch.setattr(OpenAIBackend, "backoff_s", 0.02)
     monkeypatch.setattr(OpenAIBackend, "jitter_s", 0.02)

@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from synth.data import load_beir, records_from_beir, records_from_flag_jsonl, load_corpus
-from synth.errors import InputError
-from synth.io import RecordAppender, read_records, write_records
-from synth.schema import Negative, Passage, Record, Source
+from negforge.synth.data import load_beir, records_from_beir, records_from_flag_jsonl, load_corpus
+from negforge.synth.errors import InputError
+from negforge.synth.io import RecordAppender, read_records, write_records
+from negforge.synth.schema import Negative, Passage, Record, Source
 
 
 def _rec(i: int) -> Record:

@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from synth.errors import ConfigError
-from trainer.losses import LOSSES, build_loss, is_multi_positive
-from trainer.losses.jointlh import JointLHLoss
-from trainer.losses.lsepair import LSEPairLoss
-from trainer.losses.rand1lh import Rand1LHLoss
-from trainer.losses.summarglh import SumMargLHLoss
+from negforge.synth.errors import ConfigError
+from negforge.trainer.losses import LOSSES, build_loss, is_multi_positive
+from negforge.trainer.losses.jointlh import JointLHLoss
+from negforge.trainer.losses.lsepair import LSEPairLoss
+from negforge.trainer.losses.rand1lh import Rand1LHLoss
+from negforge.trainer.losses.summarglh import SumMargLHLoss
 
 SCALE = 20.0
 

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mixers.bm25 import BM25Index
-from mixers.dense import dense_search, exact_search
-from mixers.mine import mine_records
-from synth.config import MineConfig
-from synth.data import corpus_from_records, load_beir, records_from_beir, records_from_flag_jsonl
-from synth.errors import ConfigError, InputError
-from synth.io import read_records
-from synth.schema import Record, normalise_text
+from negforge.mixers.bm25 import BM25Index
+from negforge.mixers.dense import dense_search, exact_search
+from negforge.mixers.mine import mine_records
+from negforge.synth.config import MineConfig
+from negforge.synth.data import corpus_from_records, load_beir, records_from_beir, records_from_flag_jsonl
+from negforge.synth.errors import ConfigError, InputError
+from negforge.synth.io import read_records
+from negforge.synth.schema import Record, normalise_text
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_rerun_adds_nothing_already_mined(beir, records):
 
 @pytest.mark.slow
 def test_dense_respects_windows_and_positives(beir, records, emb_cache, encoder_path):
-    from mixers.embeddings import corpus_embeddings, encode_texts
+    from negforge.mixers.embeddings import corpus_embeddings, encode_texts
 
     cfg = MineConfig(sources=["dense"], num_negatives=4, range_min=2, range_max=20, max_score=0.6,
                      relative_margin=0.05, cache_dir=emb_cache)
@@ -181,7 +181,7 @@ def _clustered(n, dim=32, centers=40, seed=0):
 
 
 def test_exact_search_over_a_memmap_matches_numpy(tmp_path, monkeypatch):
-    import mixers.dense as dense
+    import negforge.mixers.dense as dense
 
     monkeypatch.setattr(dense, "CHUNK_ROWS", 700)  # several chunks, the last one short
     x = _clustered(3000)
@@ -205,7 +205,7 @@ def _status_mb(field):
 
 def test_exact_search_never_holds_a_second_copy(tmp_path):
     """Peak RSS during a flat search over a 200 MB memmap stays far below the matrix size."""
-    import mixers.dense as dense
+    import negforge.mixers.dense as dense
 
     n, dim = 400_000, 128
     path = tmp_path / "big.f32"
@@ -260,7 +260,7 @@ def test_config_errors_name_the_fix(beir, records):
 
 
 def test_mine_cli(tiny_beir, tmp_path):
-    from synth.cli import app
+    from negforge.synth.cli import app
 
     out = tmp_path / "mined.jsonl"
     res = CliRunner().invoke(app, ["mine", "--input", str(tiny_beir), "--output", str(out), "--sources", "bm25",
@@ -290,7 +290,7 @@ def _imp(shown, clicks, qid=None, query=None):
 
 
 def _click_setup(tmp_path):
-    from synth.data import Corpus
+    from negforge.synth.data import Corpus
 
     corpus = Corpus(ids=[f"d{i}" for i in range(1, 9)], titles=[""] * 8,
                     texts=[f"document {i} about bones, vitamins and number {i}" for i in range(1, 9)])
@@ -337,7 +337,7 @@ def test_click_miner_skips_related_dwell_and_min_impressions(tmp_path):
 
 
 def test_click_log_errors_name_file_and_line(tmp_path):
-    from mixers.click import load_click_log
+    from negforge.mixers.click import load_click_log
 
     bad = [("{\"shown\": [{\"doc_id\": \"a\", \"position\": 1}]}", "query_id"),
            (json.dumps(_imp(["a"], ["b"], qid="1")), "clicked doc 'b' is not in 'shown'"),
@@ -356,8 +356,8 @@ def test_click_log_errors_name_file_and_line(tmp_path):
 
 
 def test_propensities_fitted_from_a_simulated_log(scifact_dir, tmp_path):
-    from mixers.click import fit_propensities, load_click_log
-    from mixers.clicklog_gen import ClickSim, generate_click_log
+    from negforge.mixers.click import fit_propensities, load_click_log
+    from negforge.mixers.clicklog_gen import ClickSim, generate_click_log
 
     sim = ClickSim(sessions_per_query=30, limit=100, eta=1.0, seed=0)
     stats = generate_click_log(load_beir(scifact_dir, "train"), tmp_path / "c.jsonl", sim, cache_dir=tmp_path)
@@ -370,7 +370,7 @@ def test_propensities_fitted_from_a_simulated_log(scifact_dir, tmp_path):
 
 
 def test_clicklog_and_click_mining_clis(tiny_beir, tmp_path):
-    from synth.cli import app
+    from negforge.synth.cli import app
 
     log_path = tmp_path / "clicks.jsonl"
     args = ["clicklog", "--data", str(tiny_beir), "--output", str(log_path), "--sessions", "15",

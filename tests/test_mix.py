@@ -7,11 +7,11 @@ from collections import Counter
 import pytest
 from typer.testing import CliRunner
 
-from mixers.hybrid import allocate, embed_for_dedup, mix_records
-from synth.config import MixConfig
-from synth.errors import InputError
-from synth.io import read_records, write_records
-from synth.schema import Negative, Passage, Provenance, Record, Status, Verdict
+from negforge.mixers.hybrid import allocate, embed_for_dedup, mix_records
+from negforge.synth.config import MixConfig
+from negforge.synth.errors import InputError
+from negforge.synth.io import read_records, write_records
+from negforge.synth.schema import Negative, Passage, Provenance, Record, Status, Verdict
 
 KEPT = Verdict(status=Status.kept, rule="test", reason="kept for the test")
 REJECTED = Verdict(status=Status.rejected, rule="test", reason="rejected for the test")
@@ -167,7 +167,7 @@ def test_curriculum_grows_the_hardest_share():
 
 
 def test_mix_cli_writes_one_file_per_epoch_and_a_summary(tmp_path):
-    from synth.cli import app
+    from negforge.synth.cli import app
 
     recs = [_record(str(i), {"llm": 5, "bm25": 1, "dense": 4}) for i in range(6)]
     src = tmp_path / "verified.jsonl"

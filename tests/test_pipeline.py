@@ -6,9 +6,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from synth.cli import app
-from synth.io import read_records
-from synth.schema import Source, Status
+from negforge.synth.cli import app
+from negforge.synth.io import read_records
+from negforge.synth.schema import Source, Status
 
 pytestmark = pytest.mark.slow
 

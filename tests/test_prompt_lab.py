@@ -11,14 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from fault_server import FaultServer, mar_reply
-from synth.cli import app
-from synth.config import GenerateConfig
-from synth.generate import MarFlow
-from synth.templates import TemplateSet
-from synth.io import read_records
-from synth.job import JobSummary
-from synth.prompt_lab import parse_template, render_step, resolve_set, sample_records
-from synth.templates import builtin_dir
+from negforge.synth.cli import app
+from negforge.synth.config import GenerateConfig
+from negforge.synth.generate import MarFlow
+from negforge.synth.templates import TemplateSet
+from negforge.synth.io import read_records
+from negforge.synth.job import JobSummary
+from negforge.synth.prompt_lab import parse_template, render_step, resolve_set, sample_records
+from negforge.synth.templates import builtin_dir
 
 
 def cli(*args) -> str:
@@ -28,7 +28,7 @@ def cli(*args) -> str:
 
 
 def records_of(beir: Path, n: int):
-    from synth.data import load_beir, records_from_beir
+    from negforge.synth.data import load_beir, records_from_beir
 
     return records_from_beir(load_beir(beir, "train"), n)
 
@@ -74,8 +74,8 @@ def test_render_prints_the_exact_messages_the_job_sends(tiny_beir, my_templates)
 
 
 def test_render_uses_a_generated_records_analysis_and_draft(tmp_path, tiny_beir):
-    from synth.backends.scripted import ScriptedBackend
-    from synth.generate import generate_records
+    from negforge.synth.backends.scripted import ScriptedBackend
+    from negforge.synth.generate import generate_records
 
     src = records_of(tiny_beir, 1)
     out = tmp_path / "gen.jsonl"
@@ -114,7 +114,7 @@ def test_try_writes_markdown_and_html_reports(tmp_path, tiny_beir):
 def test_resolve_set_errors(tmp_path, my_templates):
     assert resolve_set(str(my_templates)) == ("terse", str(my_templates))
     assert resolve_set("mar") == ("mar", None)
-    from synth.errors import ConfigError
+    from negforge.synth.errors import ConfigError
 
     with pytest.raises(ConfigError, match="no template set 'nope'"):
         resolve_set("nope")

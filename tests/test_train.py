@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from synth.cli import app
-from synth.config import TrainConfig
-from synth.data import load_beir, records_from_beir
-from synth.errors import ConfigError
-from synth.io import write_records
-from synth.schema import Negative, Passage, Provenance, Record, Source, Status, Verdict
-from trainer.train import build_columns, dataset_loss, load_result, train_model
+from negforge.synth.cli import app
+from negforge.synth.config import TrainConfig
+from negforge.synth.data import load_beir, records_from_beir
+from negforge.synth.errors import ConfigError
+from negforge.synth.io import write_records
+from negforge.synth.schema import Negative, Passage, Provenance, Record, Source, Status, Verdict
+from negforge.trainer.train import build_columns, dataset_loss, load_result, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,7 +114,7 @@ def test_build_columns_layouts_and_counts():
 def test_each_loss_lowers_its_loss_and_changes_weights(loss, mixed_records, base_model, tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    from trainer.losses import build_loss, is_multi_positive
+    from negforge.trainer.losses import build_loss, is_multi_positive
 
     cfg = _cfg(tmp_path, loss=loss, max_steps=3, mini_batch_size=4)
     cols, st = build_columns(mixed_records, cfg, is_multi_positive(loss))
@@ -205,7 +205,7 @@ def test_torchrun_two_processes_on_cpu(tiny_records, tmp_path):
     out = tmp_path / "model"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "synth.cli", "train", "--input", str(recs), "--output", str(out),
+           "--master_port", str(_free_port()), "-m", "negforge.synth.cli", "train", "--input", str(recs), "--output", str(out),
            "-q", "--set", "max_steps=2", "--set", "batch_size=4", "--set", "max_seq_length=32", "--set", "logging_steps=1"]
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
@@ -217,7 +217,7 @@ def test_torchrun_two_processes_on_cpu(tiny_records, tmp_path):
 def test_metrics_from_run_against_hand_computed_values():
     import math
 
-    from trainer.evaluate import metrics_from_run, per_query_metrics, search
+    from negforge.trainer.evaluate import metrics_from_run, per_query_metrics, search
 
     qrels = {"q1": {"d1": 1, "d2": 1}, "q2": {"d3": 1}, "q3": {"d4": 1}, "q4": {"d9": 0}}
     run = {"q1": {"d5": 0.9, "d1": 0.8, "d6": 0.7, "d2": 0.1}, "q2": {"d3": 0.5}}  # q3 retrieves nothing

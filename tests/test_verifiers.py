@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from synth.cli import app
-from synth.config import LLMConfig, MineConfig, VerifyConfig
-from synth.data import Corpus, load_beir, records_from_beir
-from synth.errors import ConfigError
-from synth.io import read_records, write_records
-from synth.params import GenParams
-from synth.schema import Negative, Source, Status, Verdict
-from synth.verifiers import verify_records
+from negforge.synth.cli import app
+from negforge.synth.config import LLMConfig, MineConfig, VerifyConfig
+from negforge.synth.data import Corpus, load_beir, records_from_beir
+from negforge.synth.errors import ConfigError
+from negforge.synth.io import read_records, write_records
+from negforge.synth.params import GenParams
+from negforge.synth.schema import Negative, Source, Status, Verdict
+from negforge.synth.verifiers import verify_records
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def emb_cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mined(beir, emb_cache):
     """Real BM25 negatives (engineer D's miner) for the first 6 train queries."""
-    from mixers.mine import mine_records
+    from negforge.mixers.mine import mine_records
 
     cfg = MineConfig(sources=["bm25"], num_negatives=4, range_max=10, cache_dir=emb_cache)
     records, _ = mine_records(records_from_beir(beir, limit=6), beir.corpus, cfg, beir.qrels, show_progress=False)
@@ -292,8 +292,8 @@ def test_verifier_train_cli_trains_saves_and_plugs_into_verify(tiny_beir, tmp_pa
 
 
 def test_judge_parsing_with_scripted_backend(mined):
-    from synth.backends.scripted import ScriptedBackend
-    from synth.verifiers.llm_judge import UNPARSEABLE, judge_checks, parse_reply
+    from negforge.synth.backends.scripted import ScriptedBackend
+    from negforge.synth.verifiers.llm_judge import UNPARSEABLE, judge_checks, parse_reply
 
     assert parse_reply('```json\n{"answer": "Yes.", "reason": "states it"}\n```').answer == "yes"
     assert parse_reply('Sure! {"answer": "PARTLY"}').answer == "partly"
@@ -315,8 +315,8 @@ def test_judge_parsing_with_scripted_backend(mined):
 
 
 def test_judge_inside_verify_records_counts_unparseable(mined, monkeypatch):
-    import synth.backends.factory as factory
-    from synth.backends.scripted import ScriptedBackend
+    import negforge.synth.backends.factory as factory
+    from negforge.synth.backends.scripted import ScriptedBackend
 
     replies = iter(['{"answer": "no"}', "garbage", '{"answer": "yes", "reason": "same claim"}', '{"answer": "no"}'])
     backend = ScriptedBackend(lambda conv: next(replies))
@@ -366,7 +366,7 @@ def _with_certain_fns(records):
 
 
 def test_fn_report_counts_rates_sweep_and_plots(mined, beir, corpus, emb_cache, tmp_path):
-    from synth.fn_report import fn_report
+    from negforge.synth.fn_report import fn_report
 
     records = _with_certain_fns(mined[:4])
     judged = records[1].negatives
@@ -404,7 +404,7 @@ def test_fn_report_counts_rates_sweep_and_plots(mined, beir, corpus, emb_cache, 
 
 def test_fn_report_cli_with_cross_encoder_and_custom_groups(mined, tiny_beir, tmp_path, emb_cache,
                                                              minilm_cross_encoder):
-    from synth.fn_report import fn_report
+    from negforge.synth.fn_report import fn_report
 
     records = _with_certain_fns(mined[:2])
     path = tmp_path / "recs.jsonl"
@@ -429,8 +429,8 @@ def test_fn_report_cli_with_cross_encoder_and_custom_groups(mined, tiny_beir, tm
 
 
 def test_verifier_train_split_by_given_query_ids(mined):
-    from synth.errors import InputError
-    from synth.verifiers.train import split_queries
+    from negforge.synth.errors import InputError
+    from negforge.synth.verifiers.train import split_queries
 
     ids = [r.id for r in mined]
     train, held = split_queries(mined, 0.5, 0, heldout_ids=[ids[1], ids[4], "not-a-query"])

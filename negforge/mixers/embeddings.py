@@ -1,0 +1,78 @@
+"""Corpus embeddings computed once per (encoder, corpus) and cached on disk as a float32 memmap.
+
+The cache file is ``<cache_dir>/<encoder-slug>-<corpus fingerprint>.f32`` plus a ``.json``
+sidecar (shape, model, dim). It is written in batches to a temp file and renamed when complete,
+so a crash never leaves a half cache that looks whole; reads are memory-mapped, so a
+million-passage corpus costs one float32 copy on disk and only the pages touched in memory.
+Embeddings are L2-normalised: inner product = cosine.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from negforge.synth.data import Corpus
+from negforge.synth.models import load_encoder, resolve_encoder
+
+log = logging.getLogger(__name__)
+
+
+def _slug(encoder: str) -> str:
+    base = Path(encoder.rstrip("/")).name or "encoder"
+    return f"{base}-{hashlib.sha1(encoder.encode()).hexdigest()[:8]}"
+
+
+def cache_path(encoder: str, corpus: Corpus, cache_dir: str | os.PathLike, max_seq_length: int) -> Path:
+    return Path(cache_dir) / f"{_slug(resolve_encoder(encoder))}-L{max_seq_length}-{corpus.fingerprint()}.f32"
+
+
+def _dim(model) -> int:
+    get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(get())
+
+
+def encode_texts(texts: Sequence[str], encoder: str, batch_size: int = 64, max_seq_length: Optional[int] = None,
+                 show_progress: bool = False, model=None) -> np.ndarray:
+    """Normalised float32 embeddings of ``texts`` (no cache: for queries and generated passages)."""
+    model = model or load_encoder(encoder, max_seq_length)
+    if not len(texts):
+        return np.zeros((0, _dim(model)), dtype=np.float32)
+    return np.asarray(model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                                   convert_to_numpy=True, show_progress_bar=show_progress), dtype=np.float32)
+
+
+def corpus_embeddings(corpus: Corpus, encoder: str, cache_dir: str | os.PathLike = ".cache/negforge/embeddings",
+                      batch_size: int = 64, max_seq_length: int = 256, show_progress: bool = True,
+                      model=None, chunk: int = 4096) -> np.memmap:
+    """Memory-mapped (len(corpus), dim) float32 matrix, computed on first use and reused after."""
+    path = cache_path(encoder, corpus, cache_dir, max_seq_length)
+    meta_path = path.with_suffix(".json")
+    if path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        log.info("corpus embeddings from cache %s", path)
+        return np.memmap(path, dtype=np.float32, mode="r", shape=tuple(meta["shape"]))
+    model = model or load_encoder(encoder, max_seq_length)
+    dim = _dim(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    out = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(len(corpus), dim))
+    texts = corpus.full_texts()
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(texts), desc="encode corpus", unit="doc", disable=not show_progress) as bar:
+        for start in range(0, len(texts), chunk):
+            part = texts[start:start + chunk]
+            out[start:start + len(part)] = encode_texts(part, encoder, batch_size, model=model)
+            bar.update(len(part))
+    out.flush()
+    del out
+    os.replace(tmp, path)
+    meta_path.write_text(json.dumps({"shape": [len(corpus), dim], "encoder": encoder,
+                                     "max_seq_length": max_seq_length, "corpus": corpus.fingerprint()}))
+    return np.memmap(path, dtype=np.float32, mode="r", shape=(len(corpus), dim))

@@ -1,0 +1,299 @@
+"""Multi-attribute self-reflection (MAR) generation of hard negatives.
+
+For a batch of records, three steps, each one ``backend.generate`` call over every row of the
+batch that needs it (plus one call per re-ask round), so batching pays on vLLM:
+
+1. **analyse**: the LLM lists the query's attributes (:data:`negforge.synth.attributes.QUERY_ATTRIBUTES`)
+   and the fact in the positive that answers the query;
+2. **generate**: for each of ``num_negatives`` settings sampled per draft (domain, difficulty,
+   change or withhold, length matched to the positive, which attribute to flip) one passage
+   that keeps the rest but no longer answers the query;
+3. **reflect** (``reflection_rounds`` times): the LLM checks each open draft and says keep,
+   revise (with the new text; checked again next round, kept after the last) or drop.
+
+Replies are parsed with :mod:`negforge.synth.parsing`; a reply that fails is re-asked with the error
+appended (``max_reasks``), then counted and the draft rejected. Drafts the reflection drops stay
+on the record with a rejected verdict (rule ``reflection``); drafts with no usable passage are
+left out. Everything is counted in the :class:`~negforge.synth.job.JobSummary`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .attributes import DEFAULT_SPACE, AttributeSpace, describe_setting, sample_setting, word_count
+from .backends.base import Backend
+from .config import GenerateConfig
+from .draft_checks import copies_positive, talks_about_the_task
+from .io import RecordAppender
+from .job import JobSummary, run_batches, select_records
+from .params import GenParams
+from .parsing import (DraftReply, ParseError, ReflectionReply, analysis_format, analysis_model, parse_reply,
+                      reask_message, reply_schema)
+from .schema import Negative, Provenance, Record, Source, Status, Verdict, normalise_text
+from .templates import TemplateSet
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass
+class _Ask:
+    """One row of a step: the conversation so far and what came of it."""
+
+    conversation: list[dict[str, str]]
+    model: Any
+    fmt: str
+    value: Any = None
+    error: str = ""
+    failed_backend: bool = False
+    repaired: bool = False
+
+
+@dataclass
+class _Draft:
+    rec: int
+    index: int
+    setting: dict[str, Any]
+    text: str = ""
+    reasoning: str = ""
+    status: str = "pending"  # pending -> kept | dropped (on the record, rejected verdict) | rejected (left out)
+    rule: str = ""  # why dropped: "reflection" or "meta_text"
+    reason: str = ""
+    rounds: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _clip(text: str, words: int) -> str:
+    parts = text.split()
+    return text if len(parts) <= words else " ".join(parts[:words]) + " ..."
+
+
+class MarFlow:
+    """The three MAR steps over one batch of records; counts go into ``summary``."""
+
+    def __init__(self, backend: Backend, cfg: GenerateConfig, summary: JobSummary,
+                 space: AttributeSpace = DEFAULT_SPACE):
+        self.backend, self.cfg, self.summary, self.space = backend, cfg, summary, space
+        self.templates = TemplateSet(cfg.template, cfg.template_dir)
+        self.params = cfg.llm.params
+        self.names = tuple(space.query_attributes)
+        self.analysis_model = analysis_model(self.names)
+        # ~1.4 tokens a word, ~60 tokens for the reasoning and the JSON around the passage
+        self.max_words = max(1, int((self.params.max_tokens - 60) / 1.4))
+
+    # -- one step over many rows ---------------------------------------------------------------
+    def ask(self, step: str, asks: list[_Ask]) -> None:
+        """Send every row; re-ask the rows whose reply failed to parse, all together, up to max_reasks."""
+        pending = asks
+        for attempt in range(self.cfg.max_reasks + 1):
+            if not pending:
+                return
+            if attempt:
+                self.summary.reasks[step] += len(pending)
+            completions = self.backend.generate([a.conversation for a in pending], self._params(pending[0].model))
+            retry = []
+            for a, c in zip(pending, completions):
+                if not c.ok:
+                    a.error, a.failed_backend = f"backend: {c.error}", True
+                    continue
+                try:
+                    a.value, a.repaired = parse_reply(c.text or "", a.model, c.finish_reason)
+                    a.error = ""
+                except ParseError as e:
+                    a.error = str(e)
+                    a.conversation = a.conversation + [{"role": "assistant", "content": c.text or ""},
+                                                       {"role": "user", "content": reask_message(str(e), a.fmt)}]
+                    retry.append(a)
+            pending = retry
+        for a in pending:
+            log.debug("%s: giving up after %d re-asks: %s", step, self.cfg.max_reasks, a.error)
+
+    def _params(self, model: Any) -> GenParams:
+        """The job's params with this step's reply schema (only when JSON mode is on)."""
+        if not self.params.json_mode:
+            return self.params
+        return self.params.model_copy(update={"json_schema": reply_schema(model, self.names)})
+
+    def _positive(self, r: Record) -> str:
+        return _clip(r.positives[0].full_text, self.cfg.max_prompt_words)
+
+    def _user(self, step: str, **variables: Any) -> list[dict[str, str]]:
+        return [{"role": "user", "content": self.templates.render(step, **variables)}]
+
+    # -- the exact messages of each step (also what `negforge prompt render` shows) ---------------
+    def analyse_messages(self, r: Record) -> list[dict[str, str]]:
+        return self._user("analyse", query=r.query, positive=self._positive(r),
+                          attributes=dict(self.space.query_attributes), output_format=analysis_format(self.names))
+
+    def setting(self, r: Record, index: int, analysis: dict[str, str]) -> dict[str, Any]:
+        """The seeded controls of draft ``index``; the flip is drawn among the attributes the analysis found."""
+        found = [n for n in self.names if analysis.get(n)]
+        return sample_setting(self.cfg.seed, r.id, index, word_count(r.positives[0].text), found, self.space,
+                              self.max_words)
+
+    def generate_messages(self, r: Record, analysis: dict[str, str], setting: dict[str, Any]) -> list[dict[str, str]]:
+        return self._user("generate", query=r.query, positive=self._positive(r),
+                          analysis={n: analysis[n] for n in self.names if analysis.get(n)},
+                          key_fact=analysis.get("key_fact", ""), setting=setting,
+                          hints=describe_setting(setting, self.space), output_format=DraftReply.FORMAT)
+
+    def reflect_messages(self, r: Record, draft: str, setting: dict[str, Any], rnd: int) -> list[dict[str, str]]:
+        return self._user("reflect", query=r.query, positive=self._positive(r), draft=draft,
+                          setting=setting, hints=describe_setting(setting, self.space), round=rnd,
+                          output_format=ReflectionReply.FORMAT)
+
+    # -- the steps -----------------------------------------------------------------------------
+    def analyse(self, records: list[Record]) -> list[dict[str, str]]:
+        fmt = analysis_format(self.names)
+        asks = [_Ask(self.analyse_messages(r), self.analysis_model, fmt) for r in records]
+        self.ask("analyse", asks)
+        out = []
+        for a in asks:
+            if a.value is None:
+                self.summary.analysis_failed += 1
+                out.append({})
+            else:
+                out.append(self._clean_analysis(a.value.model_dump()))
+        return out
+
+    def _clean_analysis(self, values: dict[str, str]) -> dict[str, str]:
+        """Drop filler a weak model writes instead of an attribute: an attribute's name or description copied
+        back (SmolLM2-135M answered "The main subject" for most fields), or one value pasted into 3+ fields."""
+        filler = {normalise_text(x) for x in [*self.space.query_attributes, *self.space.query_attributes.values()]}
+        counts = Counter(normalise_text(v) for k, v in values.items() if k != "key_fact" and v)
+        out = {k: v for k, v in values.items()
+               if v and normalise_text(v) not in filler and (k == "key_fact" or counts[normalise_text(v)] < 3)}
+        self.summary.analysis_filler += sum(1 for v in values.values() if v) - len(out)
+        return out
+
+    def write(self, records: list[Record], analyses: list[dict[str, str]]) -> list[_Draft]:
+        drafts, asks = [], []
+        for ri, (r, an) in enumerate(zip(records, analyses)):
+            for i in range(self.cfg.num_negatives):
+                setting = self.setting(r, i, an)
+                drafts.append(_Draft(ri, i, setting))
+                asks.append(_Ask(self.generate_messages(r, an, setting), DraftReply, DraftReply.FORMAT))
+        self.summary.drafts += len(drafts)
+        self.ask("generate", asks)
+        for d, a in zip(drafts, asks):
+            self.summary.repaired += a.repaired
+            if a.value is None:
+                self._reject(d, "backend_error" if a.failed_backend else "parse_error", a.error)
+            else:
+                d.text, d.reasoning = a.value.passage, a.value.reasoning
+                self._check(d, records[d.rec], drafts)
+        return drafts
+
+    def reflect(self, records: list[Record], drafts: list[_Draft], rnd: int) -> None:
+        open_ = [d for d in drafts if d.status == "pending"]
+        asks = [_Ask(self.reflect_messages(records[d.rec], d.text, d.setting, rnd), ReflectionReply,
+                     ReflectionReply.FORMAT) for d in open_]
+        self.ask("reflect", asks)
+        last = rnd == self.cfg.reflection_rounds
+        for d, a in zip(open_, asks):
+            self.summary.repaired += a.repaired
+            if a.value is None:
+                self._reject(d, "reflect_backend_error" if a.failed_backend else "reflect_parse_error", a.error)
+                continue
+            v: ReflectionReply = a.value
+            d.rounds = rnd
+            d.history.append({"round": rnd, "decision": v.decision, "reason": v.reason})
+            if v.decision == "keep":
+                d.status = "kept"
+            elif v.decision == "drop":
+                d.status, d.rule = "dropped", "reflection"
+                d.reason = v.reason or "the reflection step dropped it (no reason given)"
+            else:
+                self.summary.revisions += 1
+                d.text = v.passage or d.text
+                self._check(d, records[d.rec], drafts)
+                if last and d.status == "pending":
+                    d.status = "kept"  # revised in the last round: the verifier has the final word
+
+    def _reject(self, d: _Draft, reason: str, detail: str) -> None:
+        d.status, d.reason = "rejected", f"{reason}: {detail}" if detail else reason
+        self.summary.reasons[reason] += 1
+
+    def _check(self, d: _Draft, record: Record, drafts: list[_Draft]) -> None:
+        if talks_about_the_task(d.text):  # kept on the record, rejected: visible in reports, never mixed
+            d.status, d.rule, d.reason = "dropped", "meta_text", "the passage talks about the task, not a study"
+        elif copies_positive(d.text, record):
+            self._reject(d, "copies_positive", "")
+        elif any(o is not d and o.rec == d.rec and o.status != "rejected" and o.text
+                 and normalise_text(o.text) == normalise_text(d.text) for o in drafts):
+            self._reject(d, "duplicate", "")
+
+    # -- a batch -------------------------------------------------------------------------------
+    def run_batch(self, records: list[Record]) -> list[Record]:
+        analyses = self.analyse(records)
+        drafts = self.write(records, analyses)
+        for rnd in range(1, self.cfg.reflection_rounds + 1):
+            if not any(d.status == "pending" for d in drafts):
+                break
+            self.reflect(records, drafts, rnd)
+        for d in drafts:
+            if d.status == "pending":  # reflection_rounds = 0
+                d.status = "kept"
+            self.summary.status[d.status] += 1
+            if d.status == "dropped":
+                self.summary.reasons["reflection_drop" if d.rule == "reflection" else d.rule] += 1
+        self.summary.records_done += len(records)
+        return [self._finish(r, an, [d for d in drafts if d.rec == ri])
+                for ri, (r, an) in enumerate(zip(records, analyses))]
+
+    def _finish(self, record: Record, analysis: dict[str, str], drafts: list[_Draft]) -> Record:
+        out = record.model_copy(deep=True)
+        out.meta["llm_analysis"] = analysis
+        for d in drafts:
+            if d.status not in ("kept", "dropped"):
+                continue
+            flip = d.setting["flip"]
+            prov = Provenance(model=self.backend.model, template=self.cfg.template, template_hash=self.templates.hash,
+                              attributes={**d.setting, "flip_value": analysis.get(flip, "")}, seed=self.cfg.seed,
+                              rounds=d.rounds, extra={"index": d.index, "reasoning": d.reasoning,
+                                                      "reflection": d.history})
+            verdict = Verdict(status=Status.rejected, rule=d.rule, reason=d.reason) if d.status == "dropped" else None
+            out.negatives.append(Negative(text=d.text, source=Source.llm, provenance=prov, verdict=verdict))
+        return out
+
+
+def generate_records(records: list[Record], cfg: GenerateConfig, out_path: str | Path, show_progress: bool = True,
+                     backend: Optional[Backend] = None) -> JobSummary:
+    """Generate LLM negatives for ``records`` (after ``cfg.limit`` and the shard) into ``out_path``.
+
+    Each finished record (the input record plus its new ``source="llm"`` negatives) is appended
+    as its batch finishes; ids already in ``out_path`` are skipped, so a rerun resumes. Without
+    ``backend``, one is opened from ``cfg.llm`` (a local server when no base_url) with the
+    on-disk cache in ``cfg.cache_dir``.
+    """
+    t0 = time.perf_counter()
+    todo = select_records(records, cfg.limit, cfg.shard, cfg.num_shards)
+    summary = JobSummary(out_path=str(out_path), records_total=len(todo))
+    with RecordAppender(out_path) as out, ExitStack() as stack:
+        pending = [r for r in todo if r.id not in out.done]
+        summary.records_skipped = len(todo) - len(pending)
+        if summary.records_skipped:
+            log.info("%s: %d of %d records already done; resuming", out_path, summary.records_skipped, len(todo))
+        if pending:
+            TemplateSet(cfg.template, cfg.template_dir)  # a bad template name fails before a server starts
+            if backend is None:
+                from .backends.factory import open_backend
+
+                backend = stack.enter_context(open_backend(cfg.llm, cache_dir=cfg.cache_dir))
+            usage = getattr(backend, "usage", None)
+            before = usage.snapshot() if usage is not None else None
+            flow = MarFlow(backend, cfg, summary)
+            run_batches(pending, cfg.batch_size, flow.run_batch, out.append, show_progress,
+                        tokens=lambda: usage.since(before).completion_tokens if usage is not None else 0,
+                        kept=lambda: summary.status["kept"])
+            if usage is not None:
+                summary.usage = usage.since(before).to_dict()
+    summary.wall_s = time.perf_counter() - t0
+    log.info("generate: %s", summary.to_dict())
+    return summary

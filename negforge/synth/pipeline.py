@@ -1,0 +1,162 @@
+"""``negforge run``: the whole path on one dataset, stage by stage, each output kept on disk.
+
+    train queries ─┬─ first N ── generate (LLM) ─┐
+                   └──────────────────────────────┴─ mine (BM25, dense) ─ verify ─ mix ─ train
+    test queries ─────────────────────────────── evaluate base ─────────────── evaluate fine-tuned
+
+Every stage writes its records under ``out_dir`` and a ``<stage>.done.json`` stamp holding the
+hash of its config and input; a rerun reuses a stage whose stamp matches and redoes it otherwise
+(generation also resumes record by record inside the stage).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .config import RunConfig
+from .data import load_beir, records_from_beir
+from .io import read_records, write_json, write_records
+from .schema import Record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    timings: dict[str, float] = field(default_factory=dict)
+    summaries: dict[str, Any] = field(default_factory=dict)
+    metrics_before: dict[str, float] = field(default_factory=dict)
+    metrics_after: dict[str, float] = field(default_factory=dict)
+    model_path: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out_dir": str(self.out_dir), "timings_s": self.timings, "summaries": self.summaries,
+                "metrics_before": self.metrics_before, "metrics_after": self.metrics_after,
+                "model_path": self.model_path}
+
+
+def _digest(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode() + b"\x00")
+    return h.hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+class _Stages:
+    """Runs named stages with timing and stamp-based reuse."""
+
+    def __init__(self, out_dir: Path, result: RunResult, fresh: bool):
+        self.out_dir, self.result, self.fresh = out_dir, result, fresh
+
+    def records(self, name: str, key: str, fn: Callable[[], tuple[list[Record], Any]]) -> list[Record]:
+        out, stamp = self.out_dir / f"{name}.jsonl", self.out_dir / f"{name}.done.json"
+        if not self.fresh and out.exists() and stamp.exists():
+            saved = json.loads(stamp.read_text())
+            if saved.get("key") == key:
+                log.info("stage %s: reusing %s (config and input unchanged)", name, out)
+                self.result.summaries[name] = saved.get("summary")
+                self.result.timings[name] = 0.0
+                return read_records(out)
+        t = time.perf_counter()
+        records, summary = fn()
+        self.result.timings[name] = round(time.perf_counter() - t, 1)
+        write_records(out, records)
+        summary = summary.to_dict() if hasattr(summary, "to_dict") else summary
+        self.result.summaries[name] = summary
+        write_json(stamp, {"key": key, "summary": summary})
+        return records
+
+    def timed(self, name: str, fn: Callable[[], Any]) -> Any:
+        t = time.perf_counter()
+        value = fn()
+        self.result.timings[name] = round(time.perf_counter() - t, 1)
+        return value
+
+
+def run_pipeline(cfg: RunConfig, fresh: bool = False, show_progress: bool = True) -> RunResult:
+    from negforge.mixers.hybrid import mix_records
+    from negforge.mixers.mine import mine_records
+    from negforge.trainer.evaluate import evaluate_model
+    from negforge.trainer.train import train_model
+
+    from .generate import generate_records
+    from .verifiers import verify_records
+
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = RunResult(out_dir)
+    stages = _Stages(out_dir, result, fresh)
+    write_json(out_dir / "config.json", cfg.model_dump(mode="json"))
+
+    train = load_beir(cfg.data, cfg.train_split)
+    test = load_beir(cfg.data, cfg.eval.split)
+    records = records_from_beir(train)
+    data_key = _digest(train.corpus.fingerprint(), sorted(train.qrels.items()))
+    n_llm = len(records) if cfg.llm_queries is None else min(cfg.llm_queries, len(records))
+    log.info("%d train queries; the LLM stage writes negatives for %d of them", len(records), n_llm)
+
+    # 1. generate: resumable record by record (RecordAppender) into generated.partial.jsonl
+    gen_key = _digest(data_key, n_llm, cfg.generate.model_dump(mode="json"))
+
+    def _generate():
+        partial = out_dir / f"generated.{gen_key}.partial.jsonl"
+        summary = generate_records(records[:n_llm], cfg.generate, partial, show_progress=show_progress)
+        by_id = {r.id: r for r in read_records(partial)}
+        return [by_id.get(r.id, r) for r in records], summary
+
+    generated = stages.records("generated", gen_key, _generate)
+
+    # 2. mine BM25 + dense negatives for every train query
+    mine_key = _digest(gen_key, cfg.mine.model_dump(mode="json"))
+    mined = stages.records("mined", mine_key,
+                           lambda: mine_records(generated, train.corpus, cfg.mine, train.qrels, show_progress))
+
+    # 3. verify every negative (all sources alike)
+    ver_key = _digest(mine_key, cfg.verify.model_dump(mode="json"))
+    verified = stages.records("verified", ver_key,
+                              lambda: verify_records(mined, cfg.verify, train.qrels, train.corpus, show_progress))
+
+    # 4. base model on the test split
+    result.metrics_before = stages.timed("eval_before", lambda: evaluate_model(
+        cfg.train.encoder, test, cfg.eval, show_progress))
+
+    # 5. mix (one draw per epoch) and train; epoch e continues from epoch e-1's model
+    encoder = cfg.train.encoder
+    train_summaries = []
+    t_train = 0.0
+    for epoch in range(cfg.mix.epochs):
+        name = "mixed" if cfg.mix.epochs == 1 else f"mixed.epoch{epoch}"
+        mixed = stages.records(name, _digest(ver_key, cfg.mix.model_dump(mode="json"), epoch),
+                               lambda e=epoch: mix_records(verified, cfg.mix, epoch=e))
+        tcfg = cfg.train.model_copy(update={
+            "encoder": encoder,
+            "output_dir": str(out_dir / "model") if epoch == cfg.mix.epochs - 1 else str(out_dir / f"model.epoch{epoch}"),
+            "epochs": cfg.train.epochs if cfg.mix.epochs == 1 else 1,
+        })
+        t = time.perf_counter()
+        res = train_model(mixed, tcfg, show_progress)
+        t_train += time.perf_counter() - t
+        train_summaries.append(res.to_dict())
+        encoder = str(res.model_path)
+    result.timings["train"] = round(t_train, 1)
+    result.summaries["train"] = train_summaries
+    result.model_path = encoder
+
+    # 6. fine-tuned model on the test split
+    result.metrics_after = stages.timed("eval_after", lambda: evaluate_model(encoder, test, cfg.eval, show_progress))
+    write_json(out_dir / "metrics.json", result.to_dict())
+    return result

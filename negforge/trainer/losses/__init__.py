@@ -1,0 +1,38 @@
+"""Training losses by name. ``mnrl`` and ``cached_mnrl`` are sentence-transformers' own; the
+multi-positive losses (``jointlh``, ``summarglh``, ``lsepair``, ``rand1lh``) live here, one per file.
+
+A loss class with ``multi_positive = True`` gets the positive_1..m + ``label`` column layout; the
+others get anchor, positive, negative_1..n (see :func:`negforge.trainer.train.build_columns`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from negforge.synth.registry import Registry
+
+LOSSES: Registry = Registry("loss")
+_ST = "sentence_transformers.sentence_transformer.losses"
+LOSSES.register("mnrl", f"{_ST}:MultipleNegativesRankingLoss")
+LOSSES.register("cached_mnrl", f"{_ST}:CachedMultipleNegativesRankingLoss")
+LOSSES.register("jointlh", "negforge.trainer.losses.jointlh:JointLHLoss")
+LOSSES.register("summarglh", "negforge.trainer.losses.summarglh:SumMargLHLoss")
+LOSSES.register("lsepair", "negforge.trainer.losses.lsepair:LSEPairLoss")
+LOSSES.register("rand1lh", "negforge.trainer.losses.rand1lh:Rand1LHLoss")
+
+
+def is_multi_positive(name: str) -> bool:
+    return bool(getattr(LOSSES.get(name), "multi_positive", False))
+
+
+def build_loss(name: str, model: Any, scale: float = 20.0, mini_batch_size: int = 8, seed: int = 0) -> Any:
+    """The loss ``name`` bound to ``model``; raises ConfigError listing the valid names."""
+    cls = LOSSES.get(name)
+    kwargs: dict[str, Any] = {"scale": scale}
+    if name == "cached_mnrl":
+        kwargs["mini_batch_size"] = mini_batch_size
+    if name == "rand1lh":
+        kwargs["seed"] = seed
+    return cls(model, **kwargs)
+
+
+__all__ = ["LOSSES", "build_loss", "is_multi_positive"]
