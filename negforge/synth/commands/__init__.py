@@ -1,2 +1,4 @@
-"""CLI command modules; each exposes ``register(app)``. Listed here in help order."""
-MODULES = ["run", "generate", "prompt", "verify", "mine", "train"]
+"""CLI command modules, one per command (named like it); each exposes ``register(app)``.
+Listed here in help order."""
+MODULES = ["run", "generate", "merge", "prompt", "verify", "verifier", "fn_report", "mine", "mix", "export", "clicklog",
+           "train", "eval", "report"]

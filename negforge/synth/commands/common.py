@@ -57,6 +57,30 @@ def load_inputs(path: Path, split: str = "train", limit: Optional[int] = None):
     return records_from_flag_jsonl(path, limit), None, None
 
 
+# verify and fn-report: records plus the corpus and qrels of --data
+VerifyInputOpt = typer.Option(..., "--input", "-i", help="Records JSONL, FlagEmbedding JSONL, or a BEIR folder.")
+VerifyDataOpt = typer.Option(None, "--data", help="BEIR folder whose corpus and qrels the verifiers use "
+                       "(e.g. ../shared/data/scifact).")
+VerifySplitOpt = typer.Option("train", "--split", help="qrels split of --data (or of a BEIR --input).")
+VerifiersOpt = typer.Option(None, "--verifiers", help="Comma-separated, in order: qrels, embedding, "
+                            "cross_encoder, llm_judge (default from the config: qrels,embedding).")
+
+
+def inputs_with_data(input: Path, data: Optional[Path], split: str):
+    """``load_inputs``, with the corpus and qrels taken from the BEIR folder ``data`` when given."""
+    records, corpus, qrels = load_inputs(input, split)
+    if data is not None:
+        from ..data import load_beir
+
+        beir = load_beir(data, split)
+        corpus, qrels = beir.corpus, beir.qrels
+    return records, corpus, qrels
+
+
+def verifier_names(value: Optional[str]) -> Optional[list[str]]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
 def handle_errors(fn: Callable) -> Callable:
     """Print a user error in one line (exit 2) instead of a traceback."""
 

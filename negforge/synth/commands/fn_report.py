@@ -1,0 +1,38 @@
+"""``negforge fn-report``: false-negative rates per source before and after verification."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import (ConfigOpt, QuietOpt, SetOpt, VerifiersOpt, VerifyInputOpt, VerifySplitOpt, handle_errors,
+                     inputs_with_data, setup_logging, stage_config, verifier_names)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("fn-report")
+    @handle_errors
+    def fn_report_cmd(
+        input: Path = VerifyInputOpt,
+        data: Path = typer.Option(..., "--data", help="BEIR folder with the qrels that define certain false negatives."),
+        output: Path = typer.Option(..., "--output", "-o", help="Directory for fn_report.{json,md} and PNG plots."),
+        split: str = VerifySplitOpt,
+        verifiers: Optional[str] = VerifiersOpt,
+        cross_encoder: Optional[str] = typer.Option(None, "--cross-encoder", help="CrossEncoder directory."),
+        config: Optional[Path] = ConfigOpt,
+        sets: Optional[list[str]] = SetOpt,
+        quiet: bool = QuietOpt,
+    ) -> None:
+        """Per source: false-negative rate before and after verification (model rules alone, and all rules),
+        share kept, LLM-judge flags, a threshold sweep and score plots."""
+        from ..config import VerifyConfig
+        from ..fn_report import fn_report, markdown
+
+        setup_logging(quiet)
+        cfg = stage_config(VerifyConfig, config, sets, "verify", verifiers=verifier_names(verifiers),
+                           cross_encoder=cross_encoder)
+        records, corpus, qrels = inputs_with_data(input, data, split)
+        report = fn_report(records, qrels, cfg, corpus, output, show_progress=not quiet)
+        typer.echo(markdown(report))
+        typer.echo(f"\nreport -> {output}/fn_report.json, fn_report.md; plots: {', '.join(report.get('plots', []))}")

@@ -1,0 +1,52 @@
+"""``negforge mix``: the hybrid mix of verified negatives, one seeded draw per epoch."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import ConfigOpt, QuietOpt, SetOpt, handle_errors, setup_logging, stage_config
+
+
+def _epoch_path(out: Path, epoch: int) -> Path:
+    return out.with_name(f"{out.stem}.epoch{epoch}{out.suffix or '.jsonl'}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("mix")
+    @handle_errors
+    def mix(
+        input: Path = typer.Option(..., "--input", "-i", help="Verified records JSONL (`negforge verify` output)."),
+        output: Path = typer.Option(..., "--output", "-o", help="Mixed records JSONL; with --epochs E > 1, "
+                                    "OUT.epoch0.jsonl ... OUT.epoch{E-1}.jsonl."),
+        k: Optional[int] = typer.Option(None, "--k", help="Negatives per query."),
+        epochs: Optional[int] = typer.Option(None, "--epochs", help="Fresh draws, one file per epoch."),
+        seed: Optional[int] = typer.Option(None, "--seed"),
+        curriculum: Optional[bool] = typer.Option(None, "--curriculum/--no-curriculum",
+                                                  help="Grow the share of the hardest negatives each epoch."),
+        encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder for mix.dedup_cosine "
+                                              "(default: the bundled MiniLM)."),
+        config: Optional[Path] = ConfigOpt,
+        sets: Optional[list[str]] = SetOpt,
+        quiet: bool = QuietOpt,
+    ) -> None:
+        """Pick k verified negatives per query by source ratio, deduplicated, one seeded draw per epoch."""
+        from negforge.mixers.hybrid import embed_for_dedup, mix_records
+
+        from ..config import MixConfig
+        from ..io import read_records, write_records
+        from ..models import DEFAULT_ENCODER
+
+        setup_logging(quiet)
+        cfg = stage_config(MixConfig, config, sets, "mix", k=k, epochs=epochs, seed=seed, curriculum=curriculum)
+        records = read_records(input)
+        vectors = embed_for_dedup(records, encoder or DEFAULT_ENCODER) if cfg.dedup_cosine else None
+        summary = None
+        for epoch in range(cfg.epochs):
+            mixed, s = mix_records(records, cfg, epoch=epoch, encoder=encoder or DEFAULT_ENCODER, vectors=vectors)
+            summary = s if summary is None else summary.merge(s)
+            path = output if cfg.epochs == 1 else _epoch_path(output, epoch)
+            write_records(path, mixed)
+            typer.echo(f"wrote {len(mixed)} records to {path}")
+        typer.echo(summary.table())
