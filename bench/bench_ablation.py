@@ -132,7 +132,7 @@ def mine_own(n: int, args, llm_from: Path | None) -> tuple[list[Record], str]:
     recs = records_from_beir(data, n)
     sources = ["bm25"] + (["dense"] if {"dense", "hybrid"} & set(args.arms) else [])
     cfg = MineConfig(sources=sources, num_negatives=8, cache_dir=str(ROOT / ".cache/negforge/embeddings"))
-    recs, report = mine_records(recs, data.corpus, cfg, data.qrels, show_progress=False)
+    recs, report = mine_records(recs, data, cfg, show_progress=False)
     log.info("mined: %s", report.to_dict())
     llm = {}
     if llm_from is not None and llm_from.is_file():

@@ -105,7 +105,8 @@ def run_report(name, records, data, cfg, out_dir, prefix):
     from negforge.synth.fn_report import fn_report
 
     t0 = time.perf_counter()
-    rep = fn_report(records, data.qrels, cfg, data.corpus, out_dir, show_progress=False, group=group, prefix=prefix)
+    _, report = fn_report(records, data, cfg, out_dir=out_dir, show_progress=False, group=group, prefix=prefix)
+    rep = report.to_dict()
     rep["wall_s"] = round(time.perf_counter() - t0, 1)
     rep["name"] = name
     logging.info("%s: %.1f s", name, rep["wall_s"])

@@ -160,6 +160,7 @@ def child_negforge(spec) -> dict:
 
     from negforge.mixers.mine import mine_records
     from negforge.synth.config import MineConfig
+    from negforge.synth.data import Dataset
 
     beir, corpus, records = _load(spec)
     src = spec["source"]
@@ -173,7 +174,8 @@ def child_negforge(spec) -> dict:
         options = {"dense": {"embeddings": emb, "query_embeddings": np.load(spec["queries"])}}
     before = current_rss_mb()
     t = time.perf_counter()
-    out, report = mine_records(records, corpus, cfg, beir.qrels, show_progress=False, miner_options=options)
+    out, report = mine_records(records, Dataset(corpus=corpus, qrels=beir.qrels), cfg, show_progress=False,
+                               miner_options=options)
     wall = time.perf_counter() - t
     _dump(spec, {r.id: [n.doc_id for n in r.negatives] for r in out})
     return {"wall_s": wall, "rss_before_mb": before, "mined": report.miners[src].mined, "queries": len(out)}

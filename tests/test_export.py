@@ -17,8 +17,7 @@ from negforge.trainer.export import FORMATS, export_records
 @pytest.fixture(scope="module")
 def records(tiny_beir):
     beir = load_beir(tiny_beir, "train")
-    recs, _ = mine_records(records_from_beir(beir)[:8], beir.corpus, MineConfig(sources=["bm25"], num_negatives=3),
-                           beir.qrels, show_progress=False)
+    recs, _ = mine_records(records_from_beir(beir)[:8], beir, MineConfig(sources=["bm25"], num_negatives=3), show_progress=False)
     # a generated (LLM) negative without a doc id, and a record with two positives and one negative
     gen = Negative(text="A generated passage that almost answers the claim.", source="llm",
                    provenance=Provenance(model="smollm2", template="mar_generate"))

@@ -12,7 +12,7 @@ from negforge.mixers.bm25 import BM25Index
 from negforge.mixers.dense import dense_search, exact_search
 from negforge.mixers.mine import mine_records
 from negforge.synth.config import MineConfig
-from negforge.synth.data import corpus_from_records, load_beir, records_from_beir, records_from_flag_jsonl
+from negforge.synth.data import Dataset, corpus_from_records, load_beir, records_from_beir, records_from_flag_jsonl
 from negforge.synth.errors import ConfigError, InputError
 from negforge.synth.io import read_records
 from negforge.synth.schema import Record, normalise_text
@@ -68,7 +68,7 @@ def test_bm25_index_is_cached_and_reused(beir, records, tmp_path):
 
 def test_bm25_never_mines_a_labelled_positive(beir, records):
     cfg = MineConfig(sources=["bm25"], num_negatives=5, range_max=30)
-    out, report = mine_records(records, beir.corpus, cfg, beir.qrels, show_progress=False)
+    out, report = mine_records(records, beir, cfg, show_progress=False)
     stats = report.miners["bm25"]
     assert stats.removed["labelled_positive"] > 0  # positives were in the rankings and were skipped
     for r in out:
@@ -88,10 +88,10 @@ def test_qrels_positive_missing_from_record_is_still_skipped(beir, records):
     other = next(d for d in beir.corpus.ids if d not in beir.qrels[r.id])
     rec = Record(id=r.id, query=beir.corpus.passage(hidden).text[:200], positives=[beir.corpus.passage(other)])
     cfg = MineConfig(sources=["bm25"], num_negatives=10, range_max=40)
-    out, report = mine_records([rec], beir.corpus, cfg, beir.qrels, show_progress=False)
+    out, report = mine_records([rec], beir, cfg, show_progress=False)
     assert hidden not in {n.doc_id for n in out[0].negatives}
     assert report.miners["bm25"].removed["labelled_positive"] >= 1
-    out, _ = mine_records([rec], beir.corpus, cfg, None, show_progress=False)  # without qrels it is fair game
+    out, _ = mine_records([rec], Dataset(corpus=beir.corpus), cfg, show_progress=False)  # without qrels it is fair game
     assert hidden in {n.doc_id for n in out[0].negatives}
 
 
@@ -100,15 +100,13 @@ def test_positives_without_doc_ids_are_skipped_by_text(beir, records, tmp_path):
     path.write_text("".join(json.dumps({"query": r.query, "pos": [r.positives[0].full_text]}) + "\n"
                             for r in records[:10]))
     flag = records_from_flag_jsonl(path)
-    out, report = mine_records(flag, beir.corpus, MineConfig(sources=["bm25"], num_negatives=4), None,
-                               show_progress=False)
+    out, report = mine_records(flag, Dataset(corpus=beir.corpus), MineConfig(sources=["bm25"], num_negatives=4), show_progress=False)
     assert report.miners["bm25"].removed["positive_text"] >= 5
     for r in out:
         assert normalise_text(r.positives[0].text) not in {normalise_text(n.full_text) for n in r.negatives}
     # mining against the input's own passages (corpus_from_records) skips them by id as well
     pooled = corpus_from_records(flag)
-    out, report = mine_records(flag, pooled, MineConfig(sources=["bm25"], num_negatives=4, range_max=9), None,
-                               show_progress=False)
+    out, report = mine_records(flag, Dataset(corpus=pooled), MineConfig(sources=["bm25"], num_negatives=4, range_max=9), show_progress=False)
     assert report.miners["bm25"].mined > 0
     for r in out:
         assert not {n.doc_id for n in r.negatives} & r.positive_ids()
@@ -116,9 +114,9 @@ def test_positives_without_doc_ids_are_skipped_by_text(beir, records, tmp_path):
 
 def test_random_sampling_is_seeded(beir, records):
     cfg = MineConfig(sources=["bm25"], num_negatives=3, range_max=30, sampling="random", seed=1)
-    a, _ = mine_records(records, beir.corpus, cfg, beir.qrels, show_progress=False)
-    b, _ = mine_records(records, beir.corpus, cfg, beir.qrels, show_progress=False)
-    c, _ = mine_records(records, beir.corpus, cfg.model_copy(update={"seed": 2}), beir.qrels, show_progress=False)
+    a, _ = mine_records(records, beir, cfg, show_progress=False)
+    b, _ = mine_records(records, beir, cfg, show_progress=False)
+    c, _ = mine_records(records, beir, cfg.model_copy(update={"seed": 2}), show_progress=False)
     ids = lambda recs: [[n.doc_id for n in r.negatives] for r in recs]  # noqa: E731
     assert ids(a) == ids(b) and ids(a) != ids(c)
     assert all(n.provenance.seed == 1 for r in a for n in r.negatives)
@@ -126,8 +124,8 @@ def test_random_sampling_is_seeded(beir, records):
 
 def test_rerun_adds_nothing_already_mined(beir, records):
     cfg = MineConfig(sources=["bm25"], num_negatives=3, range_max=30)
-    once, _ = mine_records(records[:5], beir.corpus, cfg, beir.qrels, show_progress=False)
-    twice, report = mine_records(once, beir.corpus, cfg, beir.qrels, show_progress=False)
+    once, _ = mine_records(records[:5], beir, cfg, show_progress=False)
+    twice, report = mine_records(once, beir, cfg, show_progress=False)
     assert report.miners["bm25"].removed["already_mined"] >= 15
     for r in twice:
         ids = [n.doc_id for n in r.negatives]
@@ -140,7 +138,7 @@ def test_dense_respects_windows_and_positives(beir, records, emb_cache, encoder_
 
     cfg = MineConfig(sources=["dense"], num_negatives=4, range_min=2, range_max=20, max_score=0.6,
                      relative_margin=0.05, cache_dir=emb_cache)
-    out, report = mine_records(records, beir.corpus, cfg, beir.qrels, show_progress=False)
+    out, report = mine_records(records, beir, cfg, show_progress=False)
     stats = report.miners["dense"]
     assert stats.mined > 0 and stats.removed["labelled_positive"] > 0 and stats.removed["range_min"] > 0
     assert stats.removed["max_score"] + stats.removed["relative_margin"] > 0
@@ -164,9 +162,8 @@ def test_dense_respects_windows_and_positives(beir, records, emb_cache, encoder_
             assert abs(float(emb[beir.corpus.index(n.doc_id)] @ qi) - s) < 1e-4
             assert 2 <= n.provenance.extra["window_rank"] < 20
     # without filters, the kept ones are exactly the survivors ranked range_min.. by score
-    plain, _ = mine_records(records, beir.corpus, MineConfig(sources=["dense"], num_negatives=4, range_min=0,
-                                                             range_max=20, cache_dir=emb_cache), beir.qrels,
-                            show_progress=False)
+    plain, _ = mine_records(records, beir, MineConfig(sources=["dense"], num_negatives=4, range_min=0,
+                                                             range_max=20, cache_dir=emb_cache), show_progress=False)
     for qi, r in zip(q, plain):
         pos_ids = _positive_ids(beir, r)
         order = [beir.corpus.ids[i] for i in np.argsort(-(np.asarray(emb) @ qi), kind="stable")]
@@ -250,13 +247,13 @@ def test_ann_indexes_find_the_exact_neighbours(tmp_path, kind):
 
 def test_config_errors_name_the_fix(beir, records):
     with pytest.raises(ConfigError, match="range_min"):
-        mine_records(records, beir.corpus, MineConfig(range_min=10, range_max=10), beir.qrels)
+        mine_records(records, beir, MineConfig(range_min=10, range_max=10))
     with pytest.raises(ConfigError, match="num_negatives"):
-        mine_records(records, beir.corpus, MineConfig(num_negatives=9, range_min=0, range_max=5), beir.qrels)
+        mine_records(records, beir, MineConfig(num_negatives=9, range_min=0, range_max=5))
     with pytest.raises(ConfigError, match="valid: bm25, click, dense"):
-        mine_records(records, beir.corpus, MineConfig(sources=["bm26"]), beir.qrels)
+        mine_records(records, beir, MineConfig(sources=["bm26"]))
     with pytest.raises(ConfigError, match="click_log"):
-        mine_records(records, beir.corpus, MineConfig(sources=["click"]), beir.qrels)
+        mine_records(records, beir, MineConfig(sources=["click"]))
 
 
 def test_mine_cli(tiny_beir, tmp_path):
@@ -313,7 +310,7 @@ def test_click_miner_skips_related_dwell_and_min_impressions(tmp_path):
     corpus, recs, path = _click_setup(tmp_path)
     cfg = MineConfig(sources=["click"], click_log=str(path), num_negatives=5, range_max=10,
                      propensities=[1.0, 0.5, 0.33, 0.25, 0.2], min_impressions=2)
-    out, report = mine_records(recs, corpus, cfg, None, show_progress=False)
+    out, report = mine_records(recs, Dataset(corpus=corpus), cfg, show_progress=False)
     negs = out[0].negatives_from("click")
     # d1, d2 shown above the click three times (d2's 2-second click is a bounce); d4 right below it,
     # seen with propensity 0.25 each time; d6 clicked for query 2, which shares the click on d3
@@ -327,12 +324,12 @@ def test_click_miner_skips_related_dwell_and_min_impressions(tmp_path):
     assert removed["clicked"] >= 3  # d3 for query 1, d3 and d6 for query 2
     assert "d3" not in {n.doc_id for r in out for n in r.negatives}
     # every click counts without the dwell rule: d2's click (1 of 3 views) makes it a clicked doc
-    out, _ = mine_records(recs, corpus, cfg, None, show_progress=False, miner_options={"click": {"min_dwell_s": 0}})
+    out, _ = mine_records(recs, Dataset(corpus=corpus), cfg, show_progress=False, miner_options={"click": {"min_dwell_s": 0}})
     assert [n.doc_id for n in out[0].negatives] == ["d1", "d4", "d6"]
     # position bias: with a flatter examination curve, d4 (below the click) counts as seen more often
-    flat, _ = mine_records(recs, corpus, cfg.model_copy(update={"propensities": [1.0] * 5}), None, show_progress=False)
+    flat, _ = mine_records(recs, Dataset(corpus=corpus), cfg.model_copy(update={"propensities": [1.0] * 5}), show_progress=False)
     assert {n.doc_id: n.scores["click"] for n in flat[0].negatives}["d4"] == pytest.approx(3.0)
-    strict, rep = mine_records(recs, corpus, cfg.model_copy(update={"min_impressions": 4}), None, show_progress=False)
+    strict, rep = mine_records(recs, Dataset(corpus=corpus), cfg.model_copy(update={"min_impressions": 4}), show_progress=False)
     assert [n.doc_id for n in strict[0].negatives] == [] and rep.miners["click"].removed["min_impressions"] > 1
 
 
@@ -351,8 +348,8 @@ def test_click_log_errors_name_file_and_line(tmp_path):
         assert msg in str(e.value)
     with pytest.raises(ConfigError, match="propensities"):
         corpus, recs, path = _click_setup(tmp_path)
-        mine_records(recs, corpus, MineConfig(sources=["click"], click_log=str(path), num_negatives=2,
-                                              propensities=[1.0, 0.0]), None)
+        mine_records(recs, Dataset(corpus=corpus), MineConfig(sources=["click"], click_log=str(path), num_negatives=2,
+                                              propensities=[1.0, 0.0]))
 
 
 def test_propensities_fitted_from_a_simulated_log(scifact_dir, tmp_path):

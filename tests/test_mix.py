@@ -36,7 +36,7 @@ def _texts(r: Record) -> list[str]:
 
 def test_ratios_split_k_when_every_source_has_plenty():
     recs = [_record(str(i), {"llm": 6, "bm25": 6, "dense": 6}) for i in range(10)]
-    out, summary = mix_records(recs, MixConfig(k=4, ratios=RATIOS))
+    out, summary = mix_records(recs, None, MixConfig(k=4, ratios=RATIOS))
     for r in out:
         assert Counter(n.source.value for n in r.negatives) == {"llm": 2, "bm25": 1, "dense": 1}
     s = summary.to_dict()["epochs"][0]
@@ -61,7 +61,7 @@ def test_quota_passing_rule():
     assert allocate(6, RATIOS, {"llm": 1, "bm25": 2, "dense": 0})[1] == {"llm": 1, "bm25": 2, "dense": 0}
 
     recs = [_record("a", {"llm": 1, "bm25": 5, "dense": 5}), _record("b", {"llm": 1, "bm25": 2})]
-    out, summary = mix_records(recs, MixConfig(k=4, ratios=RATIOS))
+    out, summary = mix_records(recs, None, MixConfig(k=4, ratios=RATIOS))
     assert Counter(n.source.value for n in out[0].negatives) == {"llm": 1, "bm25": 2, "dense": 1}
     assert len(out[1].negatives) == 3
     ep = summary.epochs[0]
@@ -78,7 +78,7 @@ def test_positive_and_rejected_never_chosen():
     seen = set()
     for seed in range(15):
         for epoch in range(3):
-            out, summary = mix_records([rec], MixConfig(k=6, ratios=RATIOS, seed=seed, epochs=3), epoch=epoch)
+            out, summary = mix_records([rec], None, MixConfig(k=6, ratios=RATIOS, seed=seed, epochs=3), epoch=epoch)
             assert not texts & set(_texts(out[0])) and len(out[0].negatives) == 6
             seen |= set(_texts(out[0]))
     drops = summary.epochs[2].sources
@@ -90,8 +90,8 @@ def test_positive_and_rejected_never_chosen():
 def test_unverified_negatives_need_verify_or_opt_out():
     rec = _record("u", {"llm": 3}, [_neg("bm25", 5, verdict=None)])
     with pytest.raises(InputError, match="negforge verify"):
-        mix_records([rec], MixConfig(k=2, ratios=RATIOS))
-    out, _ = mix_records([rec], MixConfig(k=4, ratios=RATIOS, require_verified=False))
+        mix_records([rec], None, MixConfig(k=2, ratios=RATIOS))
+    out, _ = mix_records([rec], None, MixConfig(k=4, ratios=RATIOS, require_verified=False))
     assert len(out[0].negatives) == 4 and "bm25" in {n.source.value for n in out[0].negatives}
 
 
@@ -100,7 +100,7 @@ def test_exact_duplicates_are_dropped_within_and_across_sources():
            _neg("bm25", 52, text="Insulin lowers blood-sugar")]
     rec = Record(id="d", query="q", positives=[Passage(text="positive")], negatives=dup + [_neg("dense", 1)])
     for seed in range(10):
-        out, summary = mix_records([rec], MixConfig(k=4, ratios=RATIOS, seed=seed))
+        out, summary = mix_records([rec], None, MixConfig(k=4, ratios=RATIOS, seed=seed))
         norm = [t.lower().replace("-", " ").replace(".", "").split() for t in _texts(out[0])]
         assert len(out[0].negatives) == 2 and len({" ".join(n) for n in norm}) == 2
     st = summary.epochs[0].sources
@@ -117,33 +117,33 @@ def test_cosine_near_duplicates_with_the_real_encoder(encoder_path):
                  + [_neg("bm25", i, text=t) for i, t in enumerate(other)])
     vectors = embed_for_dedup([rec], encoder_path)
     assert float(vectors[near[0]] @ vectors[near[1]]) > 0.95 > float(vectors[near[0]] @ vectors[other[0]])
-    plain, _ = mix_records([rec], MixConfig(k=4, ratios={"llm": 0.5, "bm25": 0.5}), vectors=vectors)
+    plain, _ = mix_records([rec], None, MixConfig(k=4, ratios={"llm": 0.5, "bm25": 0.5}), vectors=vectors)
     assert len(plain[0].negatives) == 4
     cfg = MixConfig(k=4, ratios={"llm": 0.5, "bm25": 0.5}, dedup_cosine=0.95)
-    out, summary = mix_records([rec], cfg, encoder=encoder_path)  # embeds itself
+    out, summary = mix_records([rec], None, cfg, encoder=encoder_path)  # embeds itself
     assert len(out[0].negatives) == 3 and len(set(_texts(out[0])) & set(near)) == 1
     assert sum(x.dropped["near_duplicate"] for x in summary.epochs[0].sources.values()) == 1
     # a threshold under the negatives' similarity to the positive removes them as near_positive
-    tight, s2 = mix_records([rec], cfg.model_copy(update={"dedup_cosine": 0.7}), vectors=vectors)
+    tight, s2 = mix_records([rec], None, cfg.model_copy(update={"dedup_cosine": 0.7}), vectors=vectors)
     assert s2.epochs[0].sources["llm"].dropped["near_positive"] == 2 and set(_texts(tight[0])) == set(other)
 
 
 def test_deterministic_per_record_seed_and_epoch():
     recs = [_record(str(i), {"llm": 8, "bm25": 8, "dense": 8}) for i in range(20)]
     cfg = MixConfig(k=4, ratios=RATIOS, epochs=3, seed=7)
-    a = [_texts(r) for r in mix_records(recs, cfg, epoch=1)[0]]
-    assert a == [_texts(r) for r in mix_records(recs, cfg, epoch=1)[0]]
+    a = [_texts(r) for r in mix_records(recs, None, cfg, epoch=1)[0]]
+    assert a == [_texts(r) for r in mix_records(recs, None, cfg, epoch=1)[0]]
     # a record's draw does not depend on the other records in the batch or their order
-    alone = [_texts(mix_records([r], cfg, epoch=1)[0][0]) for r in reversed(recs)]
+    alone = [_texts(mix_records([r], None, cfg, epoch=1)[0][0]) for r in reversed(recs)]
     assert alone[::-1] == a
-    other_seed = [_texts(r) for r in mix_records(recs, cfg.model_copy(update={"seed": 8}), epoch=1)[0]]
-    other_epoch = [_texts(r) for r in mix_records(recs, cfg, epoch=2)[0]]
+    other_seed = [_texts(r) for r in mix_records(recs, None, cfg.model_copy(update={"seed": 8}), epoch=1)[0]]
+    other_epoch = [_texts(r) for r in mix_records(recs, None, cfg, epoch=2)[0]]
     assert sum(x != y for x, y in zip(a, other_seed)) >= 15
     assert sum(x != y for x, y in zip(a, other_epoch)) >= 15
     # fresh draws per epoch cover more of the pool than one epoch does
     union = [set(x) | set(y) for x, y in zip(a, other_epoch)]
     assert sum(len(u) for u in union) > sum(len(x) for x in a)
-    out, _ = mix_records(recs, cfg, epoch=1)
+    out, _ = mix_records(recs, None, cfg, epoch=1)
     assert out[0].meta["mix"] == {"epoch": 1, "seed": 7}
 
 
@@ -157,12 +157,12 @@ def test_curriculum_grows_the_hardest_share():
     cfg = MixConfig(k=4, ratios={"llm": 1.0}, epochs=4, curriculum=True)
     hard_counts = []
     for epoch in range(4):
-        out, _ = mix_records(recs, cfg, epoch=epoch)
+        out, _ = mix_records(recs, None, cfg, epoch=epoch)
         per = [len(set(_texts(r)) & hardest) for r in out]
         assert min(per) >= epoch + 1  # at least round(4 * (epoch + 1) / 4) of the hardest
         hard_counts.append(sum(per))
     assert hard_counts[-1] == 4 * 30 and hard_counts == sorted(hard_counts)
-    plain, _ = mix_records(recs, cfg.model_copy(update={"curriculum": False}), epoch=3)
+    plain, _ = mix_records(recs, None, cfg.model_copy(update={"curriculum": False}), epoch=3)
     assert sum(len(set(_texts(r)) & hardest) for r in plain) < 4 * 30
 
 
@@ -180,7 +180,7 @@ def test_mix_cli_writes_one_file_per_epoch_and_a_summary(tmp_path):
     assert [len(r.negatives) for r in e0 + e1] == [4] * 12
     assert [_texts(r) for r in e0] != [_texts(r) for r in e1]
     cfg = MixConfig(k=4, epochs=2, seed=3)
-    assert [_texts(r) for r in e1] == [_texts(r) for r in mix_records(recs, cfg, epoch=1)[0]]
+    assert [_texts(r) for r in e1] == [_texts(r) for r in mix_records(recs, None, cfg, epoch=1)[0]]
     lines = [ln.split() for ln in res.output.splitlines() if ln.strip()[:1].isdigit()]
     rows = {(ln[0], ln[1]): ln for ln in lines if len(ln) >= 6 and ln[1] in RATIOS}
     assert set(rows) == {(e, s) for e in "01" for s in RATIOS}

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from negforge.synth.cli import app
 from negforge.synth.config import LLMConfig, MineConfig, VerifyConfig
-from negforge.synth.data import Corpus, load_beir, records_from_beir
+from negforge.synth.data import Corpus, Dataset, load_beir, records_from_beir
 from negforge.synth.errors import ConfigError
 from negforge.synth.io import read_records, write_records
 from negforge.synth.params import GenParams
@@ -37,7 +37,7 @@ def mined(beir, emb_cache):
     from negforge.mixers.mine import mine_records
 
     cfg = MineConfig(sources=["bm25"], num_negatives=4, range_max=10, cache_dir=emb_cache)
-    records, _ = mine_records(records_from_beir(beir, limit=6), beir.corpus, cfg, beir.qrels, show_progress=False)
+    records, _ = mine_records(records_from_beir(beir, limit=6), beir, cfg, show_progress=False)
     assert all(len(r.negatives) == 4 for r in records)
     return records
 
@@ -70,8 +70,7 @@ def _edge(pos: float, score: float) -> float:
 def test_embedding_scores_are_real_cosines_and_verdicts_follow_the_rule(mined, beir, corpus, emb_cache, encoder_path):
     from sentence_transformers import SentenceTransformer
 
-    out, report = verify_records(mined, _cfg(emb_cache, verifiers=["embedding"]), beir.qrels, corpus,
-                                 show_progress=False)
+    out, report = verify_records(mined, Dataset(corpus=corpus, qrels=beir.qrels), _cfg(emb_cache, verifiers=["embedding"]), show_progress=False)
     assert mined[0].negatives[0].verdict is None  # input untouched
     model = SentenceTransformer(encoder_path, device="cpu")
     r = out[0]
@@ -93,16 +92,14 @@ def test_embedding_scores_are_real_cosines_and_verdicts_follow_the_rule(mined, b
 
 def test_embedding_ratio_and_margin_edges(mined, beir, corpus, emb_cache):
     rec = mined[1]
-    (base,), _ = verify_records([rec], _cfg(emb_cache, verifiers=["embedding"], perc_pos=2.0), beir.qrels,
-                                corpus, show_progress=False)
+    (base,), _ = verify_records([rec], Dataset(corpus=corpus, qrels=beir.qrels), _cfg(emb_cache, verifiers=["embedding"], perc_pos=2.0), show_progress=False)
     n = next(n for n in base.negatives if 0 < n.scores["embedding"] < n.scores["embedding_pos"])
     i = base.negatives.index(n)
     s, p = n.scores["embedding"], n.scores["embedding_pos"]
     assert 0 < s < p < 1
 
     def status(**kw) -> Status:
-        (r,), _ = verify_records([rec], _cfg(emb_cache, verifiers=["embedding"], **kw), beir.qrels, corpus,
-                                 show_progress=False)
+        (r,), _ = verify_records([rec], Dataset(corpus=corpus, qrels=beir.qrels), _cfg(emb_cache, verifiers=["embedding"], **kw), show_progress=False)
         assert r.negatives[i].scores["embedding"] == s  # deterministic scores: the edges below are exact
         return r.negatives[i].verdict.status
 
@@ -120,7 +117,7 @@ def test_copied_positive_text_is_caught_by_the_embedding_rule(mined, beir, corpu
     rec = mined[2].model_copy(deep=True)
     paraphrase = rec.positives[0].text.upper() + " (as reported)"  # not an exact copy: qrels text rule misses
     rec.negatives.append(Negative(text=paraphrase, source=Source.llm))
-    (out,), report = verify_records([rec], _cfg(emb_cache), beir.qrels, corpus, show_progress=False)
+    (out,), report = verify_records([rec], Dataset(corpus=corpus, qrels=beir.qrels), _cfg(emb_cache), show_progress=False)
     llm = out.negatives_from("llm")[0]
     assert llm.verdict.status == Status.rejected and llm.verdict.rule == "embedding"
     assert llm.scores["embedding"] > 0.95 * llm.scores["embedding_pos"]
@@ -137,8 +134,7 @@ def test_off_topic_floor_drops_filler_llm_negatives_only(mined, beir, corpus, em
     reports = []
 
     def verdicts(r, **kw):
-        (out,), report = verify_records([r], _cfg(emb_cache, perc_pos=2.0, **kw), beir.qrels, corpus,
-                                        show_progress=False)
+        (out,), report = verify_records([r], Dataset(corpus=corpus, qrels=beir.qrels), _cfg(emb_cache, perc_pos=2.0, **kw), show_progress=False)
         reports.append(report)
         return out.negatives
 
@@ -175,8 +171,7 @@ def test_planted_qrels_positive_is_always_dropped(mined, beir, corpus, emb_cache
     rec.negatives.append(Negative(text=pos.text, title=pos.title, doc_id=pos.doc_id, source=Source.dense))
     rec.negatives.append(Negative(text="  " + pos.full_text.lower().replace(".", " ."), source=Source.llm))
     # The embedding rule keeps everything at perc_pos=2 and no margin: only the qrels rule can drop.
-    (out,), report = verify_records([rec], _cfg(emb_cache, verifiers=order, perc_pos=2.0), qrels, corpus,
-                                    show_progress=False)
+    (out,), report = verify_records([rec], Dataset(corpus=corpus, qrels=qrels), _cfg(emb_cache, verifiers=order, perc_pos=2.0), show_progress=False)
     hid, planted, copy = out.negatives[0], out.negatives[-2], out.negatives[-1]
     assert hid.verdict.status == Status.rejected and hid.verdict.rule == "qrels", hid.verdict
     assert "grade 1" in hid.verdict.reason and hid.scores["qrels"] == 1.0
@@ -197,21 +192,20 @@ def test_planted_qrels_positive_is_always_dropped(mined, beir, corpus, emb_cache
 def test_existing_verdicts_are_left_alone_unless_reverify(mined, beir, emb_cache):
     rec = mined[4].model_copy(deep=True)
     rec.negatives[0].verdict = Verdict(status=Status.kept, rule="manual", reason="checked by hand")
-    (out,), report = verify_records([rec], _cfg(emb_cache, verifiers=["qrels"]), beir.qrels, show_progress=False)
+    (out,), report = verify_records([rec], Dataset(qrels=beir.qrels), _cfg(emb_cache, verifiers=["qrels"]), show_progress=False)
     assert out.negatives[0].verdict.rule == "manual" and report.totals["bm25"]["already"] == 1
     assert report.totals["bm25"]["checked"] == 3
-    (out,), report = verify_records([rec], _cfg(emb_cache, verifiers=["qrels"], reverify=True), beir.qrels,
-                                    show_progress=False)
+    (out,), report = verify_records([rec], Dataset(qrels=beir.qrels), _cfg(emb_cache, verifiers=["qrels"], reverify=True), show_progress=False)
     assert out.negatives[0].verdict.rule == "all" and report.totals["bm25"]["checked"] == 4
 
 
 def test_bad_verifier_config_names_the_fix(mined):
     with pytest.raises(ConfigError, match="valid: cross_encoder, embedding, llm_judge, qrels"):
-        verify_records(mined, VerifyConfig(verifiers=["qrels", "bm25"]))
+        verify_records(mined, None, VerifyConfig(verifiers=["qrels", "bm25"]))
     with pytest.raises(ConfigError, match="twice"):
-        verify_records(mined, VerifyConfig(verifiers=["qrels", "qrels"]))
+        verify_records(mined, None, VerifyConfig(verifiers=["qrels", "qrels"]))
     with pytest.raises(ConfigError, match="verifier train"):
-        verify_records(mined, VerifyConfig(verifiers=["cross_encoder"]))
+        verify_records(mined, None, VerifyConfig(verifiers=["cross_encoder"]))
 
 
 # ---------------------------------------------------------------- cross-encoder rule
@@ -236,7 +230,7 @@ def test_cross_encoder_scores_are_sigmoid_probabilities_and_edges_hold(mined, be
 
     rec = mined[5]
     cfg = dict(verifiers=["cross_encoder"], cross_encoder=minilm_cross_encoder, perc_pos=2.0)
-    (base,), _ = verify_records([rec], _cfg(emb_cache, **cfg), beir.qrels, show_progress=False)
+    (base,), _ = verify_records([rec], Dataset(qrels=beir.qrels), _cfg(emb_cache, **cfg), show_progress=False)
     ce = CrossEncoder(minilm_cross_encoder, device="cpu")
     direct = ce.predict([(rec.query, n.full_text) for n in rec.negatives], activation_fn=torch.nn.Sigmoid())
     pos = ce.predict([(rec.query, p.full_text) for p in rec.positives], activation_fn=torch.nn.Sigmoid())
@@ -252,13 +246,12 @@ def test_cross_encoder_scores_are_sigmoid_probabilities_and_edges_hold(mined, be
     at = _edge(p, s)
 
     def status(perc: float) -> Status:
-        (r,), _ = verify_records([rec], _cfg(emb_cache, **{**cfg, "perc_pos": perc}), beir.qrels, show_progress=False)
+        (r,), _ = verify_records([rec], Dataset(qrels=beir.qrels), _cfg(emb_cache, **{**cfg, "perc_pos": perc}), show_progress=False)
         return r.negatives[i].verdict.status
 
     assert status(at) == Status.kept
     assert status(float(np.nextafter(at, 0.0))) == Status.rejected
-    assert "P(relevant)" in verify_records([rec], _cfg(emb_cache, **{**cfg, "perc_pos": 0.01}), beir.qrels,
-                                           show_progress=False)[0][0].negatives[i].verdict.reason
+    assert "P(relevant)" in verify_records([rec], Dataset(qrels=beir.qrels), _cfg(emb_cache, **{**cfg, "perc_pos": 0.01}), show_progress=False)[0][0].negatives[i].verdict.reason
 
 
 def test_verifier_train_cli_trains_saves_and_plugs_into_verify(tiny_beir, tmp_path, mined, emb_cache):
@@ -327,7 +320,7 @@ def test_judge_inside_verify_records_counts_unparseable(mined, monkeypatch):
         yield backend
 
     monkeypatch.setattr(factory, "open_backend", fake_open)
-    (out,), report = verify_records([mined[0]], VerifyConfig(verifiers=["qrels", "llm_judge"]), show_progress=False)
+    (out,), report = verify_records([mined[0]], None, VerifyConfig(verifiers=["qrels", "llm_judge"]), show_progress=False)
     verdicts = [n.verdict for n in out.negatives]
     assert [v.status for v in verdicts] == [Status.kept, Status.kept, Status.rejected, Status.kept]
     assert "judge reply unparseable" in verdicts[1].reason and verdicts[2].rule == "llm_judge"
@@ -341,13 +334,13 @@ def test_judge_real_local_server(mined, local_server, tmp_path):
     judge = LLMConfig(base_url=local_server.base_url, params=GenParams(temperature=0.0, max_tokens=80))
     rec = mined[0].model_copy(update={"negatives": mined[0].negatives[:3]})
     cfg = VerifyConfig(verifiers=["llm_judge"], judge=judge, judge_cache_dir=str(tmp_path / "llm"))
-    (out,), report = verify_records([rec], cfg, show_progress=False)
+    (out,), report = verify_records([rec], None, cfg, show_progress=False)
     for n in out.negatives:
         assert n.verdict is not None and n.verdict.reason
         assert n.scores.get("llm_judge") in (0.0, 0.5, 1.0) or "judge" in n.verdict.reason
     assert report.counts["bm25"]["llm_judge"]["checked"] == 3 and report.usage["calls"] == 3
     # The second run is served from the on-disk cache: same verdicts, no new tokens.
-    (again,), rep2 = verify_records([rec], cfg, show_progress=False)
+    (again,), rep2 = verify_records([rec], None, cfg, show_progress=False)
     assert [n.verdict for n in again.negatives] == [n.verdict for n in out.negatives]
     assert rep2.usage["cached"] == 3
 
@@ -373,8 +366,10 @@ def test_fn_report_counts_rates_sweep_and_plots(mined, beir, corpus, emb_cache, 
     for n, s in zip(judged[:3], (1.0, 0.5, 0.0)):  # judge scores carried by the records are reported
         n.scores["llm_judge"] = s
     cfg = _cfg(emb_cache, verifiers=["qrels", "embedding"])
-    rep = fn_report(records, beir.qrels, cfg, corpus, tmp_path, show_progress=False)
-    src = rep["sources"]
+    same, rep = fn_report(records, Dataset(corpus=corpus, qrels=beir.qrels), cfg, out_dir=tmp_path,
+                          show_progress=False)
+    assert same is records  # a report stage hands the records on unchanged
+    src = rep.sources
     assert list(src) == ["bm25", "dense", "llm", "all"]
     assert (src["bm25"]["negatives"], src["bm25"]["certain_fn"], src["bm25"]["fn_before"]) == (16, 0, 0.0)
     assert (src["dense"]["certain_fn"], src["llm"]["certain_fn"], src["all"]["certain_fn"]) == (1, 1, 2)
@@ -383,20 +378,20 @@ def test_fn_report_counts_rates_sweep_and_plots(mined, beir, corpus, emb_cache, 
     assert src["dense"]["model"]["fn_caught"] == src["llm"]["model"]["fn_caught"] == 1
     assert src["all"]["model"]["fn_recall"] == 1.0 and src["all"]["model"]["fn_after"] == 0.0
     # Model drops cross-checked against an independent verify run with the same rule.
-    (ref, _) = verify_records(records, _cfg(emb_cache, verifiers=["embedding"]), beir.qrels, corpus, show_progress=False)
+    (ref, _) = verify_records(records, Dataset(corpus=corpus, qrels=beir.qrels), _cfg(emb_cache, verifiers=["embedding"]), show_progress=False)
     dropped = sum(n.verdict.status == Status.rejected for r in ref for n in r.negatives)
     assert src["all"]["model"]["dropped"] == dropped >= 2
     assert src["all"]["model"]["drop_precision"] == round(2 / dropped, 4)
     assert src["all"]["all"]["kept"] == 18 - dropped and src["all"]["all"]["fn_after"] == 0.0
     assert src["bm25"]["judge"] == {"judged": 3, "yes": round(1 / 3, 4), "yes_or_partly": round(2 / 3, 4)}
     assert src["llm"]["judge"] is None
-    sweep = rep["sweep"]["embedding"]
+    sweep = rep.sweep["embedding"]
     assert [r["perc_pos"] for r in sweep] == [0.8, 0.85, 0.9, 0.95, 1.0]
     shares = [r["dropped_share"] for r in sweep]
     assert shares == sorted(shares, reverse=True)
     assert next(r for r in sweep if r["perc_pos"] == 0.95)["dropped_share"] == round(dropped / 18, 4)
     png = tmp_path / "fn_report_embedding.png"
-    assert rep["plots"] == [str(png)] and png.read_bytes()[:4] == b"\x89PNG"
+    assert rep.plots == [str(png)] and png.read_bytes()[:4] == b"\x89PNG"
     on_disk = json.loads((tmp_path / "fn_report.json").read_text())
     assert on_disk["sources"] == json.loads(json.dumps(src))
     assert "| dense | 1 | 100.0% (1) |" in (tmp_path / "fn_report.md").read_text()
@@ -421,11 +416,11 @@ def test_fn_report_cli_with_cross_encoder_and_custom_groups(mined, tiny_beir, tm
     assert "| llm | 1 | 100.0% (1) |" in res.output
     # A caller-defined grouping (e.g. planted false negatives in their own row) and file prefix.
     data = load_beir(tiny_beir, "train")
-    rep2 = fn_report(records, data.qrels, VerifyConfig(verifiers=["qrels"]), out_dir=tmp_path / "g",
-                     show_progress=False, group=lambda r, n: "copy" if n.doc_id is None or n.source == Source.dense
-                     else n.source.value, prefix="grouped")
-    assert rep2["sources"]["copy"]["certain_fn"] == 2 and rep2["sources"]["bm25"]["certain_fn"] == 0
-    assert (tmp_path / "g" / "grouped.md").is_file() and rep2["plots"] == []  # no model rule, no score to plot
+    _, rep2 = fn_report(records, data, VerifyConfig(verifiers=["qrels"]), out_dir=tmp_path / "g",
+                        show_progress=False, group=lambda r, n: "copy" if n.doc_id is None or n.source == Source.dense
+                        else n.source.value, prefix="grouped")
+    assert rep2.sources["copy"]["certain_fn"] == 2 and rep2.sources["bm25"]["certain_fn"] == 0
+    assert (tmp_path / "g" / "grouped.md").is_file() and rep2.plots == []  # no model rule, no score to plot
 
 
 def test_verifier_train_split_by_given_query_ids(mined):

@@ -28,56 +28,51 @@ import hashlib
 import logging
 import math
 import random
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
+from pydantic import Field
 
 from negforge.synth.config import MixConfig
+from negforge.synth.data import Dataset
 from negforge.synth.errors import InputError
 from negforge.synth.models import DEFAULT_ENCODER
+from negforge.synth.reports import Report
 from negforge.synth.schema import Negative, Record, normalise_text
+from negforge.synth.stages import stage_dataset
 
 log = logging.getLogger(__name__)
 
 DROPS = ("rejected", "unlisted", "same_as_positive", "near_positive", "duplicate", "near_duplicate")
 
 
-@dataclass
-class SourceStats:
+class SourceStats(Report):
     available: int = 0  # usable after cleaning
     quota: int = 0  # k * ratio before shortfalls moved
     chosen: int = 0
-    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROPS, 0))
+    dropped: dict[str, int] = Field(default_factory=lambda: dict.fromkeys(DROPS, 0))
 
 
-@dataclass
-class EpochStats:
+class EpochStats(Report):
     records: int = 0
     short: int = 0  # fewer than k negatives
     empty: int = 0
-    sources: dict[str, SourceStats] = field(default_factory=dict)
+    sources: dict[str, SourceStats] = Field(default_factory=dict)
 
     def source(self, name: str) -> SourceStats:
         return self.sources.setdefault(name, SourceStats())
 
 
-@dataclass
-class MixSummary:
+class MixReport(Report):
+    """Per epoch and source: the quota, what was available, chosen and dropped (by rule)."""
+
     k: int
     ratios: dict[str, float]
-    epochs: dict[int, EpochStats] = field(default_factory=dict)
+    epochs: dict[int, EpochStats] = Field(default_factory=dict)
 
-    def merge(self, other: "MixSummary") -> "MixSummary":
+    def merge(self, other: "MixReport") -> "MixReport":
         self.epochs.update(other.epochs)
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"k": self.k, "ratios": self.ratios, "epochs": {
-            e: {"records": s.records, "short": s.short, "empty": s.empty,
-                "sources": {n: {"available": x.available, "quota": x.quota, "chosen": x.chosen,
-                                "dropped": dict(x.dropped)} for n, x in sorted(s.sources.items())}}
-            for e, s in sorted(self.epochs.items())}}
 
     def table(self) -> str:
         head = f"{'epoch':>5}  {'source':<9}{'ratio':>6}{'quota':>7}{'avail':>7}{'chosen':>8}  dropped"
@@ -220,13 +215,16 @@ def embed_for_dedup(records: list[Record], encoder: str = DEFAULT_ENCODER,
     return dict(zip(texts, encode_texts(texts, encoder, show_progress=show_progress)))
 
 
-def mix_records(records: list[Record], cfg: MixConfig, epoch: int = 0, encoder: str = DEFAULT_ENCODER,
-                vectors: Optional[dict[str, np.ndarray]] = None) -> tuple[list[Record], MixSummary]:
+def mix_records(records: list[Record], dataset: Optional[Dataset], cfg: MixConfig, *, epoch: int = 0,
+                encoder: str = DEFAULT_ENCODER, vectors: Optional[dict[str, np.ndarray]] = None,
+                ) -> tuple[list[Record], MixReport]:
     """One epoch's draw: each output record keeps only its ``cfg.k`` chosen, verified-kept negatives.
 
-    With ``cfg.dedup_cosine`` the texts are embedded with ``encoder`` (pass ``vectors`` from
+    The mixer needs nothing from ``dataset`` (pass ``None``); it is there so every stage is called
+    alike. With ``cfg.dedup_cosine`` the texts are embedded with ``encoder`` (pass ``vectors`` from
     :func:`embed_for_dedup` to embed once for several epochs).
     """
+    stage_dataset("mix_records", dataset, cfg, MixConfig)
     if epoch < 0:
         raise InputError(f"epoch must be >= 0, got {epoch}")
     order = sorted((s for s, w in cfg.ratios.items() if w > 0), key=lambda s: (-cfg.ratios[s], s))
@@ -235,7 +233,7 @@ def mix_records(records: list[Record], cfg: MixConfig, epoch: int = 0, encoder: 
     elif cfg.dedup_cosine is None:
         vectors = None
     hard_share = min(1.0, (epoch + 1) / cfg.epochs) if cfg.curriculum else None
-    summary = MixSummary(cfg.k, dict(cfg.ratios))
+    summary = MixReport(k=cfg.k, ratios=dict(cfg.ratios))
     st = summary.epochs.setdefault(epoch, EpochStats())
     out = []
     for r in records:

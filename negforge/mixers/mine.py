@@ -24,14 +24,18 @@ import hashlib
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional, Protocol, Sequence
 
+from pydantic import Field
+
 from negforge.synth.config import MineConfig
-from negforge.synth.data import Corpus, Qrels
+from negforge.synth.data import Corpus, Dataset, Qrels
 from negforge.synth.errors import ConfigError
 from negforge.synth.registry import Registry
+from negforge.synth.reports import Report, Seconds
 from negforge.synth.schema import Negative, Provenance, Record, Source, normalise_text
+from negforge.synth.stages import stage_dataset
 
 log = logging.getLogger(__name__)
 
@@ -65,29 +69,21 @@ MINERS.register("dense", "negforge.mixers.dense:DenseMiner")
 MINERS.register("click", "negforge.mixers.click:ClickMiner")
 
 
-@dataclass
-class MinerStats:
+class MinerStats(Report):
     queries: int = 0
     candidates: int = 0
     mined: int = 0
     short: int = 0  # queries that got fewer than num_negatives
     empty: int = 0  # queries that got none
-    removed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FILTERS, 0))
-    wall_s: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"queries": self.queries, "candidates": self.candidates, "mined": self.mined,
-                "short": self.short, "empty": self.empty, "removed": dict(self.removed),
-                "wall_s": round(self.wall_s, 2)}
+    removed: dict[str, int] = Field(default_factory=lambda: dict.fromkeys(FILTERS, 0))
+    wall_s: Seconds = 0.0
 
 
-@dataclass
-class MineReport:
+class MineReport(Report):
+    """Per miner: what it ranked, what each rule removed and what it added."""
+
     records: int = 0
-    miners: dict[str, MinerStats] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"records": self.records, "miners": {k: v.to_dict() for k, v in self.miners.items()}}
+    miners: dict[str, MinerStats] = Field(default_factory=dict)
 
     def table(self) -> str:
         names = list(self.miners)
@@ -192,16 +188,17 @@ def _select(r: Record, ranking: Ranking, miner: Miner, cfg: MineConfig, ex: _Exc
     return out
 
 
-def mine_records(records: list[Record], corpus: Corpus, cfg: MineConfig, qrels: Optional[Qrels] = None,
-                 show_progress: bool = True, miner_options: Optional[dict[str, dict[str, Any]]] = None,
-                 ) -> tuple[list[Record], MineReport]:
+def mine_records(records: list[Record], dataset: Optional[Dataset], cfg: MineConfig, *, show_progress: bool = True,
+                 miner_options: Optional[dict[str, dict[str, Any]]] = None) -> tuple[list[Record], MineReport]:
     """Add ``cfg.num_negatives`` negatives per source in ``cfg.sources`` to every record.
 
-    Returns new records (input negatives kept, mined ones appended) and the per-miner report.
-    Never adds a labelled positive (``qrels`` score > 0, the record's positives by id or text).
-    ``miner_options`` passes extra keywords to a miner's constructor, e.g.
-    ``{"bm25": {"k1": 1.2}, "dense": {"embeddings": memmap}}``.
+    Mines ``dataset.corpus`` (required); never adds a labelled positive (``dataset.qrels`` score
+    > 0, the record's positives by id or text). Returns new records (input negatives kept, mined
+    ones appended) and the per-miner report. ``miner_options`` passes extra keywords to a miner's
+    constructor, e.g. ``{"dense": {"embeddings": memmap}}``.
     """
+    dataset = stage_dataset("mine_records", dataset, cfg, MineConfig)
+    corpus, qrels = dataset.need_corpus("mine"), dataset.qrels
     check_config(cfg)
     report = MineReport(records=len(records))
     ex = _Excluder(corpus, qrels)

@@ -1,6 +1,7 @@
 """Inputs: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or a FlagEmbedding
 training JSONL ({query, pos: [...], neg: [...]}). Both become :class:`Record` lists plus a
-:class:`Corpus` that the miners, the verifier and the evaluator share.
+:class:`Dataset` (corpus, queries, qrels: each may be missing) that every stage takes:
+``stage(records, dataset, config) -> (records, report)``.
 """
 from __future__ import annotations
 
@@ -105,13 +106,30 @@ def load_qrels(path: str | os.PathLike) -> Qrels:
 
 
 @dataclass
-class BeirData:
-    corpus: Corpus
-    queries: dict[str, str]
-    qrels: Qrels
+class Dataset:
+    """What the records were drawn from, as far as it is known: the second argument of every stage.
+
+    ``corpus`` (the documents to mine from and evaluate against), ``queries`` (id -> text) and
+    ``qrels`` (query id -> doc id -> grade). A FlagEmbedding file brings none of them
+    (``Dataset()``); a BEIR folder brings all three (:func:`load_beir`).
+    """
+
+    corpus: Optional[Corpus] = None
+    queries: dict[str, str] = field(default_factory=dict)
+    qrels: Optional[Qrels] = None
+
+    def need_corpus(self, stage: str) -> Corpus:
+        """The corpus, or a one-line InputError naming the stage that needs it."""
+        if self.corpus is None:
+            raise InputError(f"{stage} needs a corpus: pass a Dataset with one (e.g. load_beir(folder)), or "
+                             "Dataset(corpus=corpus_from_records(records)) to use the records' own passages")
+        return self.corpus
 
 
-def load_beir(folder: str | os.PathLike, split: str = "train") -> BeirData:
+BeirData = Dataset  # the older name (trainer/ still uses it)
+
+
+def load_beir(folder: str | os.PathLike, split: str = "train") -> Dataset:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(
@@ -124,14 +142,15 @@ def load_beir(folder: str | os.PathLike, split: str = "train") -> BeirData:
     missing = [q for q in qrels if q not in queries]
     if missing:
         raise InputError(f"{folder}: qrels/{split}.tsv names {len(missing)} queries not in queries.jsonl, e.g. {missing[0]!r}")
-    return BeirData(corpus, queries, qrels)
+    return Dataset(corpus, queries, qrels)
 
 
-def records_from_beir(data: BeirData, limit: Optional[int] = None) -> list[Record]:
+def records_from_beir(data: Dataset, limit: Optional[int] = None) -> list[Record]:
     """One record per qrels query with at least one relevant (score > 0) document in the corpus."""
     records, skipped = [], 0
-    for qid, rels in data.qrels.items():
-        pos = [data.corpus.passage(d) for d, s in rels.items() if s > 0 and d in data.corpus]
+    corpus = data.need_corpus("records_from_beir")
+    for qid, rels in (data.qrels or {}).items():
+        pos = [corpus.passage(d) for d, s in rels.items() if s > 0 and d in corpus]
         if not pos:
             skipped += 1
             continue

@@ -28,10 +28,15 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from pydantic import Field
+
 from .config import VerifyConfig
-from .data import Corpus, Qrels
-from .io import write_json, write_lines
+from .data import Dataset
+from .errors import InputError
+from .io import write_lines
+from .reports import Report
 from .schema import Negative, Record, Status
+from .stages import stage_dataset
 from .verifiers import verify_records
 from .verifiers.base import VerifyContext, positive_aware
 from .verifiers.qrels import QrelsVerifier
@@ -55,14 +60,37 @@ def _share(a: int, b: int) -> Optional[float]:
     return round(a / b, 4) if b else None
 
 
-def fn_report(records: list[Record], qrels: Qrels, cfg: VerifyConfig, corpus: Optional[Corpus] = None,
+class FNReport(Report):
+    """The false-negative report (see the module doc); :meth:`table` is its markdown."""
+
+    model_rules: list[str]
+    perc_pos: float
+    abs_margin: float
+    records: int
+    sources: dict[str, dict[str, Any]]  # group -> counts and rates (``all`` last)
+    sweep: dict[str, list[dict[str, Any]]]  # model score -> one row per perc_pos
+    verify: Optional[dict[str, Any]] = None  # the model rules' VerifyReport
+    plots: list[str] = Field(default_factory=list)
+
+    def table(self) -> str:
+        return markdown(self)
+
+
+def fn_report(records: list[Record], dataset: Optional[Dataset], cfg: VerifyConfig, *,
               out_dir: Optional[str | Path] = None, show_progress: bool = True, group: Group = _source,
-              prefix: str = "fn_report") -> dict[str, Any]:
+              prefix: str = "fn_report") -> tuple[list[Record], FNReport]:
     """Compute the report (see the module doc); with ``out_dir`` also write ``{prefix}.{json,md}`` and PNGs.
 
+    ``dataset.qrels`` define the certain false negatives (required); ``dataset.corpus`` is optional.
+    The records come back unchanged: the report judges them, it does not verify them.
     ``group(record, negative)`` names the row a negative is counted in (default: its source), e.g. to
     give planted false negatives their own row.
     """
+    dataset = stage_dataset("fn_report", dataset, cfg, VerifyConfig)
+    if dataset.qrels is None:
+        raise InputError("fn-report needs qrels (they define the certain false negatives): pass a Dataset with "
+                         "qrels, e.g. load_beir(folder, split)")
+    qrels, corpus = dataset.qrels, dataset.corpus
     model_rules = [v for v in cfg.verifiers if v != "qrels"]
     certain = QrelsVerifier(VerifyContext(cfg, qrels, corpus, show_progress)).check(
         [(r, n) for r in records for n in r.negatives])
@@ -71,9 +99,9 @@ def fn_report(records: list[Record], qrels: Qrels, cfg: VerifyConfig, corpus: Op
     checked = records
     model_report = None
     if model_rules:
-        checked, model_report = verify_records(records, cfg.model_copy(update={"verifiers": model_rules,
-                                                                                "reverify": True}),
-                                               qrels, corpus, show_progress)
+        checked, model_report = verify_records(records, dataset, cfg.model_copy(update={"verifiers": model_rules,
+                                                                                         "reverify": True}),
+                                               show_progress=show_progress)
     rows: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r, flags in zip(checked, fn_flags):
         for n, fn in zip(r.negatives, flags):
@@ -93,16 +121,16 @@ def fn_report(records: list[Record], qrels: Qrels, cfg: VerifyConfig, corpus: Op
                     c["judge_yes_partly"] += j >= 0.5
     sources = sorted(rows, key=lambda s: (s == "all", s))
     table = {s: _row(rows[s]) for s in sources}
-    report = {"model_rules": model_rules, "perc_pos": cfg.perc_pos, "abs_margin": cfg.abs_margin,
-              "records": len(records), "sources": table, "sweep": sweep(checked, fn_flags, cfg.abs_margin),
-              "verify": model_report.to_dict() if model_report else None}
+    report = FNReport(model_rules=model_rules, perc_pos=cfg.perc_pos, abs_margin=cfg.abs_margin,
+                      records=len(records), sources=table, sweep=sweep(checked, fn_flags, cfg.abs_margin),
+                      verify=model_report.to_dict() if model_report else None)
     if out_dir is not None:
         out = Path(out_dir)
-        write_json(out / f"{prefix}.json", report)
+        report.write_json(out / f"{prefix}.json")
         write_lines(out / f"{prefix}.md", [markdown(report) + "\n"])
-        report["plots"] = [str(p) for p in plot_scores(checked, fn_flags, out, group, prefix)]
-        write_json(out / f"{prefix}.json", report)
-    return report
+        report.plots = [str(p) for p in plot_scores(checked, fn_flags, out, group, prefix)]
+        report.write_json(out / f"{prefix}.json")
+    return records, report
 
 
 def _row(c: dict[str, int]) -> dict[str, Any]:
@@ -144,23 +172,23 @@ def _pct(x: Optional[float]) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
-def markdown(report: dict[str, Any]) -> str:
-    rules = " + ".join(report["model_rules"]) or "none"
-    lines = [f"# False-negative report ({report['records']} queries)", "",
-             f"Model rules: {rules} (perc_pos {report['perc_pos']}, abs_margin {report['abs_margin']}). "
+def markdown(report: FNReport) -> str:
+    rules = " + ".join(report.model_rules) or "none"
+    lines = [f"# False-negative report ({report.records} queries)", "",
+             f"Model rules: {rules} (perc_pos {report.perc_pos}, abs_margin {report.abs_margin}). "
              "A *certain FN* is a negative the qrels mark relevant (or a copy of a positive). "
              "*After, model rules alone*: the rules run without the qrels rule; the honest measure. "
              "*After, all rules*: qrels rule first, so certain FN are 0 by construction.", "",
              "| source | negatives | FN before | model: dropped | model: FN caught | model: FN after | "
              "model: drops that are FN | all rules: kept | all rules: FN after | judge yes | judge yes/partly |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for s, row in report["sources"].items():
+    for s, row in report.sources.items():
         m, a, j = row["model"], row["all"], row["judge"] or {}
         lines.append(f"| {s} | {row['negatives']} | {_pct(row['fn_before'])} ({row['certain_fn']}) | "
                      f"{_pct(m['dropped_share'])} | {_pct(m['fn_recall'])} ({m['fn_caught']}/{row['certain_fn']}) | "
                      f"{_pct(m['fn_after'])} | {_pct(m['drop_precision'])} | {_pct(a['kept_share'])} ({a['kept']}) | "
                      f"{_pct(a['fn_after'])} | {_pct(j.get('yes'))} | {_pct(j.get('yes_or_partly'))} |")
-    for name, rows in report["sweep"].items():
+    for name, rows in report.sweep.items():
         lines += ["", f"Threshold sweep on `{name}` (all sources):", "",
                   "| perc_pos | dropped | FN recall | drops that are FN |", "|---:|---:|---:|---:|"]
         lines += [f"| {r['perc_pos']} | {_pct(r['dropped_share'])} | {_pct(r['fn_recall'])} | "

@@ -123,12 +123,12 @@ def run_pipeline(cfg: RunConfig, fresh: bool = False, show_progress: bool = True
     # 2. mine BM25 + dense negatives for every train query
     mine_key = _digest(gen_key, cfg.mine.model_dump(mode="json"))
     mined = stages.records("mined", mine_key,
-                           lambda: mine_records(generated, train.corpus, cfg.mine, train.qrels, show_progress))
+                           lambda: mine_records(generated, train, cfg.mine, show_progress=show_progress))
 
     # 3. verify every negative (all sources alike)
     ver_key = _digest(mine_key, cfg.verify.model_dump(mode="json"))
     verified = stages.records("verified", ver_key,
-                              lambda: verify_records(mined, cfg.verify, train.qrels, train.corpus, show_progress))
+                              lambda: verify_records(mined, train, cfg.verify, show_progress=show_progress))
 
     # 4. base model on the test split
     result.metrics_before = stages.timed("eval_before", lambda: evaluate_model(
@@ -141,7 +141,7 @@ def run_pipeline(cfg: RunConfig, fresh: bool = False, show_progress: bool = True
     for epoch in range(cfg.mix.epochs):
         name = "mixed" if cfg.mix.epochs == 1 else f"mixed.epoch{epoch}"
         mixed = stages.records(name, _digest(ver_key, cfg.mix.model_dump(mode="json"), epoch),
-                               lambda e=epoch: mix_records(verified, cfg.mix, epoch=e))
+                               lambda e=epoch: mix_records(verified, train, cfg.mix, epoch=e))
         tcfg = cfg.train.model_copy(update={
             "encoder": encoder,
             "output_dir": str(out_dir / "model") if epoch == cfg.mix.epochs - 1 else str(out_dir / f"model.epoch{epoch}"),

@@ -139,7 +139,7 @@ def run_trial(records: list[Record], cfg: GenerateConfig, out_dir: Path, backend
                 dropped[_key(r, n)] = f"{n.verdict.rule}: {n.verdict.reason}"
             n.verdict = None
     vcfg = vcfg or VerifyConfig(verifiers=["embedding"])
-    scored, _ = verify_records(generated, vcfg, show_progress=show_progress)
+    scored, _ = verify_records(generated, None, vcfg, show_progress=show_progress)
     write_records(Path(out_dir) / f"{label}.verified.jsonl", scored)
     return Trial(label, cfg.template, cfg.template_dir, ts.hash, scored, summary, dropped)
 

@@ -41,20 +41,37 @@ def stage_config(cls: type[C], config: Optional[Path], sets: Optional[list[str]]
     return load_config(cls, config, sets, section=section, **flags)
 
 
-def load_inputs(path: Path, split: str = "train", limit: Optional[int] = None):
-    """Records from a records/FlagEmbedding JSONL file or a BEIR folder, plus the corpus and qrels
-    where the input has them (``(records, corpus | None, qrels | None)``)."""
-    from ..data import load_beir, records_from_beir, records_from_flag_jsonl
+def load_inputs(path: Path, split: str = "train", limit: Optional[int] = None, data: Optional[Path] = None):
+    """``(records, dataset)`` from a records/FlagEmbedding JSONL file or a BEIR folder.
+
+    The dataset holds the corpus, queries and qrels where the input has them (a BEIR folder),
+    else it is empty; with ``data`` (a BEIR folder) they come from there instead.
+    """
+    from ..data import Dataset, load_beir, records_from_beir, records_from_flag_jsonl
     from ..io import iter_jsonl, read_records
 
     if path.is_dir():
-        data = load_beir(path, split)
-        return records_from_beir(data, limit), data.corpus, data.qrels
-    first = next(iter_jsonl(path), (0, {}))[1]
-    if "positives" in first:
-        records = read_records(path)
-        return (records[:limit] if limit else records), None, None
-    return records_from_flag_jsonl(path, limit), None, None
+        dataset = load_beir(path, split)
+        records = records_from_beir(dataset, limit)
+    else:
+        dataset = Dataset()
+        first = next(iter_jsonl(path), (0, {}))[1]
+        if "positives" in first:
+            records = read_records(path)
+            records = records[:limit] if limit else records
+        else:
+            records = records_from_flag_jsonl(path, limit)
+    if data is not None:
+        dataset = load_beir(data, split)
+    return records, dataset
+
+
+def emit_report(report: Any, json_path: Optional[Path] = None) -> None:
+    """The one way a command shows a stage report: its table on stdout, and with ``json_path`` the
+    report as JSON there (:meth:`negforge.synth.reports.Report.write_json`)."""
+    if json_path is not None:
+        report.write_json(json_path)
+    typer.echo(report.table())
 
 
 # verify and fn-report: records plus the corpus and qrels of --data
@@ -64,17 +81,6 @@ VerifyDataOpt = typer.Option(None, "--data", help="BEIR folder whose corpus and 
 VerifySplitOpt = typer.Option("train", "--split", help="qrels split of --data (or of a BEIR --input).")
 VerifiersOpt = typer.Option(None, "--verifiers", help="Comma-separated, in order: qrels, embedding, "
                             "cross_encoder, llm_judge (default from the config: qrels,embedding).")
-
-
-def inputs_with_data(input: Path, data: Optional[Path], split: str):
-    """``load_inputs``, with the corpus and qrels taken from the BEIR folder ``data`` when given."""
-    records, corpus, qrels = load_inputs(input, split)
-    if data is not None:
-        from ..data import load_beir
-
-        beir = load_beir(data, split)
-        corpus, qrels = beir.corpus, beir.qrels
-    return records, corpus, qrels
 
 
 def verifier_names(value: Optional[str]) -> Optional[list[str]]:

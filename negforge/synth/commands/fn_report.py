@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from .common import (ConfigOpt, QuietOpt, SetOpt, VerifiersOpt, VerifyInputOpt, VerifySplitOpt, handle_errors,
-                     inputs_with_data, setup_logging, stage_config, verifier_names)
+                     emit_report, load_inputs, setup_logging, stage_config, verifier_names)
 
 
 def register(app: typer.Typer) -> None:
@@ -27,12 +27,12 @@ def register(app: typer.Typer) -> None:
         """Per source: false-negative rate before and after verification (model rules alone, and all rules),
         share kept, LLM-judge flags, a threshold sweep and score plots."""
         from ..config import VerifyConfig
-        from ..fn_report import fn_report, markdown
+        from ..fn_report import fn_report
 
         setup_logging(quiet)
         cfg = stage_config(VerifyConfig, config, sets, "verify", verifiers=verifier_names(verifiers),
                            cross_encoder=cross_encoder)
-        records, corpus, qrels = inputs_with_data(input, data, split)
-        report = fn_report(records, qrels, cfg, corpus, output, show_progress=not quiet)
-        typer.echo(markdown(report))
-        typer.echo(f"\nreport -> {output}/fn_report.json, fn_report.md; plots: {', '.join(report.get('plots', []))}")
+        records, dataset = load_inputs(input, split, data=data)
+        _, report = fn_report(records, dataset, cfg, out_dir=output, show_progress=not quiet)
+        emit_report(report)
+        typer.echo(f"\nreport -> {output}/fn_report.json, fn_report.md; plots: {', '.join(report.plots)}")

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .common import ConfigOpt, QuietOpt, SetOpt, handle_errors, load_inputs, setup_logging, stage_config
+from .common import ConfigOpt, QuietOpt, SetOpt, emit_report, handle_errors, load_inputs, setup_logging, stage_config
 
 
 def register(app: typer.Typer) -> None:
@@ -29,21 +29,18 @@ def register(app: typer.Typer) -> None:
         from negforge.mixers.mine import mine_records
 
         from ..config import MineConfig
-        from ..data import corpus_from_records, load_beir
+        from ..data import corpus_from_records
         from ..io import write_records
 
         setup_logging(quiet)
         cfg = stage_config(MineConfig, config, sets, "mine", click_log=click_log,
                            sources=[s.strip() for s in sources.split(",") if s.strip()] if sources else None)
-        records, corpus, qrels = load_inputs(input, split, limit)
-        if data is not None:
-            beir = load_beir(data, split)
-            corpus, qrels = beir.corpus, beir.qrels
-        if corpus is None:
-            corpus = corpus_from_records(records)
-            typer.echo(f"no corpus given: mining from the input's own {len(corpus)} passages (pass --data BEIR "
-                       "to mine a real corpus)", err=True)
-        out, report = mine_records(records, corpus, cfg, qrels, show_progress=not quiet)
+        records, dataset = load_inputs(input, split, limit, data=data)
+        if dataset.corpus is None:
+            dataset.corpus = corpus_from_records(records)
+            typer.echo(f"no corpus given: mining from the input's own {len(dataset.corpus)} passages (pass --data "
+                       "BEIR to mine a real corpus)", err=True)
+        out, report = mine_records(records, dataset, cfg, show_progress=not quiet)
         write_records(output, out)
-        typer.echo(report.table())
+        emit_report(report)
         typer.echo(f"wrote {len(out)} records to {output}")

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .common import ConfigOpt, QuietOpt, SetOpt, handle_errors, setup_logging, stage_config
+from .common import ConfigOpt, QuietOpt, SetOpt, emit_report, handle_errors, setup_logging, stage_config
 
 
 def _epoch_path(out: Path, epoch: int) -> Path:
@@ -44,9 +44,10 @@ def register(app: typer.Typer) -> None:
         vectors = embed_for_dedup(records, encoder or DEFAULT_ENCODER) if cfg.dedup_cosine else None
         summary = None
         for epoch in range(cfg.epochs):
-            mixed, s = mix_records(records, cfg, epoch=epoch, encoder=encoder or DEFAULT_ENCODER, vectors=vectors)
+            mixed, s = mix_records(records, None, cfg, epoch=epoch, encoder=encoder or DEFAULT_ENCODER,
+                                   vectors=vectors)
             summary = s if summary is None else summary.merge(s)
             path = output if cfg.epochs == 1 else _epoch_path(output, epoch)
             write_records(path, mixed)
             typer.echo(f"wrote {len(mixed)} records to {path}")
-        typer.echo(summary.table())
+        emit_report(summary)

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
 
         setup_logging(quiet or not _main_process())
         cfg = stage_config(TrainConfig, config, sets, "train", output_dir=output, loss=loss)
-        records, _, _ = load_inputs(input)
+        records, _ = load_inputs(input)
         val = load_beir(eval_data, eval_split) if eval_data is not None else None
         res = train_model(records, cfg, show_progress=not quiet and _main_process(), eval_data=val)
         if not _main_process():

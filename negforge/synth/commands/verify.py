@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from .common import (ConfigOpt, QuietOpt, SetOpt, VerifiersOpt, VerifyDataOpt, VerifyInputOpt, VerifySplitOpt,
-                     handle_errors, inputs_with_data, setup_logging, stage_config, verifier_names)
+                     emit_report, handle_errors, load_inputs, setup_logging, stage_config, verifier_names)
 
 
 def register(app: typer.Typer) -> None:
@@ -26,19 +26,18 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check every negative (all sources) against the qrels and positive-aware model rules."""
         from ..config import VerifyConfig
-        from ..io import write_json, write_records
+        from ..io import write_records
         from ..verifiers import verify_records
 
         setup_logging(quiet)
         cfg = stage_config(VerifyConfig, config, sets, "verify", verifiers=verifier_names(verifiers),
                            cross_encoder=cross_encoder)
-        records, corpus, qrels = inputs_with_data(input, data, split)
+        records, dataset = load_inputs(input, split, data=data)
         if not any(r.negatives for r in records):
             typer.secho(f"warning: {input} has no negatives to verify (mine or generate some first)", err=True,
                         fg=typer.colors.YELLOW)
-        out, report = verify_records(records, cfg, qrels, corpus, show_progress=not quiet)
+        out, report = verify_records(records, dataset, cfg, show_progress=not quiet)
         write_records(output, out)
         report_path = Path(f"{output}.report.json")
-        write_json(report_path, report.to_dict())
-        typer.echo(report.table())
+        emit_report(report, report_path)
         typer.echo(f"\n{len(out)} records -> {output}\nreport -> {report_path}")

@@ -1,7 +1,7 @@
 """False-negative control: verifiers composed in the order ``VerifyConfig.verifiers`` lists.
 
->>> records, report = verify_records(records, VerifyConfig(verifiers=["qrels", "embedding"]),
-...                                  qrels=data.qrels, corpus=data.corpus)      # doctest: +SKIP
+>>> records, report = verify_records(records, load_beir(folder), VerifyConfig(verifiers=["qrels", "embedding"]))
+...                                                                                # doctest: +SKIP
 >>> print(report.table())                                                        # doctest: +SKIP
 
 Every negative without a verdict (every negative with ``reverify``) is checked by each verifier
@@ -21,9 +21,10 @@ import time
 from typing import Optional
 
 from ..config import VerifyConfig
-from ..data import Corpus, Qrels
+from ..data import Corpus, Dataset, Qrels
 from ..registry import Registry
 from ..schema import Negative, Record, Status, Verdict
+from ..stages import stage_dataset
 from .base import Check, Pair, Verifier, VerifyContext, positive_aware
 from .report import VerifyReport
 
@@ -53,24 +54,26 @@ def build_verifiers(cfg: VerifyConfig, qrels: Optional[Qrels] = None, corpus: Op
     return [VERIFIERS.create(name, ctx) for name in cfg.verifiers]
 
 
-def verify_records(records: list[Record], cfg: VerifyConfig, qrels: Optional[Qrels] = None,
-                   corpus: Optional[Corpus] = None, show_progress: bool = True) -> tuple[list[Record], VerifyReport]:
+def verify_records(records: list[Record], dataset: Optional[Dataset], cfg: VerifyConfig, *,
+                   show_progress: bool = True) -> tuple[list[Record], VerifyReport]:
     """Set ``scores`` and ``verdict`` on every negative that needs it; returns new records and counts.
 
+    ``dataset.qrels`` feeds the qrels rule, ``dataset.corpus`` the embedding cache (both optional).
     The input records are not modified. Negatives that already carry a verdict are left as they
     are unless ``cfg.reverify`` (they are counted as ``already``).
     """
     t0 = time.perf_counter()
-    verifiers = build_verifiers(cfg, qrels, corpus, show_progress)
+    dataset = stage_dataset("verify_records", dataset, cfg, VerifyConfig)
+    verifiers = build_verifiers(cfg, dataset.qrels, dataset.corpus, show_progress)
     out = [r.model_copy(deep=True) for r in records]
     report = VerifyReport(rules=[v.name for v in verifiers])
     todo: list[Pair] = []
     for r in out:
         for n in r.negatives:
             src = _src(n)
-            report.totals[src]["negatives"] += 1
+            report.total(src)["negatives"] += 1
             if n.verdict is not None and not cfg.reverify:
-                report.totals[src]["already"] += 1
+                report.total(src)["already"] += 1
                 continue
             n.verdict = None
             todo.append((r, n))
@@ -94,11 +97,11 @@ def verify_records(records: list[Record], cfg: VerifyConfig, qrels: Optional[Qre
             report.usage = v.usage.to_dict()
         log.info("%s: checked %d, dropped %d", v.name, len(pending), sum(not c.passed for c in checks))
     for _, n in todo:
-        report.totals[_src(n)]["checked"] += 1
+        report.total(_src(n))["checked"] += 1
         if id(n) in rejected:
-            report.totals[_src(n)]["dropped"] += 1
+            report.total(_src(n))["dropped"] += 1
         else:
-            report.totals[_src(n)]["kept"] += 1
+            report.total(_src(n))["kept"] += 1
             n.verdict = Verdict(status=Status.kept, rule="all", reason="passed " + "; ".join(passed[id(n)]))
     report.wall_s = time.perf_counter() - t0
     log.info("verify: %d checked, %d kept, %d dropped in %.1f s", report.checked, report.kept, report.dropped,

@@ -8,28 +8,36 @@ special outcome the rule noted (e.g. ``judge reply unparseable``). ``totals[sour
 """
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import Counter
 from typing import Any, Optional
 
+from pydantic import Field, model_serializer
+
+from ..reports import Report
+
 MAX_EXAMPLES = 3
+TOTALS = ("negatives", "checked", "kept", "dropped", "already")
 
 
-@dataclass
-class VerifyReport:
+class VerifyReport(Report):
     rules: list[str]
-    counts: dict[str, dict[str, Counter]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(Counter)))
-    totals: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
-    examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    counts: dict[str, dict[str, Counter[str]]] = Field(default_factory=dict)  # source -> rule -> outcome -> n
+    totals: dict[str, Counter[str]] = Field(default_factory=dict)  # source -> TOTALS key -> n
+    examples: dict[str, list[str]] = Field(default_factory=dict)  # rule -> up to MAX_EXAMPLES reasons
     usage: Optional[dict[str, Any]] = None  # LLM judge usage, when it ran
     wall_s: float = 0.0
 
     def count(self, source: str, rule: str, key: str, n: int = 1) -> None:
-        self.counts[source][rule][key] += n
+        self.counts.setdefault(source, {}).setdefault(rule, Counter())[key] += n
+
+    def total(self, source: str) -> Counter[str]:
+        """The totals counter of ``source`` (created empty on first use)."""
+        return self.totals.setdefault(source, Counter())
 
     def example(self, rule: str, reason: str) -> None:
-        if len(self.examples[rule]) < MAX_EXAMPLES:
-            self.examples[rule].append(reason)
+        seen = self.examples.setdefault(rule, [])
+        if len(seen) < MAX_EXAMPLES:
+            seen.append(reason)
 
     @property
     def checked(self) -> int:
@@ -43,14 +51,16 @@ class VerifyReport:
     def dropped(self) -> int:
         return sum(t["dropped"] for t in self.totals.values())
 
-    def to_dict(self) -> dict[str, Any]:
+    @model_serializer(mode="plain")
+    def _dump(self) -> dict[str, Any]:
+        """The JSON layout: every total per source, outcomes per source and rule (``by_rule``)."""
         sources = sorted(self.totals)
         return {
             "rules": list(self.rules),
             "checked": self.checked, "kept": self.kept, "dropped": self.dropped,
-            "totals": {s: {k: int(self.totals[s][k]) for k in ("negatives", "checked", "kept", "dropped", "already")}
-                       for s in sources},
-            "by_rule": {s: {r: dict(self.counts[s][r]) for r in self.rules if r in self.counts[s]} for s in sources},
+            "totals": {s: {k: int(self.totals[s][k]) for k in TOTALS} for s in sources},
+            "by_rule": {s: {r: dict(self.counts.get(s, {})[r]) for r in self.rules if r in self.counts.get(s, {})}
+                        for s in sources},
             "examples": {r: list(v) for r, v in self.examples.items()},
             "usage": self.usage,
             "wall_s": round(self.wall_s, 2),
@@ -68,7 +78,7 @@ class VerifyReport:
         lines.append(f"{'rule':<15}{'source':<10}{'checked':>9}{'dropped':>9}{'skipped':>9}  notes")
         for r in self.rules:
             for s in sorted(self.totals):
-                c = self.counts[s].get(r)
+                c = self.counts.get(s, {}).get(r)
                 if not c:
                     continue
                 notes = ", ".join(f"{k}: {v}" for k, v in sorted(c.items()) if k not in ("checked", "dropped", "skipped"))

@@ -150,7 +150,7 @@ def train_verifier(data_dir: str | Path, output: str | Path, cfg: VerifierTrainC
     records = records_from_beir(data, cfg.max_queries)
     if len(records) < 2:
         raise InputError(f"{data_dir}: qrels/{cfg.split}.tsv gives {len(records)} usable queries; need at least 2")
-    mined, _ = mine_records(records, data.corpus, cfg.mine, data.qrels, show_progress)
+    mined, _ = mine_records(records, data, cfg.mine, show_progress=show_progress)
     train_recs, held_recs = split_queries(mined, cfg.heldout, cfg.seed, cfg.heldout_ids)
     train_pairs, train_labels = labelled_pairs(train_recs)
     if cfg.max_pairs is not None and len(train_pairs) > cfg.max_pairs:
