@@ -23,6 +23,7 @@ import numpy as np
 
 from negforge.synth.data import Corpus
 from negforge.synth.errors import ConfigError, MissingDependencyError
+from negforge.synth.schema import join_title_text
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class BM25Index:
 
     def _texts(self) -> Iterable[str]:
         for t, x in zip(self.corpus.titles, self.corpus.texts):
-            yield f"{t} {x}" if t else x
+            yield join_title_text(t, x)
 
     @property
     def vocab(self) -> dict[str, int]:

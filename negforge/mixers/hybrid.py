@@ -24,7 +24,6 @@ local RNG seeded by sha256(seed, record id, epoch, source).
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import random
@@ -39,6 +38,7 @@ from negforge.synth.errors import InputError
 from negforge.synth.models import DEFAULT_ENCODER
 from negforge.synth.reports import Report
 from negforge.synth.schema import Negative, Record, normalise_text
+from negforge.synth.seeding import seeded_rng
 from negforge.synth.stages import stage_dataset
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,6 @@ class MixReport(Report):
                              f"{x.chosen:>8}  {drops}")
             lines.append(f"{e:>5}  {s.records} records, {s.short} short of k={self.k}, {s.empty} with none")
         return "\n".join(lines)
-
-
-def _rng(*parts: Any) -> random.Random:
-    digest = hashlib.sha256("\x00".join(map(str, parts)).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
 
 
 def hardness_key(n: Negative) -> tuple:
@@ -137,7 +132,7 @@ def _pool(r: Record, cfg: MixConfig, order: list[str], vectors: Optional[dict[st
                          f"{unverified[0].source.value}); run `negforge verify` first, or set "
                          "mix.require_verified=false to use unverified negatives as they are")
     pos_ids = r.positive_ids()
-    pos_texts = {normalise_text(p.full_text) for p in r.positives} | {normalise_text(p.text) for p in r.positives}
+    pos_texts = r.positive_texts()
     pos_vecs = [vectors[p.full_text] for p in r.positives] if vectors is not None else []
     pool: dict[str, list[Negative]] = {s: [] for s in order}
     seen: dict[str, set[str]] = {s: set() for s in order}
@@ -178,7 +173,7 @@ def _choose(r: Record, cfg: MixConfig, order: list[str], pool: dict[str, list[Ne
     duplicates; what duplicates cost is re-allocated over what the sources have left."""
     ratios = {s: cfg.ratios[s] for s in order}
     quota, alloc = allocate(cfg.k, ratios, {s: len(p) for s, p in pool.items()})
-    offers = {s: _draw_order(pool[s], alloc[s], _rng(cfg.seed, r.id, epoch, s), hard_share) for s in order}
+    offers = {s: _draw_order(pool[s], alloc[s], seeded_rng(cfg.seed, r.id, epoch, s), hard_share) for s in order}
     for s in order:
         st.source(s).available += len(pool[s])
         st.source(s).quota += quota[s]
@@ -238,7 +233,7 @@ def mix_records(records: list[Record], dataset: Optional[Dataset], cfg: MixConfi
     out = []
     for r in records:
         chosen = _choose(r, cfg, order, _pool(r, cfg, order, vectors, st), epoch, hard_share, vectors, st)
-        _rng(cfg.seed, r.id, epoch, "order").shuffle(chosen)
+        seeded_rng(cfg.seed, r.id, epoch, "order").shuffle(chosen)
         st.records += 1
         st.short += len(chosen) < cfg.k
         st.empty += not chosen

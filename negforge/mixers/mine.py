@@ -20,9 +20,7 @@ included), ``provenance.extra.window_rank`` (0-based rank among the survivors) a
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import random
 import time
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol, Sequence
@@ -34,7 +32,8 @@ from negforge.synth.data import Corpus, Dataset, Qrels
 from negforge.synth.errors import ConfigError
 from negforge.synth.registry import Registry
 from negforge.synth.reports import Report, Seconds
-from negforge.synth.schema import Negative, Provenance, Record, Source, normalise_text
+from negforge.synth.schema import Negative, Provenance, Record, Source, join_title_text, normalise_text
+from negforge.synth.seeding import seeded_rng
 from negforge.synth.stages import stage_dataset
 
 log = logging.getLogger(__name__)
@@ -127,20 +126,14 @@ class _Excluder:
 
     def text_of(self, row: int) -> str:
         if row not in self._norm:
-            t, x = self.corpus.titles[row], self.corpus.texts[row]
-            self._norm[row] = normalise_text(f"{t} {x}" if t else x)
+            self._norm[row] = normalise_text(join_title_text(self.corpus.titles[row], self.corpus.texts[row]))
         return self._norm[row]
-
-
-def _rng(seed: int, record_id: str, source: str) -> random.Random:
-    digest = hashlib.sha256(f"{seed}\x00{record_id}\x00{source}".encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
 
 
 def _select(r: Record, ranking: Ranking, miner: Miner, cfg: MineConfig, ex: _Excluder,
             stats: MinerStats) -> list[Negative]:
     pos_rows = ex.positive_rows(r)
-    pos_texts = {normalise_text(p.full_text) for p in r.positives} | {normalise_text(p.text) for p in r.positives}
+    pos_texts = r.positive_texts()
     already = {n.doc_id for n in r.negatives if n.source == miner.source and n.doc_id}
     threshold = None
     if miner.score_window and cfg.relative_margin is not None and ranking.positive_score is not None:
@@ -172,7 +165,7 @@ def _select(r: Record, ranking: Ranking, miner: Miner, cfg: MineConfig, ex: _Exc
     stats.removed["past_range_max"] += max(0, len(survivors) - cfg.range_max)
     window = survivors[cfg.range_min:cfg.range_max]
     if cfg.sampling == "random" and len(window) > cfg.num_negatives:
-        chosen = sorted(_rng(cfg.seed, r.id, miner.source.value).sample(window, cfg.num_negatives))
+        chosen = sorted(seeded_rng(cfg.seed, r.id, miner.source.value).sample(window, cfg.num_negatives))
     else:
         chosen = window[:cfg.num_negatives]
     stats.removed["not_sampled"] += len(window) - len(chosen)

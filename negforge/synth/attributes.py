@@ -16,12 +16,12 @@ negative's provenance.
 """
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional
 
 from .errors import ConfigError
+from .seeding import stable_seed  # noqa: F401  (also imported from here)
 
 # name -> what the analyse step should look for (shown to the LLM).
 QUERY_ATTRIBUTES: dict[str, str] = {
@@ -75,12 +75,6 @@ class AttributeSpace:
 
 
 DEFAULT_SPACE = AttributeSpace()
-
-
-def stable_seed(*parts: Any) -> int:
-    """A 63-bit seed from the parts' text: the same in every process (unlike ``hash()``)."""
-    blob = "\x1f".join(str(p) for p in parts).encode("utf-8")
-    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big") >> 1
 
 
 def word_count(text: str) -> int:

@@ -15,7 +15,7 @@ from typing import Any, Literal, Optional, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, validation_message
 from .models import DEFAULT_ENCODER, DEFAULT_GGUF
 from .params import GenParams
 
@@ -246,5 +246,4 @@ def load_config(cls: type[C], path: str | os.PathLike | None = None, overrides: 
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"invalid {cls.__name__}: {msgs}") from None
+        raise ConfigError(f"invalid {cls.__name__}: {validation_message(e)}") from None

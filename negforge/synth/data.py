@@ -15,7 +15,7 @@ from typing import Iterable, Optional
 
 from .errors import InputError
 from .io import iter_jsonl
-from .schema import Negative, Passage, Provenance, Record, Source
+from .schema import Negative, Passage, Provenance, Record, Source, content_doc_id, join_title_text
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Corpus:
         return Passage(doc_id=doc_id, title=self.titles[i], text=self.texts[i])
 
     def full_texts(self) -> list[str]:
-        return [f"{t} {x}".strip() if t else x for t, x in zip(self.titles, self.texts)]
+        return [join_title_text(t, x) for t, x in zip(self.titles, self.texts)]
 
     def fingerprint(self) -> str:
         """Content hash: the embedding cache key (with the model name)."""
@@ -193,7 +193,7 @@ def corpus_from_records(records: Iterable[Record]) -> Corpus:
     ids, texts, seen = [], [], {}
     for r in records:
         for p in [*r.positives, *r.negatives]:
-            key = p.doc_id or "h" + hashlib.sha1(p.full_text.encode()).hexdigest()[:16]
+            key = p.doc_id or content_doc_id(p.full_text)
             if key not in seen:
                 seen[key] = len(ids)
                 ids.append(key)

@@ -1,4 +1,7 @@
 """One root exception for negforge; user errors are also ValueErrors and say what to change."""
+from __future__ import annotations
+
+from typing import Any
 
 
 class NegforgeError(Exception):
@@ -25,3 +28,17 @@ class BackendError(NegforgeError):
 
 class MissingDependencyError(NegforgeError, ImportError):
     """An optional package is not installed; the message says how to install it."""
+
+
+def validation_message(e: Any, root: str = "") -> str:
+    """A pydantic ``ValidationError`` in one line: ``loc: message; loc: message``.
+
+    ``root`` names the whole object where an error has no location (e.g. ``"record"``). Used for
+    bad records, bad configs and bad LLM replies alike (the last is sent back as the re-ask).
+    """
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or root
+        msg = "missing" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)

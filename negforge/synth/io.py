@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator
 
 from pydantic import ValidationError
 
-from .errors import InputError
+from .errors import InputError, validation_message
 from .schema import Record
 
 log = logging.getLogger(__name__)
@@ -42,20 +42,12 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
             yield lineno, obj
 
 
-def _validation_message(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "record"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
-
-
 def iter_records(path: str | os.PathLike) -> Iterator[Record]:
     for lineno, obj in iter_jsonl(path):
         try:
             yield Record.model_validate(obj)
         except ValidationError as e:
-            raise InputError(f"{path}:{lineno}: invalid record ({_validation_message(e)})") from None
+            raise InputError(f"{path}:{lineno}: invalid record ({validation_message(e, root='record')})") from None
 
 
 def read_records(path: str | os.PathLike) -> list[Record]:

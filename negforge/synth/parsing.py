@@ -17,6 +17,8 @@ from typing import Annotated, Any, ClassVar, Literal, Optional, Sequence
 from pydantic import (AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model,
                       field_validator, model_validator)
 
+from .errors import validation_message
+
 MIN_WORDS = 8  # a passage shorter than this is not a passage
 _EMPTY = {"", "none", "n/a", "na", "null", "unknown", "not mentioned", "not specified", "not stated", "-"}
 
@@ -188,17 +190,6 @@ def _trim_to_sentence(obj: dict[str, Any]) -> dict[str, Any]:
             if cut > 0 and len(v[:cut + 1].split()) >= MIN_WORDS:
                 obj[key] = v[:cut + 1]
     return obj
-
-
-def validation_message(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            msg = "missing"
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
 
 
 def parse_reply(text: str, model: type[BaseModel], finish_reason: Optional[str] = None) -> tuple[Any, bool]:

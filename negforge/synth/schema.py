@@ -30,6 +30,16 @@ class Status(str, Enum):
     rejected = "rejected"
 
 
+def join_title_text(title: str, text: str) -> str:
+    """Title and text as encoders and BM25 see them (BEIR convention): ``"title text"``, or the text alone."""
+    return f"{title} {text}".strip() if title else text
+
+
+def content_doc_id(text: str) -> str:
+    """A doc id from a passage's content (``"h"`` + 16 hex digits of its sha1), for passages without one."""
+    return "h" + hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -50,8 +60,8 @@ class Passage(_Model):
 
     @property
     def full_text(self) -> str:
-        """Title and text as encoders and BM25 see them (BEIR convention)."""
-        return f"{self.title} {self.text}".strip() if self.title else self.text
+        """Title and text as encoders and BM25 see them (:func:`join_title_text`)."""
+        return join_title_text(self.title, self.text)
 
 
 class Provenance(_Model):
@@ -120,6 +130,10 @@ class Record(_Model):
 
     def positive_ids(self) -> set[str]:
         return {p.doc_id for p in self.positives if p.doc_id is not None}
+
+    def positive_texts(self) -> set[str]:
+        """The positives' normalised texts, with and without title: what a copy of a positive matches."""
+        return {normalise_text(p.full_text) for p in self.positives} | {normalise_text(p.text) for p in self.positives}
 
     def key(self) -> str:
         """Stable content key of the record's inputs (query + positives), for caches and resume."""

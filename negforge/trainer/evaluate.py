@@ -14,7 +14,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from negforge.synth.config import EvalConfig
 from negforge.synth.data import BeirData, Qrels
@@ -53,32 +52,6 @@ def embedding_cache_dir(encoder: str, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / f"w-{fp}" if fp else Path(cache_dir)
 
 
-def search(queries: np.ndarray, docs: np.ndarray, k: int = TOP_K, query_chunk: int = 256,
-           doc_chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` inner product: (scores, doc indices), each (n_queries, min(k, n_docs)), best first.
-    Works in (query chunk × doc chunk) blocks, so a memory-mapped corpus is read a block at a time."""
-    n_docs = docs.shape[0]
-    k = min(k, n_docs)
-    all_s = np.empty((len(queries), k), dtype=np.float32)
-    all_i = np.empty((len(queries), k), dtype=np.int64)
-    for qs in range(0, len(queries), query_chunk):
-        q = queries[qs:qs + query_chunk]
-        best_s = np.empty((len(q), 0), dtype=np.float32)
-        best_i = np.empty((len(q), 0), dtype=np.int64)
-        for ds in range(0, n_docs, doc_chunk):
-            s = q @ np.asarray(docs[ds:ds + doc_chunk]).T
-            cand_s = np.concatenate([best_s, s], axis=1)
-            cand_i = np.concatenate([best_i, np.broadcast_to(np.arange(ds, ds + s.shape[1]), s.shape)], axis=1)
-            top = np.argpartition(-cand_s, k - 1, axis=1)[:, :k] if cand_s.shape[1] > k else \
-                np.broadcast_to(np.arange(cand_s.shape[1]), cand_s.shape)
-            best_s = np.take_along_axis(cand_s, top, axis=1)
-            best_i = np.take_along_axis(cand_i, top, axis=1)
-        order = np.argsort(-best_s, axis=1, kind="stable")
-        all_s[qs:qs + len(q)] = np.take_along_axis(best_s, order, axis=1)
-        all_i[qs:qs + len(q)] = np.take_along_axis(best_i, order, axis=1)
-    return all_s, all_i
-
-
 def per_query_metrics(qrels: Qrels, run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """{query id: {"ndcg@10", "recall@10", "recall@100", "mrr@10"}} for every query of ``qrels`` that has
     a relevant document; a query missing from ``run`` retrieves nothing (0 on every metric)."""
@@ -112,6 +85,7 @@ def retrieve(encoder: str, data: BeirData, cfg: EvalConfig, show_progress: bool 
     """Top-``k`` run {query id: {doc id: score}} for the split's queries that have a relevant doc."""
     from sentence_transformers import SentenceTransformer
 
+    from negforge.mixers.dense import exact_search
     from negforge.mixers.embeddings import corpus_embeddings, encode_texts
 
     qids = [q for q, rels in data.qrels.items() if any(s > 0 for s in rels.values())]
@@ -124,7 +98,7 @@ def retrieve(encoder: str, data: BeirData, cfg: EvalConfig, show_progress: bool 
     docs = corpus_embeddings(data.corpus, encoder, embedding_cache_dir(encoder, cfg.cache_dir), cfg.batch_size,
                              cfg.max_seq_length, show_progress=show_progress, model=model)
     queries = encode_texts([data.queries[q] for q in qids], encoder, cfg.batch_size, model=model)
-    scores, idx = search(queries, docs, k)
+    scores, idx = exact_search(docs, queries, k)
     ids = data.corpus.ids
     return {q: {ids[i]: float(s) for s, i in zip(srow, irow)} for q, srow, irow in zip(qids, scores, idx)}
 

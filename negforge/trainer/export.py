@@ -18,7 +18,6 @@ Texts are ``title + " " + text`` where the consumer takes one string (BEIR conve
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,7 +28,7 @@ from typing import Optional
 
 from negforge.synth.errors import ConfigError, InputError
 from negforge.synth.io import write_lines
-from negforge.synth.schema import Passage, Record
+from negforge.synth.schema import Passage, Record, content_doc_id
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ FORMATS = ("sentence-transformers", "sentence-transformers-triplet", "flag", "te
 
 
 def _docid(p: Passage) -> str:
-    return p.doc_id or "h" + hashlib.sha1(p.full_text.encode()).hexdigest()[:16]
+    return p.doc_id or content_doc_id(p.full_text)
 
 
 def _with_negatives(records: list[Record]) -> list[Record]:

@@ -34,8 +34,7 @@ class QrelsVerifier:
         out = []
         for record, neg in pairs:
             if record.id not in pos_text:
-                pos_text[record.id] = {normalise_text(p.full_text) for p in record.positives} | {
-                    normalise_text(p.text) for p in record.positives}
+                pos_text[record.id] = record.positive_texts()
             grade = 0
             if self.qrels is not None and neg.doc_id is not None:
                 grade = self.qrels.get(record.id, {}).get(neg.doc_id, 0)
