@@ -177,6 +177,9 @@ class EvalConfig(_Cfg):
     batch_size: int = Field(64, ge=1)
     max_seq_length: int = Field(256, ge=16)
     cache_dir: str = ".cache/negforge/embeddings"
+    # As BEIR: a retrieved document whose id equals the query's id is not counted (datasets whose
+    # queries are also corpus documents, e.g. ArguAna, Quora). False counts it like any other.
+    ignore_identical_ids: bool = True
 
 
 class RunConfig(_Cfg):

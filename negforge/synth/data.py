@@ -146,11 +146,15 @@ def load_beir(folder: str | os.PathLike, split: str = "train") -> Dataset:
 
 
 def records_from_beir(data: Dataset, limit: Optional[int] = None) -> list[Record]:
-    """One record per qrels query with at least one relevant (score > 0) document in the corpus."""
+    """One record per qrels query with at least one relevant (score > 0) document in the corpus.
+
+    The positives are the query's documents with score > 0, in qrels order, each carrying its grade;
+    a row with score 0 (or below) is a judged non-relevant document and never becomes a positive.
+    """
     records, skipped = [], 0
     corpus = data.need_corpus("records_from_beir")
     for qid, rels in (data.qrels or {}).items():
-        pos = [corpus.passage(d) for d, s in rels.items() if s > 0 and d in corpus]
+        pos = [corpus.passage(d).model_copy(update={"grade": s}) for d, s in rels.items() if s > 0 and d in corpus]
         if not pos:
             skipped += 1
             continue

@@ -50,6 +50,8 @@ class Passage(_Model):
     text: str
     title: str = ""
     doc_id: Optional[str] = None
+    # The qrels grade (> 0) of a positive taken from judged data; None (left out of the JSON) otherwise.
+    grade: Optional[int] = Field(None, exclude_if=lambda v: v is None)
 
     @field_validator("text")
     @classmethod

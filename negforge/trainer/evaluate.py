@@ -1,24 +1,37 @@
-"""Retrieval quality on a BEIR split: nDCG@10, Recall@10, Recall@100 and MRR@10 (pytrec_eval).
+"""Retrieval quality on a BEIR split: nDCG@10, Recall@10, Recall@100 and MRR@10, computed as BEIR does.
 
 Retrieval is exact inner product between the encoder's normalised query embeddings and its corpus
 embeddings from :func:`negforge.mixers.embeddings.corpus_embeddings` (cached on disk per encoder and corpus).
 A fine-tuned model folder gets its own cache entry, keyed also by its weight files (name, size,
-mtime), so retraining into the same folder never reuses stale embeddings. Queries are those of
-the split's qrels with at least one relevant (score > 0) document, as in sentence-transformers'
-InformationRetrievalEvaluator. MRR@10 is trec_eval's ``recip_rank`` over the top-10 run.
+mtime), so retraining into the same folder never reuses stale embeddings.
+
+What counts, as in BEIR's ``EvaluateRetrieval`` (pytrec_eval underneath):
+
+* the queries are those of the split's qrels with at least one relevant (score > 0) document;
+* nDCG uses the qrels grades as gains (grade 2 counts twice grade 1); a row with score 0 is a judged
+  non-relevant document: it earns nothing and is not counted in any recall denominator;
+* a retrieved document whose id equals the query's id is dropped from the ranking before the
+  cut-offs (``EvalConfig.ignore_identical_ids``, default on; the top-k is filled from further down),
+  which matters where queries are also corpus documents (BEIR's ArguAna, Quora);
+* MRR@10 is trec_eval's ``recip_rank`` over the top-10 run.
+
+``bench/bench_eval_agreement.py`` checks these figures against sentence-transformers'
+InformationRetrievalEvaluator and ranx on the same embeddings.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any
-
+from typing import TYPE_CHECKING, Any
 
 from negforge.synth.config import EvalConfig
 from negforge.synth.data import BeirData, Qrels
 from negforge.synth.errors import InputError
 from negforge.synth.models import bundled_encoder_path, resolve_encoder
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +65,26 @@ def embedding_cache_dir(encoder: str, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / f"w-{fp}" if fp else Path(cache_dir)
 
 
-def per_query_metrics(qrels: Qrels, run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+def drop_identical_ids(run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``run`` without any document whose id equals its query's id (BEIR's ``ignore_identical_ids``)."""
+    return {q: {d: s for d, s in docs.items() if d != q} for q, docs in run.items()}
+
+
+def per_query_metrics(qrels: Qrels, run: dict[str, dict[str, float]],
+                      ignore_identical_ids: bool = True) -> dict[str, dict[str, float]]:
     """{query id: {"ndcg@10", "recall@10", "recall@100", "mrr@10"}} for every query of ``qrels`` that has
-    a relevant document; a query missing from ``run`` retrieves nothing (0 on every metric)."""
+    a relevant document; a query missing from ``run`` retrieves nothing (0 on every metric). Grades are
+    the nDCG gains; rows with score <= 0 are judged non-relevant. With ``ignore_identical_ids`` a
+    document whose id is the query's id is removed from the run first."""
     import pytrec_eval
 
-    qrels = {q: {d: int(s) for d, s in rels.items()} for q, rels in qrels.items() if any(s > 0 for s in rels.values())}
+    # pytrec_eval counts grade >= 1 as relevant; a negative grade (some TREC qrels) is non-relevant too.
+    qrels = {q: {d: max(int(s), 0) for d, s in rels.items()} for q, rels in qrels.items()
+             if any(s > 0 for s in rels.values())}
     if not qrels:
         raise InputError("the qrels have no relevant (score > 0) document: nothing to evaluate")
+    if ignore_identical_ids:
+        run = drop_identical_ids(run)
     run = {q: run.get(q, {}) for q in qrels}
     per_q = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.10", "recall.100"}).evaluate(run)
     top10 = {q: dict(sorted(docs.items(), key=lambda x: (-x[1], x[0]))[:10]) for q, docs in run.items()}
@@ -73,10 +98,11 @@ def per_query_metrics(qrels: Qrels, run: dict[str, dict[str, float]]) -> dict[st
     return out
 
 
-def metrics_from_run(qrels: Qrels, run: dict[str, dict[str, float]]) -> dict[str, float]:
+def metrics_from_run(qrels: Qrels, run: dict[str, dict[str, float]],
+                     ignore_identical_ids: bool = True) -> dict[str, float]:
     """Mean nDCG@10, Recall@10, Recall@100, MRR@10 over the queries of ``qrels`` that have a relevant
     document; a query missing from ``run`` counts as retrieving nothing (0 on every metric)."""
-    per_q = per_query_metrics(qrels, run)
+    per_q = per_query_metrics(qrels, run, ignore_identical_ids)
     return {m: sum(v[m] for v in per_q.values()) / len(per_q) for m in METRICS}
 
 
@@ -98,16 +124,29 @@ def retrieve(encoder: str, data: BeirData, cfg: EvalConfig, show_progress: bool 
     docs = corpus_embeddings(data.corpus, encoder, embedding_cache_dir(encoder, cfg.cache_dir), cfg.batch_size,
                              cfg.max_seq_length, show_progress=show_progress, model=model)
     queries = encode_texts([data.queries[q] for q in qids], encoder, cfg.batch_size, model=model)
-    scores, idx = exact_search(docs, queries, k)
-    ids = data.corpus.ids
-    return {q: {ids[i]: float(s) for s, i in zip(srow, irow)} for q, srow, irow in zip(qids, scores, idx)}
+    return run_from_embeddings(qids, queries, data.corpus.ids, docs, k, cfg.ignore_identical_ids)
+
+
+def run_from_embeddings(qids: list[str], queries: np.ndarray, doc_ids: list[str], docs: np.ndarray,
+                        k: int = TOP_K, ignore_identical_ids: bool = True) -> dict[str, dict[str, float]]:
+    """Top-``k`` run {query id: {doc id: score}} by exact inner product. With ``ignore_identical_ids``
+    one more document is retrieved and the query's own id dropped, so every query still gets ``k``."""
+    from negforge.mixers.dense import exact_search
+
+    scores, idx = exact_search(docs, queries, k + 1 if ignore_identical_ids else k)
+    run = {}
+    for q, srow, irow in zip(qids, scores, idx):
+        hits = [(doc_ids[i], float(s)) for s, i in zip(srow, irow)
+                if i >= 0 and not (ignore_identical_ids and doc_ids[i] == q)]
+        run[q] = dict(hits[:k])
+    return run
 
 
 def evaluate_model(encoder: str, data: BeirData, cfg: EvalConfig, show_progress: bool = True) -> dict[str, float]:
     """nDCG@10, Recall@10, Recall@100 and MRR@10 of ``encoder`` (a path, a hub name or
     ``bundled:all-MiniLM-L6-v2``) on ``data`` (one BEIR split)."""
     run = retrieve(encoder, data, cfg, show_progress)
-    metrics = metrics_from_run(data.qrels, run)
+    metrics = metrics_from_run(data.qrels, run, cfg.ignore_identical_ids)
     log.info("%s on %d queries: %s", encoder, len(run), ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return metrics
 
