@@ -161,7 +161,14 @@ class TrainConfig(_Cfg):
     # all-MiniLM-L6-v2 itself was trained at 128 tokens; 256 doubles the cost of a step on CPU.
     max_seq_length: int = Field(128, ge=16)
     num_hard_negatives: int = Field(1, ge=0)  # hard negatives per training example
-    max_positives: int = Field(4, ge=1)  # positive slots per example (multi-positive losses)
+    # Positives per example (rows per query for mnrl, slots for the multi-positive losses); null: all.
+    max_positives: Optional[int] = Field(4, ge=1)
+    # Which positives when a query has more: first (record order), grade (highest qrels grade first),
+    # sample (a seeded draw per epoch).
+    positive_rule: Literal["first", "grade", "sample"] = "grade"
+    # query_aware: no duplicates and no query's own positive as another row's text in its batch
+    # (no false in-batch negatives); no_duplicates: sentence-transformers' sampler (texts only).
+    batch_sampler: Literal["query_aware", "no_duplicates"] = "query_aware"
     seed: int = 0
     output_dir: str = "runs/default/model"
     logging_steps: int = Field(10, ge=1)  # record the training loss every N steps

@@ -25,9 +25,10 @@ from negforge.synth.config import TrainConfig
 from negforge.synth.data import BeirData
 from negforge.synth.errors import ConfigError, InputError
 from negforge.synth.models import resolve_encoder
-from negforge.synth.schema import Record, Status
+from negforge.synth.schema import Passage, Record, Status
 
 from .losses import build_loss, is_multi_positive
+from .positives import RowKeys, select_positives
 
 log = logging.getLogger(__name__)
 
@@ -70,54 +71,77 @@ def _pick(texts: list[str], n: int, seed: int, record_id: str, stats: ColumnStat
     return texts
 
 
-def build_columns(records: list[Record], cfg: TrainConfig, multi_positive: bool = False) -> tuple[dict[str, list], ColumnStats]:
-    """Trainer columns from records, in dataset column order.
+def build_columns(records: list[Record], cfg: TrainConfig, multi_positive: bool = False,
+                  epoch: int = 0) -> tuple[dict[str, list], ColumnStats]:
+    """Trainer columns from records, in dataset column order (see :func:`build_rows`)."""
+    cols, stats, _ = build_rows(records, cfg, multi_positive, blocks=1, first_epoch=epoch)
+    return cols, stats
 
-    Single-positive losses (mnrl, cached_mnrl): ``anchor, positive, negative_1..n``, one row per
-    (query, positive) up to ``max_positives`` (rows of one query never share a batch: no-duplicates
-    sampling). Multi-positive losses: ``anchor, positive_1..m, negative_1..n, label`` with m the
-    largest positive count (capped at ``max_positives``); unused slots repeat positive_1 and are
-    masked out by ``label``. n = ``num_hard_negatives``: records with fewer negatives repeat theirs,
-    records with none are dropped (counted), records with more get n drawn with a seeded RNG.
-    Rejected negatives are never used; unverified ones are (the mixer decides what to pass on).
+
+def build_rows(records: list[Record], cfg: TrainConfig, multi_positive: bool = False, blocks: int = 1,
+               first_epoch: int = 0) -> tuple[dict[str, list], ColumnStats, list[RowKeys]]:
+    """Trainer columns from records, plus what each row puts in a batch (for the query-aware sampler).
+
+    Positives: up to ``max_positives`` per query, chosen by ``positive_rule`` (first / grade / sample;
+    :func:`negforge.trainer.sampler.select_positives`). Single-positive losses (mnrl, cached_mnrl):
+    ``anchor, positive, negative_1..n``, one row per (query, chosen positive); rows of one query never
+    share a batch. Multi-positive losses: ``anchor, positive_1..m, negative_1..n, label`` with m the
+    largest chosen count; unused slots repeat positive_1 and are masked out by ``label``.
+    n = ``num_hard_negatives``: records with fewer negatives repeat theirs, records with none are
+    dropped (counted), records with more get n drawn with a seeded RNG. Rejected negatives are never
+    used; unverified ones are (the mixer decides what to pass on). ``blocks`` > 1 (positive_rule
+    "sample" over several epochs) repeats the rows once per epoch, each block with that epoch's draw.
     """
     stats = ColumnStats(records=len(records))
     n, cap = cfg.num_hard_negatives, cfg.max_positives
-    rows: list[tuple[Record, list[str], list[str]]] = []
+    kept: list[tuple[Record, list[str]]] = []
     for r in records:
         negs = _usable_negatives(r, stats)
         if n and not negs:
             stats.dropped_no_negatives += 1
             continue
-        if len(r.positives) > cap:
+        if cap is not None and len(r.positives) > cap:
             stats.truncated_positives += 1
-        rows.append((r, [p.full_text for p in r.positives[:cap]], _pick(negs, n, cfg.seed, r.id, stats) if n else []))
+        kept.append((r, _pick(negs, n, cfg.seed, r.id, stats) if n else []))
+    neg_docs = {id(r): {x.full_text: x for x in r.negatives} for r, _ in kept}
+    own = {id(r): RowKeys.own_of(r) for r, _ in kept}
+    rows: list[tuple[Record, list[Passage], list[str], int]] = []
+    for b in range(blocks):
+        for r, negs in kept:
+            rows.append((r, select_positives(r, cap, cfg.positive_rule, cfg.seed, first_epoch + b), negs, b))
     neg_cols = [f"negative_{j + 1}" for j in range(n)]
+    keys: list[RowKeys] = []
     if multi_positive:
-        m = max((len(pos) for _, pos, _ in rows), default=1)
+        m = max((len(pos) for _, pos, _, _ in rows), default=1)
         cols: dict[str, list] = {"anchor": [], **{f"positive_{j + 1}": [] for j in range(m)},
                                  **{c: [] for c in neg_cols}, "label": []}
-        for r, pos, negs in rows:
+        for r, pos, negs, b in rows:
             cols["anchor"].append(r.query)
             for j in range(m):
-                cols[f"positive_{j + 1}"].append(pos[j] if j < len(pos) else pos[0])
+                cols[f"positive_{j + 1}"].append(pos[j].full_text if j < len(pos) else pos[0].full_text)
             for c, t in zip(neg_cols, negs):
                 cols[c].append(t)
             cols["label"].append([1] * len(pos) + [0] * (m - len(pos)))
+            keys.append(RowKeys.of(r, pos, _as_passages(negs, neg_docs[id(r)]), b, own[id(r)]))
     else:
         cols = {"anchor": [], "positive": [], **{c: [] for c in neg_cols}}
-        for r, pos, negs in rows:
+        for r, pos, negs, b in rows:
             for p in pos:
                 cols["anchor"].append(r.query)
-                cols["positive"].append(p)
+                cols["positive"].append(p.full_text)
                 for c, t in zip(neg_cols, negs):
                     cols[c].append(t)
+                keys.append(RowKeys.of(r, [p], _as_passages(negs, neg_docs[id(r)]), b, own[id(r)]))
     stats.examples = len(cols["anchor"])
     if stats.dropped_no_negatives:
         log.warning("dropped %d of %d records that have no usable negative (num_hard_negatives=%d; "
                     "set it to 0 to train with in-batch negatives only)", stats.dropped_no_negatives, len(records), n)
     log.info("training columns: %s", stats.to_dict())
-    return cols, stats
+    return cols, stats, keys
+
+
+def _as_passages(texts: list[str], by_text: dict[str, Passage]) -> list[Passage]:
+    return [by_text.get(t) or Passage(text=t) for t in texts]
 
 
 @dataclass
@@ -197,6 +221,16 @@ def _histories(log_history: list[dict]) -> tuple[list[dict], list[dict]]:
     return losses, validation
 
 
+def _batch_sampler(cfg: TrainConfig, row_keys: list[RowKeys], no_duplicates: Any) -> Any:
+    if cfg.batch_sampler == "no_duplicates":
+        return no_duplicates
+    from functools import partial
+
+    from .sampler import QueryAwareBatchSampler
+
+    return partial(QueryAwareBatchSampler, rows=row_keys)
+
+
 def train_model(records: list[Record], cfg: TrainConfig, show_progress: bool = True,
                 eval_data: Optional[BeirData] = None) -> TrainResult:
     """Fine-tune ``cfg.encoder`` on ``records`` with ``cfg.loss``; save to ``cfg.output_dir``.
@@ -211,7 +245,11 @@ def train_model(records: list[Record], cfg: TrainConfig, show_progress: bool = T
         BatchSamplers, SentenceTransformerTrainingArguments)
 
     multi = is_multi_positive(cfg.loss)  # raises ConfigError listing the valid losses
-    cols, stats = build_columns(records, cfg, multi)
+    blocks = cfg.epochs if cfg.positive_rule == "sample" and cfg.epochs > 1 else 1
+    if blocks > 1 and cfg.batch_sampler != "query_aware":
+        raise ConfigError("positive_rule=sample over several epochs needs batch_sampler=query_aware "
+                          "(it reads one block of rows per epoch)")
+    cols, stats, row_keys = build_rows(records, cfg, multi, blocks)
     if not stats.examples:
         raise InputError(f"no training examples out of {len(records)} records (see the counts: {stats.to_dict()})")
     out_dir, ckpt_dir = Path(cfg.output_dir), Path(cfg.output_dir) / "checkpoints"
@@ -221,7 +259,7 @@ def train_model(records: list[Record], cfg: TrainConfig, show_progress: bool = T
     args = SentenceTransformerTrainingArguments(
         output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
-        seed=cfg.seed, batch_sampler=BatchSamplers.NO_DUPLICATES,
+        seed=cfg.seed, batch_sampler=_batch_sampler(cfg, row_keys, BatchSamplers.NO_DUPLICATES),
         logging_steps=cfg.logging_steps, logging_first_step=True, report_to="none", disable_tqdm=not show_progress,
         save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500, save_total_limit=3,
         eval_strategy="epoch" if eval_data is not None else "no", eval_on_start=eval_data is not None,
