@@ -13,19 +13,30 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     @handle_errors
     def export(
-        input: Path = typer.Option(..., "--input", "-i", help="Mixed records JSONL."),
-        fmt: str = typer.Option(..., "--format", "-f", help="sentence-transformers | sentence-transformers-triplet "
-                                "| flag | tevatron | parquet"),
-        output: Path = typer.Option(..., "--output", "-o", help="A folder for sentence-transformers, else a file."),
-        num_negatives: Optional[int] = typer.Option(None, "--num-negatives",
-                                                    help="sentence-transformers: negative columns (default: the most any record has)."),
+        input: Path = typer.Option(..., "--input", "-i", help="Verified (or mixed) records JSONL."),
+        fmt: str = typer.Option(..., "--format", "-f", help="sentence-transformers (st) | sentence-transformers-triplet "
+                                "| sentence-transformers-labeled-pair | sentence-transformers-labeled-list | "
+                                "flagembedding (flag, bge) | tevatron | tevatron-legacy | parquet"),
+        output: Path = typer.Option(..., "--output", "-o", help="A folder for sentence-transformers and tevatron "
+                                    "(train.jsonl + corpus.jsonl), else a file."),
+        num_negatives: Optional[int] = typer.Option(None, "--num-negatives", help="sentence-transformers n-tuple: "
+                                                    "negative columns (default: the most any record has)."),
+        unverified: bool = typer.Option(False, "--unverified", help="Also export negatives no verifier has seen "
+                                        "(default: that is an error; rejected negatives are never exported)."),
+        scores: str = typer.Option("auto", "--scores", help="Score written where the format has a place for one: "
+                                   "auto (cross_encoder, else embedding, when every negative has it), a verifier "
+                                   "name, or none."),
         quiet: bool = QuietOpt,
     ) -> None:
-        """Write records in a trainer's format (sentence-transformers, FlagEmbedding, Tevatron, Parquet)."""
+        """Write records in a trainer's format: kept negatives only; records left without one are skipped.
+
+        Example: negforge export -i runs/x/mixed.jsonl -f flagembedding -o runs/x/train.flag.jsonl
+        """
         from negforge.trainer.export import export_records
 
         from ..io import read_records
 
         setup_logging(quiet)
-        path = export_records(read_records(input), fmt, output, num_negatives=num_negatives)
-        typer.echo(f"wrote {fmt} to {path}")
+        report = export_records(read_records(input), fmt, output, num_negatives=num_negatives,
+                                allow_unverified=unverified, scores=scores)
+        typer.echo(report.summary())
