@@ -41,29 +41,25 @@ def stage_config(cls: type[C], config: Optional[Path], sets: Optional[list[str]]
     return load_config(cls, config, sets, section=section, **flags)
 
 
-def load_inputs(path: Path, split: str = "train", limit: Optional[int] = None, data: Optional[Path] = None):
-    """``(records, dataset)`` from a records/FlagEmbedding JSONL file or a BEIR folder.
+def load_inputs(path: Path, split: str = "train", limit: Optional[int] = None, data: Optional[Path] = None,
+                columns: Optional[str] = None):
+    """``(records, dataset)`` from any input :func:`negforge.synth.inputs.read_input` reads (records,
+    BEIR, FlagEmbedding, Tevatron, a datasets folder or Hub name, Parquet, CSV/TSV, JSONL columns).
 
-    The dataset holds the corpus, queries and qrels where the input has them (a BEIR folder),
-    else it is empty; with ``data`` (a BEIR folder) they come from there instead.
+    The dataset holds the corpus, queries and qrels where the input has them (a BEIR folder, a
+    Tevatron corpus), else it is empty; with ``data`` (a BEIR folder) they come from there instead.
+    ``columns`` is a ``--columns`` value (``query=COL,positive=COL``).
     """
-    from ..data import Dataset, load_beir, records_from_beir, records_from_flag_jsonl
-    from ..io import iter_jsonl, read_records
+    from ..data import load_beir
+    from ..inputs import parse_columns, read_input
 
-    if path.is_dir():
-        dataset = load_beir(path, split)
-        records = records_from_beir(dataset, limit)
-    else:
-        dataset = Dataset()
-        first = next(iter_jsonl(path), (0, {}))[1]
-        if "positives" in first:
-            records = read_records(path)
-            records = records[:limit] if limit else records
-        else:
-            records = records_from_flag_jsonl(path, limit)
-    if data is not None:
-        dataset = load_beir(data, split)
-    return records, dataset
+    loaded = read_input(path, columns=parse_columns(columns), split=split, limit=limit)
+    dataset = load_beir(data, split) if data is not None else loaded.dataset
+    return loaded.records, dataset
+
+
+ColumnsOpt = typer.Option(None, "--columns", help="Input columns for tables and datasets, e.g. "
+                          "query=question,positive=answer (default: query/anchor, positive/pos, negative/neg...).")
 
 
 def emit_report(report: Any, json_path: Optional[Path] = None) -> None:

@@ -6,14 +6,15 @@ from typing import Optional
 
 import typer
 
-from .common import ConfigOpt, QuietOpt, SetOpt, emit_report, handle_errors, load_inputs, setup_logging, stage_config
+from .common import ColumnsOpt, ConfigOpt, QuietOpt, SetOpt, emit_report, handle_errors, load_inputs, setup_logging, stage_config
 
 
 def register(app: typer.Typer) -> None:
     @app.command("mine")
     @handle_errors
     def mine(
-        input: Path = typer.Option(..., "--input", "-i", help="Records JSONL, FlagEmbedding JSONL or a BEIR folder."),
+        input: Path = typer.Option(..., "--input", "-i", help="Records, FlagEmbedding or Tevatron JSONL, a BEIR "
+                                   "folder, a datasets folder or Hub name, Parquet, or a CSV/TSV of query-positive pairs."),
         output: Path = typer.Option(..., "--output", "-o", help="Records JSONL with the mined negatives added."),
         data: Optional[Path] = typer.Option(None, "--data", help="BEIR folder to mine from (its corpus and qrels). "
                                             "Without it: the input's corpus, else one built from the input's passages."),
@@ -21,6 +22,9 @@ def register(app: typer.Typer) -> None:
         click_log: Optional[str] = typer.Option(None, "--click-log", help="Impressions JSONL for the click miner."),
         split: str = typer.Option("train", "--split", help="qrels split of a BEIR input / --data."),
         limit: Optional[int] = typer.Option(None, "--limit", help="First N records only."),
+        columns: Optional[str] = ColumnsOpt,
+        corpus: Optional[Path] = typer.Option(None, "--corpus", help="Corpus to mine from: a BEIR corpus.jsonl "
+                                              "(_id, title, text) or a Tevatron corpus (docid, text)."),
         config: Optional[Path] = ConfigOpt,
         sets: Optional[list[str]] = SetOpt,
         quiet: bool = QuietOpt,
@@ -35,7 +39,11 @@ def register(app: typer.Typer) -> None:
         setup_logging(quiet)
         cfg = stage_config(MineConfig, config, sets, "mine", click_log=click_log,
                            sources=[s.strip() for s in sources.split(",") if s.strip()] if sources else None)
-        records, dataset = load_inputs(input, split, limit, data=data)
+        records, dataset = load_inputs(input, split, limit, data=data, columns=columns)
+        if corpus is not None:
+            from ..inputs import read_corpus
+
+            dataset.corpus = read_corpus(corpus)
         if dataset.corpus is None:
             dataset.corpus = corpus_from_records(records)
             typer.echo(f"no corpus given: mining from the input's own {len(dataset.corpus)} passages (pass --data "

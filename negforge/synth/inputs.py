@@ -1,0 +1,396 @@
+"""Read the data users already have into records, with the format detected and named in errors.
+
+=====================  =====================================================================
+format                 what it is (how it is detected)
+=====================  =====================================================================
+``records``            negforge records JSONL (lines with ``positives``)
+``beir``               a BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv
+``flagembedding``      FlagEmbedding JSONL: ``query, pos, neg`` (lines with ``pos``)
+``tevatron``           Tevatron's id-based JSONL (``positive_document_ids``) + its corpus
+                       (``docid, text[, title]``): a folder with train.jsonl and corpus.jsonl,
+                       or a file with corpus.jsonl beside it, or ``corpus=``
+``tevatron-legacy``    Tevatron JSONL with ``positive_passages`` / ``negative_passages``
+``hf-dataset``         a ``datasets.Dataset``, a ``save_to_disk`` folder, or a Hub name
+                       (``owner/name``; needs the network or the local HF cache)
+``parquet``            a Parquet file: negforge's own export, or columns as below
+``csv`` / ``tsv``      a table of query-positive pairs with a header row
+``jsonl``              other JSONL: columns as below
+=====================  =====================================================================
+
+Column formats (hf-dataset, parquet, csv, tsv, jsonl) map columns to roles: ``query`` (found as
+query, anchor, question, query_text, sentence1), ``positive`` (positive, pos, positives, answer,
+passage, document, ...), ``negative`` (negative, neg, negatives, hard_negative, and
+sentence-transformers' ``negative_1 .. negative_n``) and ``id`` (id, query_id, qid, _id);
+``columns={"query": "question", "positive": "answer"}`` names them where the names differ. A cell
+may hold a string or a list of strings. Rows of one query (sentence-transformers pairs and
+triplets have one row per positive or negative) become one record: rows are grouped by ``id``,
+or by query text when there is no id column; an id that names two different query texts, and a
+repeated id in the one-line-per-query formats, are input errors.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Union
+
+from .data import Corpus, Dataset, load_beir, records_from_beir, records_from_flag_jsonl
+from .errors import ConfigError, InputError
+from .io import iter_jsonl, read_records
+from .schema import Negative, Passage, Provenance, Record, Source
+
+log = logging.getLogger(__name__)
+
+INPUT_FORMATS = ("records", "beir", "flagembedding", "tevatron", "tevatron-legacy", "hf-dataset", "parquet",
+                 "csv", "tsv", "jsonl")
+ROLES = {
+    "query": ("query", "anchor", "question", "query_text", "sentence1", "sentence_1"),
+    "positive": ("positive", "pos", "positives", "positive_text", "answer", "passage", "document", "context",
+                 "sentence2", "sentence_2"),
+    "negative": ("negative", "neg", "negatives", "hard_negative", "hard_negatives", "negative_text"),
+    "id": ("id", "query_id", "qid", "_id", "query-id"),
+}
+_NTH_NEGATIVE = re.compile(r"^negative_(\d+)$")
+_HUB_NAME = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+@dataclass
+class LoadedInput:
+    """The records, the detected format, and the :class:`Dataset` (corpus, queries, qrels) the input brings."""
+
+    records: list[Record]
+    format: str
+    dataset: Dataset = field(default_factory=Dataset)
+
+
+def parse_columns(spec: Optional[str]) -> Optional[dict[str, Union[str, list[str]]]]:
+    """``"query=question,positive=answer,negative=n1,negative=n2"`` -> a column map (repeats make a list)."""
+    if not spec:
+        return None
+    out: dict[str, Union[str, list[str]]] = {}
+    for part in spec.split(","):
+        role, sep, col = part.partition("=")
+        if not sep or not col.strip():
+            raise ConfigError(f"--columns: {part!r} is not ROLE=COLUMN (roles: {', '.join(ROLES)})")
+        role, col = role.strip(), col.strip()
+        if role in out:
+            prev = out[role]
+            out[role] = [*(prev if isinstance(prev, list) else [prev]), col]
+        else:
+            out[role] = col
+    return out
+
+
+def detect_format(source: Any) -> str:
+    """The input format of a path, a Hub name or a ``datasets`` object (see the module doc)."""
+    if hasattr(source, "column_names"):
+        return "hf-dataset"
+    path = Path(source)
+    if path.is_dir():
+        if (path / "corpus.jsonl").is_file() and (path / "queries.jsonl").is_file():
+            return "beir"
+        if (path / "train.jsonl").is_file() and (path / "corpus.jsonl").is_file():
+            return "tevatron"
+        if any((path / f).is_file() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
+            return "hf-dataset"
+        raise InputError(f"{path}: a folder that is none of: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/), "
+                         "a Tevatron export (train.jsonl, corpus.jsonl), a datasets save_to_disk folder")
+    if not path.exists():
+        if _HUB_NAME.match(str(source)) and not str(source).endswith((".jsonl", ".json", ".csv", ".tsv", ".parquet")):
+            return "hf-dataset"
+        raise InputError(f"{path}: no such file or folder (nor a Hugging Face Hub name like owner/name)")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    if suffix in (".csv", ".tsv", ".tab"):
+        return "csv" if suffix == ".csv" else "tsv"
+    first = next(iter_jsonl(path), (0, {}))[1]
+    if "positives" in first:
+        return "records"
+    if "positive_document_ids" in first:
+        return "tevatron"
+    if "positive_passages" in first:
+        return "tevatron-legacy"
+    if "pos" in first and "query" in first:
+        return "flagembedding"
+    return "jsonl"
+
+
+def read_input(source: Any, *, fmt: Optional[str] = None, columns: Optional[dict] = None, split: str = "train",
+               corpus: Optional[Any] = None, limit: Optional[int] = None) -> LoadedInput:
+    """Records (plus the corpus and qrels where the input has them) from any format above.
+
+    ``fmt`` overrides detection; ``columns`` maps roles to columns for the column formats;
+    ``split`` is a BEIR qrels split or a dataset split; ``corpus`` a Tevatron corpus file.
+    """
+    fmt = fmt or detect_format(source)
+    if fmt not in INPUT_FORMATS:
+        raise ConfigError(f"unknown input format {fmt!r}; valid: {', '.join(INPUT_FORMATS)}")
+    name = "the dataset" if hasattr(source, "column_names") else str(source)
+    if columns and fmt not in ("hf-dataset", "parquet", "csv", "tsv", "jsonl"):
+        raise ConfigError(f"{name} ({fmt}): columns= only applies to hf-dataset, parquet, csv, tsv and jsonl inputs")
+    loaded = _READERS[fmt](source, name, columns, split, corpus)
+    if isinstance(loaded, list):
+        loaded = LoadedInput(loaded, fmt)
+    loaded.format = fmt
+    ids = [r.id for r in loaded.records]
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))
+        raise InputError(f"{name} ({fmt}): query id {dup!r} appears more than once; ids must be unique")
+    if not loaded.records:
+        raise InputError(f"{name} ({fmt}): no records in the input")
+    if limit:
+        loaded.records = loaded.records[:limit]
+    log.info("read %d records from %s (%s)", len(loaded.records), name, fmt)
+    return loaded
+
+
+# ---------------------------------------------------------------- one reader per format
+def _records(source, name, columns, split, corpus):
+    return read_records(source)
+
+
+def _beir(source, name, columns, split, corpus):
+    data = load_beir(source, split)
+    return LoadedInput(records_from_beir(data), "beir", data)
+
+
+def _flag(source, name, columns, split, corpus):
+    return records_from_flag_jsonl(source)
+
+
+def _tevatron_corpus(path: Path) -> Corpus:
+    ids, titles, texts = [], [], []
+    for lineno, obj in iter_jsonl(path):
+        if obj.get("docid") is None or not isinstance(obj.get("text"), str):
+            raise InputError(f"{path}:{lineno}: a Tevatron corpus line needs 'docid' and 'text' (tevatron)")
+        ids.append(str(obj["docid"]))
+        titles.append(str(obj.get("title") or ""))
+        texts.append(obj["text"])
+    return Corpus(ids, titles, texts)
+
+
+def _tevatron(source, name, columns, split, corpus):
+    path = Path(source)
+    train = path / "train.jsonl" if path.is_dir() else path
+    cpath = Path(corpus) if corpus is not None else (path if path.is_dir() else path.parent) / "corpus.jsonl"
+    if not cpath.is_file():
+        raise InputError(f"{train} (tevatron): the id-based format needs its corpus (docid, text); none at {cpath}; "
+                         "pass corpus= (--corpus FILE)")
+    docs = _tevatron_corpus(cpath)
+    records = []
+    for lineno, obj in iter_jsonl(train):
+        where = f"{train}:{lineno} (tevatron)"
+        pos, neg = obj.get("positive_document_ids"), obj.get("negative_document_ids") or []
+        query = obj.get("query_text", obj.get("query"))
+        if not isinstance(query, str) or not query.strip():
+            raise InputError(f"{where}: 'query_text' must be a non-empty string")
+        if not isinstance(pos, list) or not pos:
+            raise InputError(f"{where}: 'positive_document_ids' must be a non-empty list")
+        missing = [str(d) for d in [*pos, *neg] if str(d) not in docs]
+        if missing:
+            raise InputError(f"{where}: document id {missing[0]!r} is not in {cpath}")
+        records.append(Record(
+            id=str(obj.get("query_id", f"L{lineno}")), query=query,
+            positives=[docs.passage(str(d)) for d in pos],
+            negatives=[Negative(**docs.passage(str(d)).model_dump(), source=Source.imported,
+                                provenance=Provenance(rank=i + 1)) for i, d in enumerate(neg)]))
+    return LoadedInput(records, "tevatron", Dataset(corpus=docs))
+
+
+def _tevatron_legacy(source, name, columns, split, corpus):
+    records = []
+    for lineno, obj in iter_jsonl(source):
+        where = f"{source}:{lineno} (tevatron-legacy)"
+        try:
+            pos = [Passage(text=p["text"], title=p.get("title") or "", doc_id=p.get("docid"))
+                   for p in obj.get("positive_passages") or []]
+            neg = [Negative(text=p["text"], title=p.get("title") or "", doc_id=p.get("docid"), source=Source.imported,
+                            provenance=Provenance(rank=i + 1)) for i, p in enumerate(obj.get("negative_passages") or [])]
+            records.append(Record(id=str(obj.get("query_id", f"L{lineno}")), query=obj["query"], positives=pos,
+                                  negatives=neg))
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{where}: needs query, positive_passages [{{docid, title, text}}] "
+                             f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    return records
+
+
+def _hf_dataset(source, name, columns, split, corpus):
+    if hasattr(source, "column_names") and not hasattr(source, "keys"):
+        ds = source
+    else:
+        import datasets
+
+        if hasattr(source, "keys"):
+            ds = source
+        elif Path(source).is_dir():
+            ds = datasets.load_from_disk(str(source))
+        else:
+            try:
+                ds = datasets.load_dataset(str(source), split=split)
+            except Exception as e:  # network, missing dataset, bad split: one line
+                raise InputError(f"{source} (hf-dataset): could not load it from the Hugging Face Hub "
+                                 f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); without network, "
+                                 "save_to_disk it elsewhere and pass the folder") from None
+        if hasattr(ds, "keys"):  # a DatasetDict
+            if split not in ds:
+                raise InputError(f"{name} (hf-dataset): no split {split!r}; it has {', '.join(ds.keys())}")
+            ds = ds[split]
+    return records_from_rows(((i, row) for i, row in enumerate(ds)), list(ds.column_names), columns,
+                             f"{name} (hf-dataset)", "row")
+
+
+def _parquet(source, name, columns, split, corpus):
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(source)
+    except Exception as e:
+        raise InputError(f"{source} (parquet): not a readable Parquet file ({str(e).splitlines()[0][:200]})") from None
+    cols = table.column_names
+    if not columns and {"id", "query", "positive", "negative", "negative_source"} <= set(cols):
+        return _own_parquet(table.to_pylist())
+    return records_from_rows(enumerate(table.to_pylist()), cols, columns, f"{source} (parquet)", "row")
+
+
+def _own_parquet(rows: list[dict]) -> list[Record]:
+    """negforge's own Parquet export back to records (negatives keep their source and doc id)."""
+    out = []
+    for row in rows:
+        ids = row.get("negative_doc_id") or [None] * len(row["negative"])
+        out.append(Record(id=str(row["id"]), query=row["query"], positives=[Passage(text=t) for t in row["positive"]],
+                          negatives=[Negative(text=t, source=Source(s), doc_id=d)
+                                     for t, s, d in zip(row["negative"], row["negative_source"], ids)]))
+    return out
+
+
+def _table(source, name, columns, split, corpus, delimiter):
+    fmt = "csv" if delimiter == "," else "tsv"
+    try:
+        with open(source, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            header = [h.strip() for h in next(reader, [])]
+            rows = [(reader.line_num, dict(zip(header, cells))) for cells in reader if any(c.strip() for c in cells)]
+    except UnicodeDecodeError:
+        raise InputError(f"{source} ({fmt}): not UTF-8; re-encode the file as UTF-8") from None
+    if not header:
+        raise InputError(f"{source} ({fmt}): the file is empty")
+    return records_from_rows(rows, header, columns, f"{source} ({fmt})", "line")
+
+
+def _jsonl(source, name, columns, split, corpus):
+    rows = list(iter_jsonl(source))
+    cols = list(dict.fromkeys(k for _, obj in rows for k in obj))
+    return records_from_rows(rows, cols, columns, f"{source} (jsonl)", "line")
+
+
+_READERS = {
+    "records": _records, "beir": _beir, "flagembedding": _flag, "tevatron": _tevatron,
+    "tevatron-legacy": _tevatron_legacy, "hf-dataset": _hf_dataset, "parquet": _parquet,
+    "csv": lambda *a: _table(*a, delimiter=","), "tsv": lambda *a: _table(*a, delimiter="\t"), "jsonl": _jsonl,
+}
+
+
+# ---------------------------------------------------------------- rows -> records
+def resolve_columns(available: list[str], columns: Optional[dict], where: str) -> dict[str, list[str]]:
+    """Role -> column names (negatives may be several), from ``columns`` or the known names."""
+    columns = dict(columns or {})
+    unknown = set(columns) - set(ROLES)
+    if unknown:
+        raise ConfigError(f"{where}: unknown column role {sorted(unknown)[0]!r}; roles: {', '.join(ROLES)}")
+    lower = {c.lower(): c for c in available}
+    out: dict[str, list[str]] = {}
+    for role, names in ROLES.items():
+        if role in columns:
+            given = columns[role] if isinstance(columns[role], list) else [columns[role]]
+            missing = [c for c in given if c not in available]
+            if missing:
+                raise InputError(f"{where}: no column {missing[0]!r} (for {role}); columns: {', '.join(available)}")
+            out[role] = list(given)
+        elif role == "negative":
+            nth = sorted((int(m.group(1)), c) for c in available if (m := _NTH_NEGATIVE.match(c.lower())))
+            out[role] = [lower[n] for n in names if n in lower] + [c for _, c in nth]
+        else:
+            found = next((lower[n] for n in names if n in lower), None)
+            out[role] = [found] if found else []
+    for role in ("query", "positive"):
+        if not out[role]:
+            raise InputError(f"{where}: no {role} column (looked for {', '.join(ROLES[role][:6])}; columns: "
+                             f"{', '.join(available) or 'none'}); name it with columns={{'{role}': COL}} "
+                             f"(--columns {role}=COL)")
+    return out
+
+
+def _texts(value: Any) -> Iterator[str]:
+    if value is None:
+        return
+    if isinstance(value, str):
+        if value.strip():
+            yield value
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _texts(v)
+    elif isinstance(value, dict) and isinstance(value.get("text"), str):  # {"title", "text"} passages
+        yield f"{value.get('title') or ''} {value['text']}".strip()
+    else:
+        raise ValueError(f"expected text or a list of texts, got {type(value).__name__}")
+
+
+def records_from_rows(rows: Iterable[tuple[int, dict[str, Any]]], available: list[str], columns: Optional[dict],
+                      where: str, unit: str = "row") -> list[Record]:
+    """Group (position, row) pairs into records (see the module doc for roles and grouping)."""
+    cols = resolve_columns(available, columns, where)
+    groups: dict[str, dict[str, Any]] = {}
+    for pos, row in rows:
+        at = f"{where} {unit} {pos}"
+        try:
+            query = next(_texts(row.get(cols["query"][0])), None)
+            positives = [t for c in cols["positive"] for t in _texts(row.get(c))]
+            negatives = [t for c in cols["negative"] for t in _texts(row.get(c))]
+        except ValueError as e:
+            raise InputError(f"{at}: {e}") from None
+        if query is None:
+            raise InputError(f"{at}: the query ({cols['query'][0]}) is empty")
+        rid = str(row[cols["id"][0]]) if cols["id"] and row.get(cols["id"][0]) is not None else \
+            "q" + hashlib.sha1(query.encode()).hexdigest()[:12]
+        g = groups.setdefault(rid, {"query": query, "pos": {}, "neg": {}, "at": at})
+        if g["query"] != query:
+            raise InputError(f"{at}: query id {rid!r} names two different queries (first at {g['at']}); "
+                             "ids must be unique")
+        g["pos"].update(dict.fromkeys(positives))
+        g["neg"].update(dict.fromkeys(negatives))
+    records = []
+    for rid, g in groups.items():
+        if not g["pos"]:
+            raise InputError(f"{g['at']}: query {rid!r} has no positive ({', '.join(cols['positive'])} empty)")
+        negs = [t for t in g["neg"] if t not in g["pos"]]
+        records.append(Record(id=rid, query=g["query"], positives=[Passage(text=t) for t in g["pos"]],
+                              negatives=[Negative(text=t, source=Source.imported, provenance=Provenance(rank=i + 1))
+                                         for i, t in enumerate(negs)]))
+    return records
+
+
+def read_corpus(source: Any) -> Corpus:
+    """A corpus to mine from: a list of texts, a :class:`Corpus`, a BEIR corpus.jsonl (``_id, title,
+    text``) or a Tevatron corpus (``docid, text``)."""
+    from .data import load_corpus
+
+    if isinstance(source, Corpus):
+        return source
+    if isinstance(source, (list, tuple)):
+        texts = [t for t in source if isinstance(t, str) and t.strip()]
+        return Corpus(["c" + hashlib.sha1(t.encode()).hexdigest()[:15] for t in dict.fromkeys(texts)],
+                      [""] * len(dict.fromkeys(texts)), list(dict.fromkeys(texts)))
+    path = Path(source)
+    if path.is_dir() and (path / "corpus.jsonl").is_file():
+        path = path / "corpus.jsonl"
+    first = next(iter_jsonl(path), (0, {}))[1]
+    return _tevatron_corpus(path) if "docid" in first else load_corpus(path)
+
+
+__all__ = ["INPUT_FORMATS", "LoadedInput", "ROLES", "detect_format", "parse_columns", "read_corpus", "read_input",
+           "records_from_rows", "resolve_columns"]
