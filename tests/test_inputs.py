@@ -65,7 +65,8 @@ def test_sentence_transformers_pairs_ntuples_and_triplets(pairs, tmp_path):
                                 "negative_1": others[-len(queries):], "negative_2": others[:len(queries)]})
     recs = read_input(ntuple).records
     assert [r.query for r in recs] == queries
-    assert [n.text for n in recs[0].negatives] == [x for x in (others[-len(queries)], others[0]) if x != pos[queries[0]][0]]
+    want = [x for x in (others[-len(queries)], others[0]) if x != pos[queries[0]][0]]
+    assert [n.text for n in recs[0].negatives] == want
     assert all(n.source == Source.imported and n.verdict is None for r in recs for n in r.negatives)
     triplets = Dataset.from_dict({"anchor": [queries[0]] * 3, "positive": [pos[queries[0]][0]] * 3,
                                   "negative": others[-3:]})

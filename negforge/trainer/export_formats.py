@@ -128,7 +128,8 @@ def write_tevatron_legacy(records: list[Record], out: Path, report: ExportReport
         pos_s, neg_s = score_lists(r, report.score_key)
         rows.append({"query_id": r.id, "query": r.query,
                      "positive_passages": [_passage(p, pos_s[i] if pos_s else None) for i, p in enumerate(r.positives)],
-                     "negative_passages": [_passage(n, neg_s[i] if neg_s else None) for i, n in enumerate(r.negatives)]})
+                     "negative_passages": [_passage(n, neg_s[i] if neg_s else None)
+                                           for i, n in enumerate(r.negatives)]})
     _jsonl(out, rows, report)
 
 
