@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from negforge.synth.config import RunConfig
+from negforge.synth.paths import cache_root
 
 HEADER = """\
 # negforge run config: the bundled default (SciFact + SmolLM2-135M served locally + MiniLM).
@@ -18,12 +19,21 @@ HEADER = """\
 # A stage command (negforge generate / verify / mine / mix / train / eval -c this-file) reads its
 # own section. Point generate.llm at any OpenAI-compatible server with base_url + model (API key
 # from the env var named by api_key_env), or set backend: vllm and model: <HF model dir>.
+# The cache folders (generate.cache_dir, verify.judge_cache_dir, *.cache_dir) are left out: they default
+# to $NEGFORGE_CACHE_DIR, else ~/.cache/negforge (llm/, embeddings/); set them here to pin another place.
 # Regenerate with: python3 scripts/write_default_config.py
 """
 
 
+def _drop_cache_dirs(tree: dict) -> dict:
+    """The tree without the values that are this machine's cache folder (they differ per user)."""
+    root = str(cache_root())
+    return {k: _drop_cache_dirs(v) if isinstance(v, dict) else v for k, v in tree.items()
+            if not (isinstance(v, str) and v.startswith(root))}
+
+
 def render() -> str:
-    return HEADER + yaml.safe_dump(RunConfig().model_dump(mode="json"), sort_keys=False)
+    return HEADER + yaml.safe_dump(_drop_cache_dirs(RunConfig().model_dump(mode="json")), sort_keys=False)
 
 
 if __name__ == "__main__":

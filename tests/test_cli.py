@@ -32,6 +32,6 @@ def test_import_does_not_load_heavy_libraries():
 
 
 def test_unknown_dataset_is_one_clear_line(tmp_path):
-    res = CliRunner().invoke(app, ["run", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--quiet"])
+    res = CliRunner().invoke(app, ["run", "--data", str(tmp_path / "nope"), "--output", str(tmp_path / "o"), "--quiet"])
     assert res.exit_code == 2
     assert "dataset folder not found" in res.output and "Traceback" not in res.output

@@ -242,7 +242,7 @@ def write_cfg(path: Path, base_url: str, **extra) -> Path:
 def test_cli_shards_and_merge_equal_the_unsharded_run(tiny_beir, mar_server, tmp_path):
     conf = write_cfg(tmp_path / "gen.yaml", mar_server.base_url)
     full = tmp_path / "full.jsonl"
-    out = cli("generate", conf, "--data", tiny_beir, "--out", full, "--limit", 8, "--quiet")
+    out = cli("generate", conf, "--data", tiny_beir, "--output", full, "--limit", 8, "--quiet")
     assert "8 selected, 0 already done, 8 generated" in out and "drafts   16:" in out
     summary = json.loads(Path(f"{full}.summary.json").read_text())
     assert summary["records_done"] == 8 and sum(summary["status"].values()) == 16
@@ -251,7 +251,7 @@ def test_cli_shards_and_merge_equal_the_unsharded_run(tiny_beir, mar_server, tmp
     shards = []
     for i in range(2):
         shards.append(tmp_path / f"shard{i}.jsonl")
-        cli("generate", "--config", conf, "--data", tiny_beir, "--out", shards[-1], "--limit", 8,
+        cli("generate", "--config", conf, "--data", tiny_beir, "--output", shards[-1], "--limit", 8,
             "--shard", i, "--num-shards", 2, "-q")
     sizes = [len(read_records(s)) for s in shards]
     assert sum(sizes) == 8 and min(sizes) > 0
@@ -260,7 +260,7 @@ def test_cli_shards_and_merge_equal_the_unsharded_run(tiny_beir, mar_server, tmp
     assert read_records(merged) == read_records(full)  # same ids, same order, same negatives
     # a shard from another job (other seed) under the same ids is refused, naming the record and files
     other = tmp_path / "other.jsonl"
-    cli("generate", conf, "--data", tiny_beir, "--out", other, "--limit", 8, "--shard", 0, "--num-shards", 2,
+    cli("generate", conf, "--data", tiny_beir, "--output", other, "--limit", 8, "--shard", 0, "--num-shards", 2,
         "--set", "seed=4", "-q")
     from negforge.synth.cli import app
     from typer.testing import CliRunner
@@ -274,21 +274,21 @@ def test_cli_errors_are_one_line(tmp_path, tiny_beir):
 
     from negforge.synth.cli import app
 
-    res = CliRunner().invoke(app, ["generate", "--out", str(tmp_path / "o.jsonl")])
+    res = CliRunner().invoke(app, ["generate", "--output", str(tmp_path / "o.jsonl")])
     assert res.exit_code == 2 and "exactly one of --data" in res.output
-    res = CliRunner().invoke(app, ["generate", "--data", str(tiny_beir), "--out", str(tmp_path / "o.jsonl"),
+    res = CliRunner().invoke(app, ["generate", "--data", str(tiny_beir), "--output", str(tmp_path / "o.jsonl"),
                                    "--shard", "2", "--num-shards", "2"])
     assert res.exit_code == 2 and "shard" in res.output
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "query": "q", "positives": [{"text": "p"}]}\n{"id": "b", "query": ""}\n')
-    res = CliRunner().invoke(app, ["generate", "--input", str(bad), "--out", str(tmp_path / "o.jsonl")])
+    res = CliRunner().invoke(app, ["generate", "--input", str(bad), "--output", str(tmp_path / "o.jsonl")])
     assert res.exit_code == 2 and f"{bad}:2" in res.output
 
 
 @pytest.mark.slow
 def test_cli_generate_with_the_local_server(tiny_beir, local_server, tmp_path):
     out = tmp_path / "gen.jsonl"
-    args = ["generate", "--data", tiny_beir, "--out", out, "--limit", 2, "--quiet",
+    args = ["generate", "--data", tiny_beir, "--output", out, "--limit", 2, "--quiet",
             "--set", f"llm.base_url={local_server.base_url}", "--set", "llm.concurrency=2",
             "--set", "llm.timeout_s=900", "--set", "llm.params.max_tokens=160", "--set", "num_negatives=1",
             "--set", "reflection_rounds=0", "--set", "max_prompt_words=80", "--set", f"cache_dir={tmp_path / 'cache'}"]
@@ -318,7 +318,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
         ref = tmp_path / "ref.jsonl"
         generate_records(records, load_config(GenerateConfig, conf), ref, show_progress=False)
         out = tmp_path / "out.jsonl"
-        cmd = [sys.executable, "-m", "negforge.synth.cli", "generate", str(conf), "--input", str(src), "--out", str(out), "-q"]
+        cmd = [sys.executable, "-m", "negforge.synth.cli", "generate", str(conf), "--input", str(src), "--output", str(out), "-q"]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:

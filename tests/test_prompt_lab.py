@@ -93,7 +93,7 @@ def test_render_uses_a_generated_records_analysis_and_draft(tmp_path, tiny_beir)
 def test_try_writes_markdown_and_html_reports(tmp_path, tiny_beir):
     with FaultServer(reply_fn=mar_reply) as srv:
         out = tmp_path / "trial"
-        text = cli("prompt", "try", "--sample", 2, "--out", out, "--data", tiny_beir, "--quiet",
+        text = cli("prompt", "try", "--sample", 2, "--output", out, "--data", tiny_beir, "--quiet",
                    "--set", f"llm.base_url={srv.base_url}", "--set", "cache_dir=null", "--set", "num_negatives=2")
     assert "verifier kept-rate" in text and "mean cosine gap to the positive" in text
     md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
@@ -126,7 +126,7 @@ def test_resolve_set_errors(tmp_path, my_templates):
 @pytest.mark.slow
 def test_compare_two_template_sets_with_the_local_server(tmp_path, tiny_beir, local_server, my_templates):
     out = tmp_path / "cmp"
-    text = cli("prompt", "compare", "mar", my_templates, "--sample", 2, "--out", out, "--data", tiny_beir, "--quiet",
+    text = cli("prompt", "compare", "mar", my_templates, "--sample", 2, "--output", out, "--data", tiny_beir, "--quiet",
                "--set", f"llm.base_url={local_server.base_url}", "--set", "llm.concurrency=2",
                "--set", "llm.timeout_s=900", "--set", "llm.params.max_tokens=160", "--set", "num_negatives=1",
                "--set", "reflection_rounds=0", "--set", "max_prompt_words=80",

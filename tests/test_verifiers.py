@@ -257,7 +257,7 @@ def test_cross_encoder_scores_are_sigmoid_probabilities_and_edges_hold(mined, be
 def test_verifier_train_cli_trains_saves_and_plugs_into_verify(tiny_beir, tmp_path, mined, emb_cache):
     out = tmp_path / "ce"
     res = CliRunner().invoke(app, ["verifier", "train", "--data", str(tiny_beir), "--output", str(out),
-                                   "--max-queries", "8", "--max-length", "48", "-q",
+                                   "--limit", "8", "--max-length", "48", "-q",
                                    "--set", "mine.num_negatives=1", "--set", "mine.range_max=5",
                                    "--set", "heldout=0.25", "--set", "batch_size=4", "--set", "max_pairs=10",
                                    "--set", f"mine.cache_dir={emb_cache}"])

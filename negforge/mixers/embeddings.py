@@ -47,10 +47,15 @@ def encode_texts(texts: Sequence[str], encoder: str, batch_size: int = 64, max_s
                                    convert_to_numpy=True, show_progress_bar=show_progress), dtype=np.float32)
 
 
-def corpus_embeddings(corpus: Corpus, encoder: str, cache_dir: str | os.PathLike = ".cache/negforge/embeddings",
+def corpus_embeddings(corpus: Corpus, encoder: str, cache_dir: str | os.PathLike | None = None,
                       batch_size: int = 64, max_seq_length: int = 256, show_progress: bool = True,
                       model=None, chunk: int = 4096) -> np.memmap:
-    """Memory-mapped (len(corpus), dim) float32 matrix, computed on first use and reused after."""
+    """Memory-mapped (len(corpus), dim) float32 matrix, computed on first use and reused after
+    (``cache_dir`` None: ``embeddings/`` under negforge's cache folder, see :mod:`negforge.synth.paths`)."""
+    if cache_dir is None:
+        from negforge.synth.paths import cache_path as _cache_folder
+
+        cache_dir = _cache_folder("embeddings")
     path = cache_path(encoder, corpus, cache_dir, max_seq_length)
     meta_path = path.with_suffix(".json")
     if path.exists() and meta_path.exists():

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError, validation_message
 from .models import DEFAULT_ENCODER, DEFAULT_GGUF
 from .params import GenParams
+from .paths import cache_path
 
 DEFAULT_DATA = "../shared/data/scifact"
 
@@ -69,7 +70,7 @@ class GenerateConfig(_Cfg):
     max_reasks: int = Field(1, ge=0, le=5)  # re-asks with the validation error before rejecting
     max_prompt_words: int = Field(300, ge=20)  # the positive is cut to this many words in the prompts
     seed: int = 0
-    cache_dir: Optional[str] = ".cache/negforge/llm"  # None disables the on-disk cache
+    cache_dir: Optional[str] = Field(default_factory=lambda: cache_path("llm"))  # None disables the on-disk cache
     limit: Optional[int] = Field(None, ge=1)  # first N records only (None: all)
     batch_size: int = Field(16, ge=1)  # records per batch (each stage of the flow runs batched)
     shard: int = Field(0, ge=0)
@@ -100,9 +101,9 @@ class VerifyConfig(_Cfg):
     judge: Optional[LLMConfig] = None  # LLM judge backend (None: the bundled local model at temperature 0)
     judge_template: str = "judge"
     judge_partly_rejects: bool = True  # a judge "partly" answer drops the negative (False: keeps it)
-    judge_cache_dir: Optional[str] = ".cache/negforge/llm"  # on-disk cache of judge replies; None disables
+    judge_cache_dir: Optional[str] = Field(default_factory=lambda: cache_path("llm"))  # judge replies; None disables
     reverify: bool = False  # re-check negatives that already have a verdict
-    cache_dir: str = ".cache/negforge/embeddings"  # corpus embeddings, shared with mine and eval
+    cache_dir: str = Field(default_factory=lambda: cache_path("embeddings"))  # corpus embeddings, shared with mine/eval
     batch_size: int = Field(64, ge=1)  # encoder / cross-encoder batch size
 
     @field_validator("min_perc_pos_sources")
@@ -121,7 +122,7 @@ class MineConfig(_Cfg):
     relative_margin: Optional[float] = None  # dense: drop if score > pos_score - |pos_score| * margin
     sampling: Literal["top", "random"] = "top"  # the first num_negatives of the window, or a seeded sample
     batch_size: int = Field(64, ge=1)
-    cache_dir: str = ".cache/negforge/embeddings"
+    cache_dir: str = Field(default_factory=lambda: cache_path("embeddings"))
     # dense index: flat = exact inner product; ivf / hnsw = faiss ANN; auto = flat up to ann_threshold docs
     index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
     ann_threshold: int = Field(500_000, ge=1)
@@ -183,7 +184,7 @@ class EvalConfig(_Cfg):
     split: str = "test"
     batch_size: int = Field(64, ge=1)
     max_seq_length: int = Field(256, ge=16)
-    cache_dir: str = ".cache/negforge/embeddings"
+    cache_dir: str = Field(default_factory=lambda: cache_path("embeddings"))
     # As BEIR: a retrieved document whose id equals the query's id is not counted (datasets whose
     # queries are also corpus documents, e.g. ArguAna, Quora). False counts it like any other.
     ignore_identical_ids: bool = True

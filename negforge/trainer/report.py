@@ -17,6 +17,7 @@ from typing import Any, Optional
 import numpy as np
 
 from negforge.synth.data import Corpus
+from negforge.synth.paths import cache_path as cache_folder
 from negforge.synth.schema import Record, Status
 
 from .evaluate import METRICS, embedding_cache_dir, metrics_table
@@ -35,7 +36,7 @@ class ReportInputs:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> evaluate_model output
     max_records: int = 200
     seed: int = 0
-    cache_dir: str = ".cache/negforge/embeddings"
+    cache_dir: str = field(default_factory=lambda: cache_folder("embeddings"))
     max_seq_length: int = 256
     batch_size: int = 64
 

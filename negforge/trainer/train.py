@@ -136,7 +136,10 @@ def build_rows(records: list[Record], cfg: TrainConfig, multi_positive: bool = F
     if stats.dropped_no_negatives:
         log.warning("dropped %d of %d records that have no usable negative (num_hard_negatives=%d; "
                     "set it to 0 to train with in-batch negatives only)", stats.dropped_no_negatives, len(records), n)
-    log.info("training columns: %s", stats.to_dict())
+    log.info("training data: %d examples from %d records; %d records without a usable negative dropped, %d filled "
+             "and %d sampled to the negative count, %d rejected negatives skipped, %d with positives cut",
+             stats.examples, stats.records, stats.dropped_no_negatives, stats.filled_negatives, stats.sampled_negatives,
+             stats.rejected_negatives_skipped, stats.truncated_positives)
     return cols, stats, keys
 
 

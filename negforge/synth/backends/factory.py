@@ -1,6 +1,6 @@
 """``open_backend(cfg, cache_dir)``: the one way stages get an LLM backend.
 
-With ``backend="openai"`` and no ``base_url`` it starts the bundled-model
+With ``backend="openai"`` and no ``base_url`` (nor ``$OPENAI_BASE_URL``, see :mod:`.endpoint`) it starts the bundled-model
 :class:`~negforge.synth.backends.server.LocalServer` and stops it afterwards; with ``cache_dir`` it wraps the
 backend in the on-disk :class:`~negforge.synth.cache.CachedBackend` (``cache_dir=None`` is ``--no-cache``).
 """
@@ -15,6 +15,8 @@ from typing import Iterator, Optional
 from ..config import LLMConfig
 from . import BACKENDS
 from .base import Backend
+from .endpoint import resolve_endpoint
+from .usage import usage_line
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ def _gguf_identity(path: str) -> str:
 @contextmanager
 def open_backend(cfg: LLMConfig, cache_dir: Optional[str] = None) -> Iterator[Backend]:
     with ExitStack() as stack:
+        cfg = resolve_endpoint(cfg)  # OPENAI_BASE_URL / NEGFORGE_MODEL / the server's /v1/models
         model_key = cfg.model
         if cfg.backend == "openai":
             from .openai_backend import OpenAIBackend
@@ -54,5 +57,5 @@ def open_backend(cfg: LLMConfig, cache_dir: Optional[str] = None) -> Iterator[Ba
 
             backend = CachedBackend(backend, CompletionCache(cache_dir), model_key)
             stack.callback(backend.cache.close)
-        stack.callback(lambda: log.info("LLM usage (%s): %s", cfg.model, backend.usage.to_dict()))  # type: ignore
+        stack.callback(lambda: log.info("LLM usage (%s): %s", cfg.model, usage_line(backend.usage)))  # type: ignore
         yield backend

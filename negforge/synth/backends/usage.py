@@ -91,3 +91,10 @@ class Usage:
             d["wall_s"] = round(self.wall_s, 3)
             d["completion_tokens_per_s"] = round(self.completion_tokens / self.wall_s, 2) if self.wall_s > 0 else 0.0
             return d
+
+
+def usage_line(u: "Usage") -> str:
+    """One readable sentence for the logs: calls, tokens, cache hits, failures, retries and cost."""
+    cost = f", cost {u.cost:.4f}" if u.cost else ""
+    return (f"{u.calls} calls ({u.cached} cached, {u.failed} failed, {u.retries} retries), "
+            f"{u.prompt_tokens:,} prompt + {u.completion_tokens:,} completion tokens in {u.wall_s:.1f} s{cost}")

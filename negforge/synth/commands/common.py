@@ -6,12 +6,12 @@ build parts, run, and print. Heavy imports stay inside the command functions.
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from ..config import load_config
 from ..errors import NegforgeError
@@ -22,15 +22,62 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config: a stage's fi
                          "(the command reads its own section).", exists=False)
 SetOpt = typer.Option(None, "--set", "-s", help="Override a config value, e.g. --set mix.k=8 (repeatable; "
                       "the value is parsed as YAML).")
-QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars; warnings only.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars (ours or the libraries'); warnings only.")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="Debug logging.")
 
 
-def setup_logging(quiet: bool = False) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    # one INFO line per HTTP request / model load drowns the stage logs
-    for noisy in ("httpx", "httpx2", "httpcore", "openai", "sentence_transformers", "faiss", "datasets"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def config_default(cls: type, field: str, key: str) -> str:
+    """`` [default: V (config KEY)]`` for a flag whose None means: the config's value. Escaped for rich."""
+    value = cls.model_fields[field].get_default(call_default_factory=True)  # type: ignore[attr-defined]
+    shown = (",".join(map(str, value)) if isinstance(value, (list, tuple)) else "none" if value is None
+             else ("on" if value else "off") if isinstance(value, bool) else value)
+    return f" \\[default: {shown} (config {key})]"
+
+
+def example(*lines: str) -> str:
+    """An ``epilog`` with the command's examples (shown under --help)."""
+    return "Example:\n\n" + "\n\n".join(f"  {line}" for line in lines)
+
+
+# Old flag spellings, still accepted but not shown in --help. Keys: "*" (every command), a command
+# name, or "group command" ("verifier train").
+FLAG_ALIASES: dict[str, dict[str, str]] = {
+    "*": {"--out": "--output"},
+    "verifier train": {"--max-queries": "--limit"},
+    "report": {"--limit": "--sample"},
+}
+
+
+def _rewrite(args: list[str], table: dict[str, str]) -> list[str]:
+    out = []
+    for i, tok in enumerate(args):
+        if tok == "--":
+            return out + args[i:]
+        if not isinstance(tok, str):  # CliRunner passes values through as given
+            out.append(tok)
+            continue
+        name, eq, value = tok.partition("=")
+        out.append(table[name] + eq + value if name in table and (eq or name == tok) else tok)
+    return out
+
+
+class AliasGroup(TyperGroup):
+    """A command group that maps the old flag spellings in FLAG_ALIASES to today's before parsing."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        sub = next((i for i, a in enumerate(args) if not str(a).startswith("-")), None)
+        if sub is not None:
+            name = args[sub] if ctx.parent is None else f"{ctx.info_name} {args[sub]}"
+            table = {**(FLAG_ALIASES["*"] if ctx.parent is None else {}), **FLAG_ALIASES.get(name, {})}
+            args = args[:sub + 1] + _rewrite(args[sub + 1:], table)
+        return super().parse_args(ctx, args)
+
+
+def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
+    """INFO by default, warnings only with ``quiet`` (no library progress bars either), DEBUG with ``verbose``."""
+    from ..logs import configure
+
+    configure(quiet=quiet, verbose=verbose)
 
 
 def stage_config(cls: type[C], config: Optional[Path], sets: Optional[list[str]], section: str, **flags: Any) -> C:
@@ -59,7 +106,7 @@ def load_inputs(path: Path, split: str = "train", limit: Optional[int] = None, d
 
 
 ColumnsOpt = typer.Option(None, "--columns", help="Input columns for tables and datasets, e.g. "
-                          "query=question,positive=answer (default: query/anchor, positive/pos, negative/neg...).")
+                          "query=question,positive=answer. \\[default: query/anchor, positive/pos, negative/neg...]")
 
 
 def emit_report(report: Any, json_path: Optional[Path] = None) -> None:
@@ -72,11 +119,11 @@ def emit_report(report: Any, json_path: Optional[Path] = None) -> None:
 
 # verify and fn-report: records plus the corpus and qrels of --data
 VerifyInputOpt = typer.Option(..., "--input", "-i", help="Records JSONL, FlagEmbedding JSONL, or a BEIR folder.")
-VerifyDataOpt = typer.Option(None, "--data", help="BEIR folder whose corpus and qrels the verifiers use "
-                       "(e.g. ../shared/data/scifact).")
+VerifyDataOpt = typer.Option(None, "--data", "-d", help="BEIR folder whose corpus and qrels the verifiers use "
+                             "(e.g. ../shared/data/scifact).")
 VerifySplitOpt = typer.Option("train", "--split", help="qrels split of --data (or of a BEIR --input).")
 VerifiersOpt = typer.Option(None, "--verifiers", help="Comma-separated, in order: qrels, embedding, "
-                            "cross_encoder, llm_judge (default from the config: qrels,embedding).")
+                            "cross_encoder, llm_judge. \\[default: qrels,embedding (config verify.verifiers)]")
 
 
 def verifier_names(value: Optional[str]) -> Optional[list[str]]:

@@ -6,7 +6,9 @@ from typing import Optional
 
 import typer
 
-from .common import ConfigOpt, QuietOpt, SetOpt, handle_errors, setup_logging, stage_config
+from ..config import DEFAULT_DATA, EvalConfig
+from .common import (ConfigOpt, QuietOpt, SetOpt, VerboseOpt, config_default, example, handle_errors, setup_logging,
+                     stage_config)
 
 
 def _default_eval_path(model: str, split: str) -> Path:
@@ -19,26 +21,28 @@ def _default_eval_path(model: str, split: str) -> Path:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("eval")
+    @app.command("eval", epilog=example("negforge eval -m runs/default/model -d ../shared/data/scifact",
+                                               "negforge eval -m bundled -d my-beir-folder --split dev -o base-dev.json"))
     @handle_errors
     def eval_(
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder, hub name, or 'bundled' "
-                                            "(default: eval.encoder)."),
-        data: Path = typer.Option(Path("../shared/data/scifact"), "--data", "-d", help="BEIR folder."),
-        split: Optional[str] = typer.Option(None, "--split", help="qrels split (default: eval.split = test)."),
-        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Metrics JSON (default: "
-                                              "<model>/eval_<split>.json for a model folder, else runs/eval/)."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder, hub name, or 'bundled'."
+                                            + config_default(EvalConfig, "encoder", "eval.encoder")),
+        data: Path = typer.Option(Path(DEFAULT_DATA), "--data", "-d", help="BEIR folder."),
+        split: Optional[str] = typer.Option(None, "--split", help="qrels split."
+                                             + config_default(EvalConfig, "split", "eval.split")),
+        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Metrics JSON. \\[default: "
+                                              "<model>/eval_<split>.json for a model folder, else runs/eval/]"),
         config: Optional[Path] = ConfigOpt,
         sets: Optional[list[str]] = SetOpt,
         quiet: bool = QuietOpt,
+        verbose: bool = VerboseOpt,
     ) -> None:
         """nDCG@10, Recall@10, Recall@100 and MRR@10 of a model on a BEIR split."""
-        from negforge.synth.config import EvalConfig
         from negforge.synth.data import load_beir
         from negforge.synth.io import write_json
         from negforge.trainer.evaluate import evaluate_model, metrics_table
 
-        setup_logging(quiet)
+        setup_logging(quiet, verbose)
         cfg = stage_config(EvalConfig, config, sets, "eval", encoder=model, split=split)
         beir = load_beir(data, cfg.split)
         metrics = evaluate_model(cfg.encoder, beir, cfg, show_progress=not quiet)

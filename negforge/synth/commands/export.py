@@ -6,11 +6,12 @@ from typing import Optional
 
 import typer
 
-from .common import QuietOpt, handle_errors, setup_logging
+from .common import QuietOpt, VerboseOpt, example, handle_errors, setup_logging
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("export")
+    @app.command("export", epilog=example("negforge export -i mixed.jsonl -f flag -o train.jsonl",
+                                                  "negforge export -i mixed.jsonl -f sentence-transformers -o st-dataset/"))
     @handle_errors
     def export(
         input: Path = typer.Option(..., "--input", "-i", help="Verified (or mixed) records JSONL."),
@@ -20,13 +21,14 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(..., "--output", "-o", help="A folder for sentence-transformers and tevatron "
                                     "(train.jsonl + corpus.jsonl), else a file."),
         num_negatives: Optional[int] = typer.Option(None, "--num-negatives", help="sentence-transformers n-tuple: "
-                                                    "negative columns (default: the most any record has)."),
+                                                    "negative columns. \\[default: the most any record has]"),
         unverified: bool = typer.Option(False, "--unverified", help="Also export negatives no verifier has seen "
-                                        "(default: that is an error; rejected negatives are never exported)."),
+                                        "(without it that is an error; rejected negatives are never exported)."),
         scores: str = typer.Option("auto", "--scores", help="Score written where the format has a place for one: "
                                    "auto (cross_encoder, else embedding, when every negative has it), a verifier "
                                    "name, or none."),
         quiet: bool = QuietOpt,
+        verbose: bool = VerboseOpt,
     ) -> None:
         """Write records in a trainer's format: kept negatives only; records left without one are skipped.
 
@@ -36,7 +38,7 @@ def register(app: typer.Typer) -> None:
 
         from ..io import read_records
 
-        setup_logging(quiet)
+        setup_logging(quiet, verbose)
         report = export_records(read_records(input), fmt, output, num_negatives=num_negatives,
                                 allow_unverified=unverified, scores=scores)
         typer.echo(report.summary())

@@ -6,16 +6,18 @@ from typing import Optional
 
 import typer
 
-from .common import (ConfigOpt, QuietOpt, SetOpt, VerifiersOpt, VerifyInputOpt, VerifySplitOpt, handle_errors,
-                     emit_report, load_inputs, setup_logging, stage_config, verifier_names)
+from .common import (ConfigOpt, QuietOpt, SetOpt, VerboseOpt, VerifiersOpt, VerifyInputOpt, VerifySplitOpt,
+                     emit_report, example, handle_errors, load_inputs, setup_logging, stage_config, verifier_names)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("fn-report")
+    @app.command("fn-report",
+                 epilog=example("negforge fn-report -i mined.jsonl -d ../shared/data/scifact -o fn-report/"))
     @handle_errors
     def fn_report_cmd(
         input: Path = VerifyInputOpt,
-        data: Path = typer.Option(..., "--data", help="BEIR folder with the qrels that define certain false negatives."),
+        data: Path = typer.Option(..., "--data", "-d", help="BEIR folder with the qrels that define certain "
+                                  "false negatives."),
         output: Path = typer.Option(..., "--output", "-o", help="Directory for fn_report.{json,md} and PNG plots."),
         split: str = VerifySplitOpt,
         verifiers: Optional[str] = VerifiersOpt,
@@ -23,13 +25,14 @@ def register(app: typer.Typer) -> None:
         config: Optional[Path] = ConfigOpt,
         sets: Optional[list[str]] = SetOpt,
         quiet: bool = QuietOpt,
+        verbose: bool = VerboseOpt,
     ) -> None:
         """Per source: false-negative rate before and after verification (model rules alone, and all rules),
         share kept, LLM-judge flags, a threshold sweep and score plots."""
         from ..config import VerifyConfig
         from ..fn_report import fn_report
 
-        setup_logging(quiet)
+        setup_logging(quiet, verbose)
         cfg = stage_config(VerifyConfig, config, sets, "verify", verifiers=verifier_names(verifiers),
                            cross_encoder=cross_encoder)
         records, dataset = load_inputs(input, split, data=data)

@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from .common import ConfigOpt, QuietOpt, SetOpt, handle_errors, load_inputs, setup_logging, stage_config
+from .common import (ConfigOpt, QuietOpt, SetOpt, VerboseOpt, example, handle_errors, load_inputs, setup_logging,
+                     stage_config)
 
 
 def _records(data: Optional[Path], input: Optional[Path], split: str):
@@ -19,24 +20,28 @@ def _records(data: Optional[Path], input: Optional[Path], split: str):
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("generate")
+    @app.command("generate", epilog=example(
+        "negforge generate -d ../shared/data/scifact -o generated.jsonl --limit 8",
+        "OPENAI_BASE_URL=http://localhost:8000/v1 negforge generate -i pairs.jsonl -o generated.jsonl",
+        "negforge generate configs/default.yaml -d ../shared/data/scifact -o part0.jsonl --shard 0 --num-shards 4"))
     @handle_errors
     def generate(
         config_file: Optional[Path] = typer.Argument(None, metavar="[CONFIG]", help="YAML config (same as --config)."),
         data: Optional[Path] = typer.Option(None, "--data", "-d", help="BEIR folder: one record per query of --split."),
         input: Optional[Path] = typer.Option(None, "--input", "-i", help="Records JSONL, FlagEmbedding JSONL or a "
                                              "BEIR folder."),
-        out: Path = typer.Option(..., "--out", "-o", help="Output records JSONL. Records already in it are skipped "
-                                 "(a killed job resumes); summary: OUT.summary.json."),
+        out: Path = typer.Option(..., "--output", "-o", help="Output records JSONL. Records already in it are skipped "
+                                 "(a killed job resumes); summary: OUTPUT.summary.json."),
         split: str = typer.Option("train", "--split", help="qrels split of a BEIR folder."),
-        limit: Optional[int] = typer.Option(None, "--limit", help="First N records only (before sharding)."),
-        shard: Optional[int] = typer.Option(None, "--shard", help="This job's shard, 0 <= shard < --num-shards."),
+        limit: Optional[int] = typer.Option(None, "--limit", help="First N records only (before sharding). \\[default: all]"),
+        shard: Optional[int] = typer.Option(None, "--shard", help="This job's shard, 0 <= shard < --num-shards. \\[default: 0]"),
         num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Split the records into this many "
-                                                 "shards by a stable hash of their id; join with `negforge merge`."),
+                                                 "shards by a stable hash of their id; join with `negforge merge`. \\[default: 1]"),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the on-disk LLM cache."),
         config: Optional[Path] = ConfigOpt,
         sets: Optional[list[str]] = SetOpt,
         quiet: bool = QuietOpt,
+        verbose: bool = VerboseOpt,
     ) -> None:
         """Write hard negatives with the LLM (analyse -> generate -> reflect), batched, resumable, shardable."""
         from ..config import GenerateConfig
@@ -44,7 +49,7 @@ def register(app: typer.Typer) -> None:
         from ..generate import generate_records
         from ..io import write_json
 
-        setup_logging(quiet)
+        setup_logging(quiet, verbose)
         if config_file is not None and config is not None:
             raise ConfigError("give the config once: as the CONFIG argument or with --config, not both")
         cfg = stage_config(GenerateConfig, config_file or config, sets, "generate", limit=limit, shard=shard,

@@ -6,7 +6,10 @@ from typing import Optional
 
 import typer
 
-from .common import ConfigOpt, QuietOpt, SetOpt, emit_report, handle_errors, setup_logging, stage_config
+from ..config import MixConfig
+from ..models import DEFAULT_ENCODER
+from .common import (ConfigOpt, QuietOpt, SetOpt, VerboseOpt, config_default, emit_report, example, handle_errors,
+                     setup_logging, stage_config)
 
 
 def _epoch_path(out: Path, epoch: int) -> Path:
@@ -14,31 +17,33 @@ def _epoch_path(out: Path, epoch: int) -> Path:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("mix")
+    @app.command("mix", epilog=example("negforge mix -i verified.jsonl -o mixed.jsonl -k 4 --epochs 2"))
     @handle_errors
     def mix(
         input: Path = typer.Option(..., "--input", "-i", help="Verified records JSONL (`negforge verify` output)."),
         output: Path = typer.Option(..., "--output", "-o", help="Mixed records JSONL; with --epochs E > 1, "
-                                    "OUT.epoch0.jsonl ... OUT.epoch{E-1}.jsonl."),
-        k: Optional[int] = typer.Option(None, "--k", help="Negatives per query."),
-        epochs: Optional[int] = typer.Option(None, "--epochs", help="Fresh draws, one file per epoch."),
-        seed: Optional[int] = typer.Option(None, "--seed"),
+                                    "OUTPUT.epoch0.jsonl ... OUTPUT.epoch{E-1}.jsonl."),
+        k: Optional[int] = typer.Option(None, "--k", "-k", help="Negatives per query."
+                                         + config_default(MixConfig, "k", "mix.k")),
+        epochs: Optional[int] = typer.Option(None, "--epochs", help="Fresh draws, one file per epoch."
+                                              + config_default(MixConfig, "epochs", "mix.epochs")),
+        seed: Optional[int] = typer.Option(None, "--seed", help="Random seed." + config_default(MixConfig, "seed", "mix.seed")),
         curriculum: Optional[bool] = typer.Option(None, "--curriculum/--no-curriculum",
-                                                  help="Grow the share of the hardest negatives each epoch."),
-        encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder for mix.dedup_cosine "
-                                              "(default: the bundled MiniLM)."),
+                                                  help="Grow the share of the hardest negatives each epoch."
+                                                  + config_default(MixConfig, "curriculum", "mix.curriculum")),
+        encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder for mix.dedup_cosine. "
+                                              f"\\[default: {DEFAULT_ENCODER}]"),
         config: Optional[Path] = ConfigOpt,
         sets: Optional[list[str]] = SetOpt,
         quiet: bool = QuietOpt,
+        verbose: bool = VerboseOpt,
     ) -> None:
         """Pick k verified negatives per query by source ratio, deduplicated, one seeded draw per epoch."""
         from negforge.mixers.hybrid import embed_for_dedup, mix_records
 
-        from ..config import MixConfig
         from ..io import read_records, write_records
-        from ..models import DEFAULT_ENCODER
 
-        setup_logging(quiet)
+        setup_logging(quiet, verbose)
         cfg = stage_config(MixConfig, config, sets, "mix", k=k, epochs=epochs, seed=seed, curriculum=curriculum)
         records = read_records(input)
         vectors = embed_for_dedup(records, encoder or DEFAULT_ENCODER) if cfg.dedup_cosine else None

@@ -6,9 +6,11 @@ from typing import Optional
 
 import typer
 
-from .common import ConfigOpt, QuietOpt, SetOpt, handle_errors, load_inputs, setup_logging, stage_config
+from ..config import DEFAULT_DATA, GenerateConfig
+from .common import (AliasGroup, ConfigOpt, QuietOpt, SetOpt, VerboseOpt, config_default, example, handle_errors,
+                     load_inputs, setup_logging, stage_config)
 
-DataOpt = typer.Option(None, "--data", "-d", help="BEIR folder (default: ../shared/data/scifact).")
+DataOpt = typer.Option(None, "--data", "-d", help=f"BEIR folder. \\[default: {DEFAULT_DATA}]")
 InputOpt = typer.Option(None, "--input", "-i", help="Records JSONL (e.g. a `negforge generate` output: its analyses "
                         "and drafts fill the generate/reflect prompts), FlagEmbedding JSONL or BEIR folder.")
 SplitOpt = typer.Option("train", "--split", help="qrels split of a BEIR folder.")
@@ -17,7 +19,6 @@ TemplateDirOpt = typer.Option(None, "--template-dir", help="Folder with your cop
 
 
 def _records(data: Optional[Path], input: Optional[Path], split: str):
-    from ..config import DEFAULT_DATA
     from ..errors import ConfigError
 
     if data is not None and input is not None:
@@ -32,10 +33,10 @@ def _open(cfg):
 
 
 def register(app: typer.Typer) -> None:
-    prompt_app = typer.Typer(no_args_is_help=True, help="Render, try and compare generation prompt templates.")
+    prompt_app = typer.Typer(cls=AliasGroup, no_args_is_help=True, help="Render, try and compare generation prompt templates.")
     app.add_typer(prompt_app, name="prompt")
 
-    @prompt_app.command("render")
+    @prompt_app.command("render", epilog=example("negforge prompt render mar -n 3", "negforge prompt render generate -i generated.jsonl --draft 1"))
     @handle_errors
     def render(
         template: str = typer.Argument(..., help="mar_analyse | mar_generate | mar_reflect, a step name "
@@ -48,13 +49,15 @@ def register(app: typer.Typer) -> None:
         template_dir: Optional[str] = TemplateDirOpt,
         config: Optional[Path] = ConfigOpt,
         sets: Optional[list[str]] = SetOpt,
+        quiet: bool = QuietOpt,
+        verbose: bool = VerboseOpt,
     ) -> None:
         """Print the exact messages a step sends for one example record."""
-        from ..config import GenerateConfig
         from ..errors import ConfigError
         from ..templates import TemplateSet
         from ..prompt_lab import parse_template, render_step
 
+        setup_logging(quiet, verbose)
         cfg = stage_config(GenerateConfig, config, sets, "generate", template_dir=template_dir)
         name, steps = parse_template(template, cfg.template)
         cfg = cfg.model_copy(update={"template": name})
@@ -73,12 +76,15 @@ def register(app: typer.Typer) -> None:
             for m in messages:
                 typer.echo(f"--- [{m['role']}] ---\n{m['content']}")
 
-    @prompt_app.command("try")
+    @prompt_app.command("try", epilog=example("negforge prompt try -o trial/ --sample 5",
+                                                     "negforge prompt try -o trial/ --template-dir my-prompts/ -d my-beir-folder"))
     @handle_errors
     def try_(
-        out: Path = typer.Option(..., "--out", "-o", help="Folder for report.md, report.html, report.json and the records."),
+        out: Path = typer.Option(..., "--output", "-o", help="Folder for report.md, report.html, report.json and the "
+                                 "records."),
         sample: int = typer.Option(5, "--sample", help="Records to try (a seeded sample of the input)."),
-        template: Optional[str] = typer.Option(None, "--template", help="Template set name (default: generate.template)."),
+        template: Optional[str] = typer.Option(None, "--template", help="Template set name."
+                                                  + config_default(GenerateConfig, "template", "generate.template")),
         template_dir: Optional[str] = TemplateDirOpt,
         data: Optional[Path] = DataOpt,
         input: Optional[Path] = InputOpt,
@@ -86,13 +92,13 @@ def register(app: typer.Typer) -> None:
         config: Optional[Path] = ConfigOpt,
         sets: Optional[list[str]] = SetOpt,
         quiet: bool = QuietOpt,
+        verbose: bool = VerboseOpt,
     ) -> None:
         """Run the flow on a few records; write query, positive, each negative, its attributes, the
         reflection's verdicts and the verifier's score to report.md and report.html."""
-        from ..config import GenerateConfig
         from ..prompt_lab import run_trial, sample_records, write_report
 
-        setup_logging(quiet)
+        setup_logging(quiet, verbose)
         cfg = stage_config(GenerateConfig, config, sets, "generate", template=template, template_dir=template_dir)
         records = sample_records(_records(data, input, split), sample, cfg.seed)
         with _open(cfg) as backend:
@@ -101,12 +107,12 @@ def register(app: typer.Typer) -> None:
         _print_stats([trial])
         typer.echo(f"\nreport: {md} and {page}")
 
-    @prompt_app.command("compare")
+    @prompt_app.command("compare", epilog=example("negforge prompt compare mar my-prompts/ -o compare/ --sample 10"))
     @handle_errors
     def compare(
         a: str = typer.Argument(..., help="Template set A: a set name or a folder holding one set."),
         b: str = typer.Argument(..., help="Template set B: a set name or a folder holding one set."),
-        out: Path = typer.Option(..., "--out", "-o", help="Folder for compare.md, compare.html and compare.json."),
+        out: Path = typer.Option(..., "--output", "-o", help="Folder for compare.md, compare.html and compare.json."),
         sample: int = typer.Option(5, "--sample", help="Records to try (the same seeded sample for A and B)."),
         template_dir: Optional[str] = TemplateDirOpt,
         data: Optional[Path] = DataOpt,
@@ -115,13 +121,13 @@ def register(app: typer.Typer) -> None:
         config: Optional[Path] = ConfigOpt,
         sets: Optional[list[str]] = SetOpt,
         quiet: bool = QuietOpt,
+        verbose: bool = VerboseOpt,
     ) -> None:
         """Run two template sets on the same sample; side-by-side report with parse failures, verifier
         kept-rate and mean score gap to the positive."""
-        from ..config import GenerateConfig
         from ..prompt_lab import resolve_set, run_trial, sample_records, write_report
 
-        setup_logging(quiet)
+        setup_logging(quiet, verbose)
         cfg = stage_config(GenerateConfig, config, sets, "generate")
         specs = [resolve_set(s, template_dir) for s in (a, b)]
         records = sample_records(_records(data, input, split), sample, cfg.seed)

@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from .common import QuietOpt, SetOpt, handle_errors, setup_logging
+from ..config import DEFAULT_DATA, RunConfig
+from .common import ConfigOpt, QuietOpt, SetOpt, VerboseOpt, config_default, example, handle_errors, setup_logging
 
 
 def _table(before: dict, after: dict) -> str:
@@ -20,24 +21,35 @@ def _table(before: dict, after: dict) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("run")
+    @app.command("run", epilog=example(
+        "negforge run",
+        "negforge run configs/default.yaml -d ../shared/data/nfcorpus -o runs/nfcorpus --llm-queries 16",
+        "OPENAI_BASE_URL=http://localhost:8000/v1 negforge run --all-queries --set mix.k=8"))
     @handle_errors
     def run(
-        config: Optional[Path] = typer.Argument(None, help="Run config YAML (see configs/default.yaml); defaults apply without one."),
+        config_file: Optional[Path] = typer.Argument(None, metavar="[CONFIG]", help="Run config YAML (see configs/default.yaml); "
+                                                    "defaults apply without one."),
+        config: Optional[Path] = ConfigOpt,
         sets: Optional[list[str]] = SetOpt,
-        data: Optional[str] = typer.Option(None, help="BEIR folder (default ../shared/data/scifact)."),
-        out: Optional[str] = typer.Option(None, "--out", help="Output folder (default runs/default)."),
-        llm_queries: Optional[int] = typer.Option(None, help="Train queries the LLM writes negatives for."),
+        data: Optional[str] = typer.Option(None, "--data", "-d", help=f"BEIR folder. \\[default: {DEFAULT_DATA}]"),
+        out: Optional[str] = typer.Option(None, "--output", "-o", help="Output folder."
+                                           + config_default(RunConfig, "out_dir", "out_dir")),
+        llm_queries: Optional[int] = typer.Option(None, "--llm-queries", help="The LLM stage runs on the first N train "
+                                                   "queries." + config_default(RunConfig, "llm_queries", "llm_queries")),
         all_queries: bool = typer.Option(False, "--all-queries", help="Run the LLM stage on every train query."),
         fresh: bool = typer.Option(False, "--fresh", help="Redo every stage instead of reusing finished ones."),
         quiet: bool = QuietOpt,
+        verbose: bool = VerboseOpt,
     ) -> None:
         """Generate -> mine -> verify -> mix -> train -> evaluate, printing base and fine-tuned metrics."""
-        from ..config import RunConfig, load_config
+        from ..config import load_config
+        from ..errors import ConfigError
         from ..pipeline import run_pipeline
 
-        setup_logging(quiet)
-        cfg = load_config(RunConfig, config, sets, data=data, out_dir=out, llm_queries=llm_queries)
+        setup_logging(quiet, verbose)
+        if config_file is not None and config is not None:
+            raise ConfigError("give the config once: as the CONFIG argument or with --config, not both")
+        cfg = load_config(RunConfig, config_file or config, sets, data=data, out_dir=out, llm_queries=llm_queries)
         if all_queries:
             cfg = cfg.model_copy(update={"llm_queries": None})
         result = run_pipeline(cfg, fresh=fresh, show_progress=not quiet)

@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 
-from .common import ConfigOpt, QuietOpt, SetOpt, handle_errors, load_inputs, setup_logging, stage_config
+from ..config import TrainConfig
+from .common import (ConfigOpt, QuietOpt, SetOpt, VerboseOpt, config_default, example, handle_errors, load_inputs,
+                     setup_logging, stage_config)
 
 
 def _main_process() -> bool:
@@ -15,26 +17,31 @@ def _main_process() -> bool:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("train")
+    @app.command("train", epilog=example(
+        "negforge train -i mixed.jsonl -o model/ --loss cached_mnrl",
+        "negforge train -i mixed.jsonl -o model/ --eval-data ../shared/data/scifact --set train.epochs=2",
+        "torchrun --nproc_per_node 4 -m negforge train -i mixed.jsonl -o model/"))
     @handle_errors
     def train(
         input: Path = typer.Option(..., "--input", "-i", help="Records JSONL (the mixer's output), a FlagEmbedding "
                                    "JSONL, or a BEIR folder (in-batch negatives only: --set num_hard_negatives=0)."),
-        output: Optional[str] = typer.Option(None, "--output", "-o", help="Model folder (default: train.output_dir)."),
+        output: Optional[str] = typer.Option(None, "--output", "-o", help="Model folder."
+                                              + config_default(TrainConfig, "output_dir", "train.output_dir")),
         config: Optional[Path] = ConfigOpt,
         sets: Optional[list[str]] = SetOpt,
-        loss: Optional[str] = typer.Option(None, "--loss", help="mnrl, cached_mnrl, jointlh, summarglh, lsepair, rand1lh."),
+        loss: Optional[str] = typer.Option(None, "--loss", help="mnrl, cached_mnrl, jointlh, summarglh, lsepair, rand1lh."
+                                            + config_default(TrainConfig, "loss", "train.loss")),
         eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="BEIR folder: validate before training "
                                                  "and after every epoch (sampled corpus)."),
         eval_split: str = typer.Option("test", "--eval-split", help="qrels split of --eval-data."),
         quiet: bool = QuietOpt,
+        verbose: bool = VerboseOpt,
     ) -> None:
         """Fine-tune the encoder on records (several processes: run under torchrun, see trainer/train.py)."""
-        from negforge.synth.config import TrainConfig
         from negforge.synth.data import load_beir
         from negforge.trainer.train import train_model
 
-        setup_logging(quiet or not _main_process())
+        setup_logging(quiet or not _main_process(), verbose)
         cfg = stage_config(TrainConfig, config, sets, "train", output_dir=output, loss=loss)
         records, _ = load_inputs(input)
         val = load_beir(eval_data, eval_split) if eval_data is not None else None

@@ -6,12 +6,15 @@ from typing import Optional
 
 import typer
 
-from .common import (ConfigOpt, QuietOpt, SetOpt, VerifiersOpt, VerifyDataOpt, VerifyInputOpt, VerifySplitOpt,
-                     emit_report, handle_errors, load_inputs, setup_logging, stage_config, verifier_names)
+from .common import (ConfigOpt, QuietOpt, SetOpt, VerboseOpt, VerifiersOpt, VerifyDataOpt, VerifyInputOpt,
+                     VerifySplitOpt, emit_report, example, handle_errors, load_inputs, setup_logging, stage_config,
+                     verifier_names)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("verify")
+    @app.command("verify", epilog=example(
+        "negforge verify -i mined.jsonl -d ../shared/data/scifact -o verified.jsonl",
+        "negforge verify -i mined.jsonl -d my-beir-folder -o verified.jsonl --verifiers qrels,cross_encoder --cross-encoder ce/"))
     @handle_errors
     def verify(
         input: Path = VerifyInputOpt,
@@ -23,13 +26,14 @@ def register(app: typer.Typer) -> None:
         config: Optional[Path] = ConfigOpt,
         sets: Optional[list[str]] = SetOpt,
         quiet: bool = QuietOpt,
+        verbose: bool = VerboseOpt,
     ) -> None:
         """Check every negative (all sources) against the qrels and positive-aware model rules."""
         from ..config import VerifyConfig
         from ..io import write_records
         from ..verifiers import verify_records
 
-        setup_logging(quiet)
+        setup_logging(quiet, verbose)
         cfg = stage_config(VerifyConfig, config, sets, "verify", verifiers=verifier_names(verifiers),
                            cross_encoder=cross_encoder)
         records, dataset = load_inputs(input, split, data=data)

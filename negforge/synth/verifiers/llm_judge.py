@@ -127,5 +127,8 @@ class LLMJudgeVerifier:
             out = judge_checks(pairs, backend, self.llm.params, self.cfg.judge_template,
                                self.cfg.judge_partly_rejects, self.show_progress, self.name)
             self.usage = backend.usage
-        log.info("llm judge: %d pairs, usage %s", len(pairs), self.usage.to_dict() if self.usage else {})
+        if self.usage is not None:
+            from ..backends.usage import usage_line
+
+            log.info("llm judge: %d pairs; %s", len(pairs), usage_line(self.usage))
         return out
