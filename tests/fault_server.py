@@ -48,7 +48,7 @@ def mar_reply(messages: list[dict]) -> str:
     query = _query(prompt)
     tag = hashlib.sha256(prompt.encode()).hexdigest()[:8]
     if "List the attributes of the query" in prompt:
-        return json.dumps({"topic": f"the topic of {query}", "entities": "protein X", "population": "adult mice",
+        return json.dumps({"topic": f"the topic of {query}", "entities": "protein X", "scope": "adult mice",
                            "key_fact": "the study found the effect"})
     if "Write a hard negative" in prompt:
         if ALWAYS_JUNK in prompt:

@@ -15,7 +15,7 @@ import pytest
 from fault_server import ALWAYS_JUNK, FaultServer, mar_reply
 from negforge.synth.attributes import sample_setting
 from negforge.synth.backends.scripted import ScriptedBackend
-from negforge.synth.config import GenerateConfig, LLMConfig
+from negforge.synth.config import GenerateConfig, LLMConfig, ProfileConfig
 from negforge.synth.errors import ConfigError
 from negforge.synth.draft_checks import copies_positive, talks_about_the_task
 from negforge.synth.generate import generate_records
@@ -37,7 +37,8 @@ def rec(i: int, extra: str = "") -> Record:
 
 def cfg(**kw) -> GenerateConfig:
     base = dict(num_negatives=2, reflection_rounds=1, max_reasks=1, seed=7, cache_dir=None, batch_size=4,
-                llm=LLMConfig(params=GenParams(max_tokens=200, temperature=0.0)))
+                llm=LLMConfig(params=GenParams(max_tokens=200, temperature=0.0)),
+                profile=ProfileConfig(describe_with_llm=False))  # no extra call for the corpus description
     return GenerateConfig(**{**base, **kw})
 
 
@@ -77,9 +78,9 @@ def test_parse_reply_tolerates_harmless_junk_and_rejects_the_rest():
 
 
 def test_settings_are_seeded_and_flip_a_found_attribute():
-    a = sample_setting(3, "q1", 0, 120, ["entities", "population"])
-    assert a == sample_setting(3, "q1", 0, 120, ["entities", "population"])
-    assert a["flip"] in ("entities", "population")
+    a = sample_setting(3, "q1", 0, 120, ["entities", "scope"])
+    assert a == sample_setting(3, "q1", 0, 120, ["entities", "scope"])
+    assert a["flip"] in ("entities", "scope")
     draws = {json.dumps(sample_setting(s, "q1", 0, 120), sort_keys=True) for s in range(20)}
     assert len(draws) > 3  # the seed matters
 
@@ -145,11 +146,11 @@ def test_provenance_on_every_llm_negative(tmp_path):
         assert p.seed == 11 and p.rounds == 1 and p.extra["index"] == i
         assert p.extra["reflection"] == [{"round": 1, "decision": "keep", "reason": "fine"}]
         # the setting sampled for this draft (flip among the attributes the analysis found) + the flipped value
-        setting = sample_setting(11, "q0", i, len(POSITIVE.split()), ["topic", "entities", "population"],
+        setting = sample_setting(11, "q0", i, len(POSITIVE.split()), ["topic", "entities", "scope"],
                                  max_words=int((200 - 60) / 1.4))
         assert p.attributes == {**setting, "flip_value": p.attributes["flip_value"]}
-        assert p.attributes["flip"] in ("entities", "population")
-        assert p.attributes["flip_value"] == {"entities": "protein X", "population": "adult mice"}[p.attributes["flip"]]
+        assert p.attributes["flip"] in ("entities", "scope")
+        assert p.attributes["flip_value"] == {"entities": "protein X", "scope": "adult mice"}[p.attributes["flip"]]
     assert not copies_positive(r.negatives[0].text, r) and copies_positive(POSITIVE, r)
 
 
@@ -163,7 +164,7 @@ def test_drafts_about_the_task_are_rejected(tmp_path):
     assert len(negs) == 2 and all(n.verdict.rule == "meta_text" and n.verdict.status == Status.rejected
                                   and n.provenance.rounds == 0 for n in negs)
     assert len(backend.seen) == 3  # no reflection asked for them
-    assert not talks_about_the_task(POSITIVE)
+    assert not talks_about_the_task(POSITIVE, TemplateSet("mar").space.draft_checks.meta_phrases)
 
 
 def test_filler_in_the_analysis_is_dropped(tmp_path):
@@ -181,7 +182,7 @@ def test_backend_failures_and_template_errors(tmp_path):
     backend = ScriptedBackend(lambda conv: RuntimeError("boom") if step(conv) == "generate" else mar_reply(conv))
     s = generate_records([rec(0)], cfg(), tmp_path / "o.jsonl", show_progress=False, backend=backend)
     assert s.reasons["backend_error"] == 2 and s.reasks.get("generate", 0) == 0
-    with pytest.raises(ConfigError, match="no template set 'nope'.*missing nope_analyse.jinja2.*complete sets there: mar"):
+    with pytest.raises(ConfigError, match="no template set 'nope'.*built in: counterfactual, mar, mar_scifact"):
         generate_records([rec(1)], cfg(template="nope"), tmp_path / "p.jsonl", show_progress=False, backend=backend)
 
 

@@ -18,7 +18,7 @@ from negforge.synth.templates import TemplateSet
 from negforge.synth.io import read_records
 from negforge.synth.job import JobSummary
 from negforge.synth.prompt_lab import parse_template, render_step, resolve_set, sample_records
-from negforge.synth.templates import builtin_dir
+from negforge.synth.templates import builtin_sets_dir
 
 
 def cli(*args) -> str:
@@ -35,20 +35,20 @@ def records_of(beir: Path, n: int):
 
 @pytest.fixture
 def my_templates(tmp_path) -> Path:
-    """A user's copy of the built-in set, renamed and with one instruction changed in the generate step."""
-    d = tmp_path / "mine"
-    d.mkdir()
-    for step in ("analyse", "generate", "reflect"):
-        shutil.copy(builtin_dir() / f"mar_{step}.jinja2", d / f"terse_{step}.jinja2")
-    g = d / "terse_generate.jinja2"
-    g.write_text(g.read_text().replace("written like a scientific abstract", "in plain words, one short paragraph"))
+    """A user's copy of the built-in set folder, renamed and with one instruction changed in the generate step."""
+    d = tmp_path / "mine" / "terse"
+    shutil.copytree(builtin_sets_dir() / "mar", d)
+    g = d / "generate.jinja2"
+    g.write_text(g.read_text().replace("written like the documents of this corpus", "in plain words, one short paragraph"))
     return d
 
 
 def test_parse_template_names():
     assert parse_template("mar_generate", "x") == ("mar", ["generate"])
     assert parse_template("reflect", "mar") == ("mar", ["reflect"])
-    assert parse_template("mar", "x") == ("mar", ["analyse", "generate", "reflect"])
+    assert parse_template("mar", "x") == ("mar", None)  # every step of the set
+    assert parse_template("counterfactual_rewrite", "mar") == ("counterfactual", ["rewrite"])
+    assert parse_template("/my/sets/terse", "mar") == ("/my/sets/terse", None)
 
 
 def test_render_prints_the_exact_messages_the_job_sends(tiny_beir, my_templates):
@@ -64,11 +64,14 @@ def test_render_prints_the_exact_messages_the_job_sends(tiny_beir, my_templates)
     assert "<key_fact from the analyse step>" in out and f"# setting: {setting}" in out
     assert f"About {setting['length_words']} words" in out
     # the user's own folder: the edit shows, under its own hash
-    out = cli("prompt", "render", "terse_generate", "--example", 2, "--data", tiny_beir, "--template-dir", my_templates)
-    assert "in plain words, one short paragraph" in out and TemplateSet("terse", str(my_templates)).hash in out
+    out = cli("prompt", "render", "terse_generate", "--example", 2, "--data", tiny_beir,
+              "--template-dir", my_templates.parent)
+    assert "in plain words, one short paragraph" in out and TemplateSet("terse", str(my_templates.parent)).hash in out
+    out = cli("prompt", "render", my_templates, "--example", 2, "--data", tiny_beir)  # the folder itself: all steps
+    assert out.count("===== terse/") == 3 and TemplateSet(str(my_templates)).hash in out
     out = cli("prompt", "render", "analyse", "--example", 2, "--data", tiny_beir, "--set", "max_prompt_words=20")
     words = rec.positives[0].full_text.split()
-    assert "Relevant passage: " + " ".join(words[:20]) + " ...\n" in out and " ".join(words[:21]) not in out
+    assert "Relevant document: " + " ".join(words[:20]) + " ...\n" in out and " ".join(words[:21]) not in out
     res = CliRunner().invoke(app, ["prompt", "render", "mar", "--example", 99, "--data", str(tiny_beir)])
     assert res.exit_code == 2 and "out of range" in res.output
 
@@ -112,14 +115,14 @@ def test_try_writes_markdown_and_html_reports(tmp_path, tiny_beir):
 
 
 def test_resolve_set_errors(tmp_path, my_templates):
-    assert resolve_set(str(my_templates)) == ("terse", str(my_templates))
+    assert resolve_set(str(my_templates)) == (str(my_templates), None)
     assert resolve_set("mar") == ("mar", None)
     from negforge.synth.errors import ConfigError
 
     with pytest.raises(ConfigError, match="no template set 'nope'"):
         resolve_set("nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="expected one complete template set"):
+    with pytest.raises(ConfigError, match="empty/space.yaml: missing"):
         resolve_set(str(tmp_path / "empty"))
 
 

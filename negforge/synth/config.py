@@ -61,10 +61,26 @@ class LLMConfig(_Cfg):
     vllm: dict[str, Any] = Field(default_factory=dict)
 
 
+class ProfileConfig(_Cfg):
+    """The corpus profile the prompts receive (see negforge.synth.profile)."""
+
+    corpus: Optional[str] = None  # BEIR folder or corpus JSONL to profile (None: the input records' positives)
+    description: Optional[str] = None  # one line saying what the corpus's documents are (None: the LLM writes it)
+    describe_with_llm: bool = True  # with no description: the LLM writes one once, stored with the profile
+    examples: int = Field(3, ge=0, le=10)  # real documents shown to the LLM as style examples
+    example_words: int = Field(50, ge=10, le=400)  # each example is trimmed to about this many words
+    sample_size: int = Field(2000, ge=10)  # documents sampled (seeded) for the length distribution
+    match_length: bool = True  # keep a draft's target length within the corpus's 10th-90th percentile
+    seed: int = 0  # stored under <generate.cache_dir>/profiles (not stored when that cache is off)
+
+
 class GenerateConfig(_Cfg):
     llm: LLMConfig = Field(default_factory=LLMConfig)
-    template: str = "mar"  # prompt set under prompts/: mar_analyse / mar_generate / mar_reflect
-    template_dir: Optional[str] = None  # a folder with your own copies of the templates (None: built-in prompts/)
+    # Template set: a built-in set (mar, counterfactual, mar_scifact) or a folder holding <step>.jinja2 files
+    # and a space.yaml; the set's space.yaml names its flow.
+    template: str = "mar"
+    template_dir: Optional[str] = None  # a folder holding your own set folders, searched before the built-in sets
+    profile: ProfileConfig = Field(default_factory=ProfileConfig)
     num_negatives: int = Field(2, ge=1, le=32)  # drafts per (query, positive)
     reflection_rounds: int = Field(1, ge=0, le=5)
     max_reasks: int = Field(1, ge=0, le=5)  # re-asks with the validation error before rejecting

@@ -1,5 +1,8 @@
-"""Cheap text checks on a generated draft, run before any model sees it."""
+"""Cheap text checks on a generated draft, run before any model sees it. A template set's
+``space.yaml`` (``draft_checks:``) gives the phrases and the copy threshold."""
 from __future__ import annotations
+
+from typing import Iterable
 
 from .schema import Record, normalise_text
 
@@ -11,23 +14,19 @@ def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     return {tuple(words[i:i + n]) for i in range(max(0, len(words) - n + 1))}
 
 
-def copies_positive(text: str, record: Record) -> bool:
-    """True when the draft is a positive, or shares at least half of its word 8-grams with one."""
+def copies_positive(text: str, record: Record, share: float = COPY_SHARE) -> bool:
+    """True when the draft is a positive, or shares at least ``share`` of its word 8-grams with one."""
     mine = _ngrams(text, COPY_NGRAM)
     for p in record.positives:
         if normalise_text(text) == normalise_text(p.text):
             return True
-        if mine and len(mine & _ngrams(p.full_text, COPY_NGRAM)) >= COPY_SHARE * len(mine):
+        if mine and len(mine & _ngrams(p.full_text, COPY_NGRAM)) >= share * len(mine):
             return True
     return False
 
 
-# A passage that talks about the task instead of a study: SmolLM2-135M wrote "The passage is hard yet does
-# not answer the query." for most drafts of 6 SciFact queries; no abstract says these things.
-META_PHRASES = ("<the passage>", "the query", "hard negative", "json", "this passage", "the passage is",
-                "the relevant passage")
-
-
-def talks_about_the_task(text: str) -> bool:
+def talks_about_the_task(text: str, phrases: Iterable[str]) -> bool:
+    """True when the draft contains one of ``phrases`` (lower case): it talks about the task, e.g. SmolLM2-135M's
+    "The passage is hard yet does not answer the query.", instead of being a document."""
     low = " ".join(text.lower().split())
-    return any(p in low for p in META_PHRASES)
+    return any(p in low for p in phrases)

@@ -3,8 +3,8 @@
 For a batch of records, three steps, each one ``backend.generate`` call over every row of the
 batch that needs it (plus one call per re-ask round), so batching pays on vLLM:
 
-1. **analyse**: the LLM lists the query's attributes (:data:`negforge.synth.attributes.QUERY_ATTRIBUTES`)
-   and the fact in the positive that answers the query;
+1. **analyse**: the LLM lists the query's attributes (the set's ``space.yaml``: ``query_attributes``)
+   and what in the positive answers the query;
 2. **generate**: for each of ``num_negatives`` settings sampled per draft (domain, difficulty,
    change or withhold, length matched to the positive, which attribute to flip) one passage
    that keeps the rest but no longer answers the query;
@@ -15,6 +15,10 @@ Replies are parsed with :mod:`negforge.synth.parsing`; a reply that fails is re-
 appended (``max_reasks``), then counted and the draft rejected. Drafts the reflection drops stay
 on the record with a rejected verdict (rule ``reflection``); drafts with no usable passage are
 left out. Everything is counted in the :class:`~negforge.synth.job.JobSummary`.
+
+The prompts come from the template set ``cfg.template`` (:class:`~negforge.synth.templates.TemplateSet`: its
+templates, attribute space and draft checks) and receive the corpus profile (:mod:`negforge.synth.profile`).
+The set's ``space.yaml`` names its flow (:mod:`negforge.synth.flows`): this module's ``mar`` or ``counterfactual``.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .attributes import DEFAULT_SPACE, AttributeSpace, describe_setting, sample_setting, word_count
+from .attributes import describe_setting, sample_setting, word_count
 from .backends.base import Backend
 from .config import GenerateConfig
 from .draft_checks import copies_positive, talks_about_the_task
@@ -36,10 +40,21 @@ from .params import GenParams
 from .parsing import (DraftReply, ParseError, ReflectionReply, analysis_format, analysis_model, parse_reply,
                       reask_message, reply_schema)
 from .schema import Negative, Provenance, Record, Source, Status, Verdict, normalise_text
+from .profile import CorpusProfile, corpus_profile, empty_profile
 from .templates import TemplateSet
+from .flows import make_flow
 
 log = logging.getLogger(__name__)
 
+PLACEHOLDER_DRAFT = "<the draft the generate step wrote>"
+
+
+def _stored_draft(record: Record, index: int) -> tuple[str, Optional[dict[str, Any]]]:
+    """The text and attributes of the record's LLM negative with draft ``index`` ("", None when none)."""
+    for n in record.negatives_from(Source.llm):
+        if n.provenance.extra.get("index") == index:
+            return n.text, dict(n.provenance.attributes)
+    return "", None
 
 
 @dataclass
@@ -77,12 +92,22 @@ def _clip(text: str, words: int) -> str:
 class MarFlow:
     """The three MAR steps over one batch of records; counts go into ``summary``."""
 
+    STEPS = ("analyse", "generate", "reflect")
+    REQUIRED_SPACE = ("query_attributes", "domains", "difficulties", "edits")  # space.yaml keys this flow reads
+    DRAFT_REPLY, REFLECT_REPLY = DraftReply, ReflectionReply  # reply models of the 2nd and 3rd step
+    META_KEY = "llm_analysis"  # where the first step's result goes on the record
+
     def __init__(self, backend: Backend, cfg: GenerateConfig, summary: JobSummary,
-                 space: AttributeSpace = DEFAULT_SPACE):
-        self.backend, self.cfg, self.summary, self.space = backend, cfg, summary, space
-        self.templates = TemplateSet(cfg.template, cfg.template_dir)
+                 templates: Optional[TemplateSet] = None, profile: Optional[CorpusProfile] = None):
+        self.backend, self.cfg, self.summary = backend, cfg, summary
+        self.templates = templates or TemplateSet(cfg.template, cfg.template_dir)
+        self.space = self.templates.space.attribute_space()
+        self.checks = self.templates.space.draft_checks
+        self.profile = profile
+        self.profile_vars = profile.for_templates() if profile is not None else empty_profile()
+        self.corpus_range = profile.length_range() if profile is not None and cfg.profile.match_length else None
         self.params = cfg.llm.params
-        self.names = tuple(space.query_attributes)
+        self.names = tuple(self.space.query_attributes)
         self.analysis_model = analysis_model(self.names)
         # ~1.4 tokens a word, ~60 tokens for the reasoning and the JSON around the passage
         self.max_words = max(1, int((self.params.max_tokens - 60) / 1.4))
@@ -124,7 +149,7 @@ class MarFlow:
         return _clip(r.positives[0].full_text, self.cfg.max_prompt_words)
 
     def _user(self, step: str, **variables: Any) -> list[dict[str, str]]:
-        return [{"role": "user", "content": self.templates.render(step, **variables)}]
+        return [{"role": "user", "content": self.templates.render(step, profile=self.profile_vars, **variables)}]
 
     # -- the exact messages of each step (also what `negforge prompt render` shows) ---------------
     def analyse_messages(self, r: Record) -> list[dict[str, str]]:
@@ -135,7 +160,7 @@ class MarFlow:
         """The seeded controls of draft ``index``; the flip is drawn among the attributes the analysis found."""
         found = [n for n in self.names if analysis.get(n)]
         return sample_setting(self.cfg.seed, r.id, index, word_count(r.positives[0].text), found, self.space,
-                              self.max_words)
+                              self.max_words, self.corpus_range)
 
     def generate_messages(self, r: Record, analysis: dict[str, str], setting: dict[str, Any]) -> list[dict[str, str]]:
         return self._user("generate", query=r.query, positive=self._positive(r),
@@ -178,9 +203,9 @@ class MarFlow:
             for i in range(self.cfg.num_negatives):
                 setting = self.setting(r, i, an)
                 drafts.append(_Draft(ri, i, setting))
-                asks.append(_Ask(self.generate_messages(r, an, setting), DraftReply, DraftReply.FORMAT))
+                asks.append(_Ask(self.generate_messages(r, an, setting), self.DRAFT_REPLY, self.DRAFT_REPLY.FORMAT))
         self.summary.drafts += len(drafts)
-        self.ask("generate", asks)
+        self.ask(self.STEPS[1], asks)
         for d, a in zip(drafts, asks):
             self.summary.repaired += a.repaired
             if a.value is None:
@@ -192,9 +217,9 @@ class MarFlow:
 
     def reflect(self, records: list[Record], drafts: list[_Draft], rnd: int) -> None:
         open_ = [d for d in drafts if d.status == "pending"]
-        asks = [_Ask(self.reflect_messages(records[d.rec], d.text, d.setting, rnd), ReflectionReply,
-                     ReflectionReply.FORMAT) for d in open_]
-        self.ask("reflect", asks)
+        asks = [_Ask(self.reflect_messages(records[d.rec], d.text, d.setting, rnd), self.REFLECT_REPLY,
+                     self.REFLECT_REPLY.FORMAT) for d in open_]
+        self.ask(self.STEPS[2], asks)
         last = rnd == self.cfg.reflection_rounds
         for d, a in zip(open_, asks):
             self.summary.repaired += a.repaired
@@ -202,13 +227,14 @@ class MarFlow:
                 self._reject(d, "reflect_backend_error" if a.failed_backend else "reflect_parse_error", a.error)
                 continue
             v: ReflectionReply = a.value
+            decision, reason = self.judge(v)
             d.rounds = rnd
-            d.history.append({"round": rnd, "decision": v.decision, "reason": v.reason})
-            if v.decision == "keep":
+            d.history.append({"round": rnd, "decision": decision, "reason": reason})
+            if decision == "keep":
                 d.status = "kept"
-            elif v.decision == "drop":
+            elif decision == "drop":
                 d.status, d.rule = "dropped", "reflection"
-                d.reason = v.reason or "the reflection step dropped it (no reason given)"
+                d.reason = reason or "the reflection step dropped it (no reason given)"
             else:
                 self.summary.revisions += 1
                 d.text = v.passage or d.text
@@ -216,14 +242,18 @@ class MarFlow:
                 if last and d.status == "pending":
                     d.status = "kept"  # revised in the last round: the verifier has the final word
 
+    def judge(self, v: Any) -> tuple[str, str]:
+        """The reflection reply's decision and reason (a flow may overrule the model here)."""
+        return v.decision, v.reason
+
     def _reject(self, d: _Draft, reason: str, detail: str) -> None:
         d.status, d.reason = "rejected", f"{reason}: {detail}" if detail else reason
         self.summary.reasons[reason] += 1
 
     def _check(self, d: _Draft, record: Record, drafts: list[_Draft]) -> None:
-        if talks_about_the_task(d.text):  # kept on the record, rejected: visible in reports, never mixed
-            d.status, d.rule, d.reason = "dropped", "meta_text", "the passage talks about the task, not a study"
-        elif copies_positive(d.text, record):
+        if talks_about_the_task(d.text, self.checks.meta_phrases):  # kept, rejected: visible in reports, never mixed
+            d.status, d.rule, d.reason = "dropped", "meta_text", self.checks.meta_reason
+        elif copies_positive(d.text, record, self.checks.copy_share):
             self._reject(d, "copies_positive", "")
         elif any(o is not d and o.rec == d.rec and o.status != "rejected" and o.text
                  and normalise_text(o.text) == normalise_text(d.text) for o in drafts):
@@ -247,17 +277,45 @@ class MarFlow:
         return [self._finish(r, an, [d for d in drafts if d.rec == ri])
                 for ri, (r, an) in enumerate(zip(records, analyses))]
 
+    def stored_analysis(self, analysis: dict[str, Any]) -> Any:
+        return analysis
+
+    def attributes(self, setting: dict[str, Any], analysis: dict[str, Any]) -> dict[str, Any]:
+        """What goes into a negative's provenance attributes: the setting, and the flipped attribute's value."""
+        return {**setting, "flip_value": analysis.get(setting["flip"], "")}
+
+    def _provenance_extra(self) -> dict[str, Any]:
+        return {"flow": self.templates.flow, "profile": self.profile.key if self.profile is not None else None}
+
+    # -- what `negforge prompt render` shows: a step's messages for a record, with what was filled in ------
+    def preview(self, record: Record, step: str, index: int = 0) -> tuple[list[dict[str, str]], dict[str, Any]]:
+        """The messages of ``step`` for ``record`` (draft ``index``). The generate and reflect steps use the
+        record's own analysis and draft when it has them (a generated record), else visible placeholders."""
+        if step == "analyse":
+            return self.analyse_messages(record), {}
+        real = record.meta.get("llm_analysis")
+        analysis = real or {**{n: f"<{n} from the analyse step>" for n in self.names},
+                            "key_fact": "<key_fact from the analyse step>"}
+        setting = self.setting(record, index, real or {})
+        info: dict[str, Any] = {"setting": setting, "analysis": "from the record" if real else "placeholder"}
+        if step == "generate":
+            return self.generate_messages(record, analysis, setting), info
+        draft, stored = _stored_draft(record, index)
+        if stored is not None:
+            setting = info["setting"] = {k: v for k, v in stored.items() if k != "flip_value"}
+        info["draft"] = "from the record" if draft else "placeholder"
+        return self.reflect_messages(record, draft or PLACEHOLDER_DRAFT, setting, 1), info
+
     def _finish(self, record: Record, analysis: dict[str, str], drafts: list[_Draft]) -> Record:
         out = record.model_copy(deep=True)
-        out.meta["llm_analysis"] = analysis
+        out.meta[self.META_KEY] = self.stored_analysis(analysis)
         for d in drafts:
             if d.status not in ("kept", "dropped"):
                 continue
-            flip = d.setting["flip"]
-            prov = Provenance(model=self.backend.model, template=self.cfg.template, template_hash=self.templates.hash,
-                              attributes={**d.setting, "flip_value": analysis.get(flip, "")}, seed=self.cfg.seed,
+            prov = Provenance(model=self.backend.model, template=self.templates.name, template_hash=self.templates.hash,
+                              attributes=self.attributes(d.setting, analysis), seed=self.cfg.seed,
                               rounds=d.rounds, extra={"index": d.index, "reasoning": d.reasoning,
-                                                      "reflection": d.history})
+                                                      "reflection": d.history, **self._provenance_extra()})
             verdict = Verdict(status=Status.rejected, rule=d.rule, reason=d.reason) if d.status == "dropped" else None
             out.negatives.append(Negative(text=d.text, source=Source.llm, provenance=prov, verdict=verdict))
         return out
@@ -288,7 +346,8 @@ def generate_records(records: list[Record], cfg: GenerateConfig, out_path: str |
                 backend = stack.enter_context(open_backend(cfg.llm, cache_dir=cfg.cache_dir))
             usage = getattr(backend, "usage", None)
             before = usage.snapshot() if usage is not None else None
-            flow = MarFlow(backend, cfg, summary)
+            profile = corpus_profile(cfg.profile, records, backend, cfg.llm.params, cfg.cache_dir)
+            flow = make_flow(backend, cfg, summary, profile)
             run_batches(pending, cfg.batch_size, flow.run_batch, out.append, show_progress,
                         tokens=lambda: usage.since(before).completion_tokens if usage is not None else 0,
                         kept=lambda: summary.status["kept"])

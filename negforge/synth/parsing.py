@@ -116,6 +116,90 @@ class ReflectionReply(_Reply):
                        "reason": {"type": "string", "maxLength": 200}, "passage": {"type": "string"}}}
 
 
+def _text_list(v: Any) -> list[str]:
+    """A list of short texts from a list, a numbered / bulleted string, or a list of objects."""
+    if isinstance(v, str):
+        v = [re.sub(r"^\s*(?:[-*]|\d+[.)])\s*", "", x) for x in re.split(r"\n|;", v)]
+    if not isinstance(v, (list, tuple)):
+        v = [v]
+    out = []
+    for x in v:
+        t = _to_text(x)
+        if t and t not in out:
+            out.append(t)
+    return out
+
+
+class RequirementsReply(_Reply):
+    """Counterfactual flow, step 1: the query's information requirements that the positive meets."""
+
+    requirements: Annotated[list[str], BeforeValidator(_text_list)] = Field(
+        validation_alias=AliasChoices("requirements", "information_requirements", "requirement", "items"))
+    FORMAT: ClassVar[str] = '{"requirements": ["<requirement 1>", "<requirement 2>", "..."]}'
+    SCHEMA: ClassVar[dict[str, Any]] = {
+        "type": "object", "required": ["requirements"],
+        "properties": {"requirements": {"type": "array", "minItems": 1, "maxItems": 8,
+                                        "items": {"type": "string", "maxLength": 120}}}}
+
+    @field_validator("requirements")
+    @classmethod
+    def _some(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("list at least one requirement")
+        return v
+
+
+class RewriteReply(DraftReply):
+    """Counterfactual flow, step 2: the rewritten positive, then what was changed."""
+
+    FORMAT: ClassVar[str] = '{"passage": "<the rewritten document>", "reasoning": "<one sentence: what you changed>"}'
+
+
+_YES = {"yes": True, "y": True, "true": True, "1": True, "no": False, "n": False, "false": False, "0": False}
+
+
+def _yes_no(v: Any) -> Optional[bool]:
+    if isinstance(v, bool) or v is None:
+        return v
+    word = _to_text(v).lower().strip(" .!'\"").split(" ")[0] if _to_text(v) else ""
+    if word not in _YES:
+        raise ValueError("answer yes or no")
+    return _YES[word]
+
+
+class CounterfactualCheck(ReflectionReply):
+    """Counterfactual flow, step 3: is the chosen requirement broken, is everything else unchanged?"""
+
+    broken: Annotated[Optional[bool], BeforeValidator(_yes_no)] = None
+    unchanged: Annotated[Optional[bool], BeforeValidator(_yes_no)] = None
+    FORMAT: ClassVar[str] = ('{"broken": "yes | no", "unchanged": "yes | no", "decision": "keep | revise | drop", '
+                             '"reason": "<one sentence>", "passage": "<the revised document, only when revise>"}')
+    SCHEMA: ClassVar[dict[str, Any]] = {
+        "type": "object", "required": ["broken", "unchanged", "decision", "reason"],
+        "properties": {"broken": {"type": "string", "enum": ["yes", "no"]},
+                       "unchanged": {"type": "string", "enum": ["yes", "no"]},
+                       "decision": {"type": "string", "enum": ["keep", "revise", "drop"]},
+                       "reason": {"type": "string", "maxLength": 200}, "passage": {"type": "string"}}}
+
+
+class DescriptionReply(_Reply):
+    """Corpus profile: one noun phrase saying what the corpus's documents are."""
+
+    description: Text = Field(validation_alias=AliasChoices("description", "collection", "summary", "answer"))
+    FORMAT: ClassVar[str] = '{"description": "<kind of documents> about <subject>"}'
+    SCHEMA: ClassVar[dict[str, Any]] = {"type": "object", "required": ["description"],
+                                        "properties": {"description": {"type": "string", "maxLength": 120}}}
+
+    @field_validator("description")
+    @classmethod
+    def _given(cls, v: str) -> str:
+        if not v:
+            raise ValueError("give the description")
+        if "<" in v and ">" in v:
+            raise ValueError("write the description itself, not the placeholder")
+        return v
+
+
 @lru_cache(maxsize=8)
 def analysis_model(names: tuple[str, ...]) -> type[_Reply]:
     """Analyse step: one text field per query attribute, plus the fact that answers the query."""

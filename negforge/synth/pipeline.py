@@ -114,7 +114,10 @@ def run_pipeline(cfg: RunConfig, fresh: bool = False, show_progress: bool = True
 
     def _generate():
         partial = out_dir / f"generated.{gen_key}.partial.jsonl"
-        summary = generate_records(records[:n_llm], cfg.generate, partial, show_progress=show_progress)
+        from .profile import with_corpus
+
+        gcfg = with_corpus(cfg.generate, Path(cfg.data))  # the prompts see this corpus's profile
+        summary = generate_records(records[:n_llm], gcfg, partial, show_progress=show_progress)
         by_id = {r.id: r for r in read_records(partial)}
         return [by_id.get(r.id, r) for r in records], summary
 

@@ -1,12 +1,14 @@
 """Prompt iteration: render the exact messages a step sends, try a template set on a sample, compare two.
 
-* :func:`render_step` builds a step's messages with the same code the job uses
-  (:class:`~negforge.synth.generate.MarFlow`), so what you read is what the model gets. The generate and
-  reflect steps need an analysis and a draft: those of a generated record when the record has
-  them (``meta.llm_analysis``, its llm negatives), else visible placeholders.
+* :func:`render_step` builds a step's messages with the same code the job uses (the set's flow,
+  :mod:`negforge.synth.flows`), so what you read is what the model gets. Later steps need the earlier
+  steps' output: that of a generated record when the record has it (``meta``, its llm negatives), else
+  visible placeholders.
 * :func:`run_trial` runs the whole flow on a few records, then scores every negative with the
   verifiers (default: the embedding verifier alone, positive-aware rule) and returns a
-  :class:`Trial` with the numbers to compare prompts by; :func:`write_report` writes
+  :class:`Trial` with the numbers to compare prompts (or flows) by: parse failures, kept-rate,
+  hardness (cosine(query, negative) / cosine(query, positive)) and the shortcut AUC (how well a
+  classifier tells the kept negatives from real corpus documents); :func:`write_report` writes
   ``report.md`` and ``report.html`` for one trial or two side by side.
 """
 from __future__ import annotations
@@ -21,62 +23,51 @@ from typing import Any, Optional, Sequence
 
 from .config import GenerateConfig, VerifyConfig
 from .errors import ConfigError
-from .generate import MarFlow, generate_records
-from .templates import STEPS, TemplateSet, complete_sets
+from .flows import FLOWS, flow_class, make_flow
+from .generate import generate_records
+from .profile import corpus_profile
+from .templates import TemplateSet
 from .job import JobSummary
 from .schema import Record, Source
 
 log = logging.getLogger(__name__)
 
-PLACEHOLDER_DRAFT = "<the draft passage the generate step wrote>"
+def all_steps() -> set[str]:
+    return {step for name in FLOWS.names() for step in flow_class(name).STEPS}
 
 
-def parse_template(spec: str, default_set: str) -> tuple[str, list[str]]:
-    """``mar_analyse`` -> (mar, [analyse]); ``analyse`` -> (default_set, [analyse]); ``mar`` -> (mar, all steps)."""
-    if spec in STEPS:
+def parse_template(spec: str, default_set: str) -> tuple[str, Optional[list[str]]]:
+    """``mar_analyse`` -> (mar, [analyse]); ``analyse`` -> (default_set, [analyse]); ``mar`` -> (mar, None:
+    every step of the set). A folder path is a whole set."""
+    if spec in all_steps():
         return default_set, [spec]
     name, _, step = spec.rpartition("_")
-    if name and step in STEPS:
+    if name and step in all_steps() and "/" not in spec:
         return name, [step]
-    return spec, list(STEPS)
+    return spec, None
 
 
 def resolve_set(spec: str, template_dir: Optional[str] = None) -> tuple[str, Optional[str]]:
-    """A template set given as a folder (holding exactly one complete set) or a set name -> (name, folder)."""
-    path = Path(spec)
-    if path.is_dir():
-        sets = complete_sets(path)
-        if len(sets) != 1:
-            raise ConfigError(f"{path}: expected one complete template set (<name>_analyse/_generate/_reflect"
-                              f".jinja2), found {', '.join(sets) or 'none'}; pass NAME with --template-dir {path}")
-        return sets[0], str(path)
-    TemplateSet(spec, template_dir)  # a clear error for an unknown name
+    """A template set given as a folder or a set name, validated -> (spec, template_dir)."""
+    TemplateSet(spec, template_dir)  # a clear error (file and key) for a bad set
     return spec, template_dir
 
 
-def _flow(cfg: GenerateConfig) -> MarFlow:
-    return MarFlow(None, cfg, JobSummary())  # type: ignore[arg-type]  # rendering needs no backend
+def _flow(cfg: GenerateConfig, records: Sequence[Record] = ()) -> Any:
+    """The configured flow without a backend (rendering needs none), with the stored corpus profile if any."""
+    profile = corpus_profile(cfg.profile, records, cache_dir=cfg.cache_dir, model=cfg.llm.model)
+    return make_flow(None, cfg, JobSummary(), profile)
 
 
-def render_step(record: Record, cfg: GenerateConfig, step: str, index: int = 0) -> tuple[list[dict], dict[str, Any]]:
-    """The messages of ``step`` for ``record`` (draft ``index``) and what was filled in (setting, sources)."""
-    flow = _flow(cfg)
-    if step == "analyse":
-        return flow.analyse_messages(record), {}
-    real = record.meta.get("llm_analysis")
-    analysis = real or {**{n: f"<{n} from the analyse step>" for n in flow.names},
-                        "key_fact": "<key_fact from the analyse step>"}
-    setting = flow.setting(record, index, real or {})
-    info: dict[str, Any] = {"setting": setting, "analysis": "from the record" if real else "placeholder"}
-    if step == "generate":
-        return flow.generate_messages(record, analysis, setting), info
-    drafts = [n for n in record.negatives_from(Source.llm) if n.provenance.extra.get("index") == index]
-    draft = drafts[0].text if drafts else PLACEHOLDER_DRAFT
-    if drafts:
-        setting = {k: v for k, v in drafts[0].provenance.attributes.items() if k != "flip_value"}
-        info["setting"] = setting
-    info["draft"] = "from the record" if drafts else "placeholder"
-    return flow.reflect_messages(record, draft, setting, 1), info
+def render_step(record: Record, cfg: GenerateConfig, step: str, index: int = 0,
+                records: Sequence[Record] = ()) -> tuple[list[dict], dict[str, Any]]:
+    """The messages of ``step`` for ``record`` (draft ``index``) and what was filled in. ``records``: the
+    whole input, for the corpus profile when ``cfg.profile.corpus`` is not set (default: ``[record]``)."""
+    flow = _flow(cfg, records or [record])
+    if step not in flow.STEPS:
+        raise ConfigError(f"set {flow.templates.name!r} (flow {flow.templates.flow}) has no step {step!r}; "
+                          f"steps: {', '.join(flow.STEPS)}")
+    return flow.preview(record, step, index)
 
 
 def sample_records(records: Sequence[Record], n: int, seed: int = 0) -> list[Record]:
@@ -96,14 +87,23 @@ class Trial:
     records: list[Record]  # generated, then scored by the verifiers (verdict = the verifiers')
     summary: JobSummary
     dropped: dict[tuple[str, Any], str]  # (record id, draft index) -> what the flow said (reflection, meta_text)
+    flow: str = "mar"
+    shortcut: Optional[Any] = None  # ShortcutReport of the usable negatives against real documents
+    profile: Optional[Any] = None  # the CorpusProfile the prompts got
+
+    def usable(self) -> list[Any]:
+        return [n for r in self.records for n in r.negatives_from(Source.llm)
+                if n.kept and _key(r, n) not in self.dropped]
 
     def stats(self) -> dict[str, Any]:
         s, negs = self.summary, [n for r in self.records for n in r.negatives_from(Source.llm)]
         gaps = [n.scores[k + "_pos"] - n.scores[k] for n in negs for k in ("embedding",) if k in n.scores]
+        hard = [n.scores["embedding"] / n.scores["embedding_pos"] for n in negs
+                if "embedding" in n.scores and n.scores.get("embedding_pos", 0) > 0]
+        sc = self.shortcut.sources[0] if self.shortcut is not None and self.shortcut.sources else None
         kept = [n for n in negs if n.kept]
-        usable = [n for r in self.records for n in r.negatives_from(Source.llm)
-                  if n.kept and _key(r, n) not in self.dropped]
-        return {"records": len(self.records), "drafts": s.drafts,
+        usable = self.usable()
+        return {"flow": self.flow, "records": len(self.records), "drafts": s.drafts,
                 "parse_failures": s.reasons.get("parse_error", 0) + s.reasons.get("reflect_parse_error", 0),
                 "analyses_failed": s.analysis_failed, "reasks": sum(s.reasks.values()),
                 "rejected_other": sum(v for k, v in s.reasons.items()
@@ -112,6 +112,10 @@ class Trial:
                 "verifier_kept": len(kept), "verifier_kept_rate": round(len(kept) / len(negs), 3) if negs else 0.0,
                 "usable": len(usable), "usable_per_draft": round(len(usable) / s.drafts, 3) if s.drafts else 0.0,
                 "mean_score_gap": round(statistics.fmean(gaps), 4) if gaps else None,
+                "hardness_median": round(statistics.median(hard), 4) if hard else None,
+                "hardness_mean": round(statistics.fmean(hard), 4) if hard else None,
+                "shortcut_auc": sc.auc if sc else None,
+                "shortcut_interval": [sc.low, sc.high] if sc and sc.auc is not None else None,
                 "completion_tokens": s.usage.get("completion_tokens", 0), "wall_s": round(s.wall_s, 1)}
 
 
@@ -120,8 +124,10 @@ def _key(r: Record, n: Any) -> tuple[str, Any]:
 
 
 def run_trial(records: list[Record], cfg: GenerateConfig, out_dir: Path, backend: Any, label: str,
-              vcfg: Optional[VerifyConfig] = None, show_progress: bool = False) -> Trial:
-    """Generate for ``records`` (fresh, into ``out_dir/label.jsonl``) and score with the verifiers."""
+              vcfg: Optional[VerifyConfig] = None, show_progress: bool = False,
+              shortcut_encoder: Optional[str] = "bundled") -> Trial:
+    """Generate for ``records`` (fresh, into ``out_dir/label.jsonl``), score with the verifiers and run the
+    shortcut check on the usable negatives (``shortcut_encoder`` None: style features only)."""
     from .io import read_records, write_records
     from .verifiers import verify_records
 
@@ -141,7 +147,20 @@ def run_trial(records: list[Record], cfg: GenerateConfig, out_dir: Path, backend
     vcfg = vcfg or VerifyConfig(verifiers=["embedding"])
     scored, _ = verify_records(generated, None, vcfg, show_progress=show_progress)
     write_records(Path(out_dir) / f"{label}.verified.jsonl", scored)
-    return Trial(label, cfg.template, cfg.template_dir, ts.hash, scored, summary, dropped)
+    trial = Trial(label, cfg.template, cfg.template_dir, ts.hash, scored, summary, dropped, flow=ts.flow)
+    trial.profile = corpus_profile(cfg.profile, records, backend, cfg.llm.params, cfg.cache_dir)
+    trial.shortcut = trial_shortcut(trial, cfg, records, shortcut_encoder)
+    return trial
+
+
+def trial_shortcut(trial: Trial, cfg: GenerateConfig, records: Sequence[Record], encoder: Optional[str]) -> Any:
+    """The shortcut check of a trial's usable LLM negatives against real documents of the profiled corpus."""
+    from .profile import corpus_texts
+    from .shortcut import check_sources
+
+    texts, _ = corpus_texts(cfg.profile, records)
+    return check_sources({"llm": [n.text for n in trial.usable()]}, texts, encoder=encoder, min_negatives=3,
+                         seed=cfg.seed)
 
 
 # -- reports ---------------------------------------------------------------------------------------
@@ -150,7 +169,10 @@ _STAT_NAMES = [("drafts", "drafts asked for"), ("parse_failures", "parse failure
                ("rejected_other", "other rejections (backend, copy, duplicate)"),
                ("dropped", "dropped by the flow (reflection, meta text)"), ("negatives", "negatives scored"),
                ("verifier_kept_rate", "verifier kept-rate"), ("usable_per_draft", "usable per draft (kept by both)"),
-               ("mean_score_gap", "mean cosine gap to the positive"), ("completion_tokens", "completion tokens"),
+               ("mean_score_gap", "mean cosine gap to the positive"),
+               ("hardness_median", "hardness: median cos(q, neg) / cos(q, pos)"),
+               ("shortcut_auc", "shortcut AUC (usable vs real docs)"), ("shortcut_interval", "its 95% interval"),
+               ("completion_tokens", "completion tokens"),
                ("wall_s", "generation time (s)")]
 
 
@@ -161,8 +183,11 @@ def _neg_lines(n: Any, flow: str = "") -> dict[str, str]:
     score = (f"cosine {n.scores['embedding']:.3f} vs positive {n.scores['embedding_pos']:.3f}"
              if "embedding" in n.scores else "not scored")
     verdict = f"{n.verdict.status.value} ({n.verdict.reason})" if n.verdict else "not verified"
-    attrs = (f"flip {a.get('flip')} = {a.get('flip_value') or '-'}; {a.get('edit')}, {a.get('difficulty')}, "
-             f"domain {a.get('domain')}, ~{a.get('length_words')} words")
+    if "flip" in a:
+        attrs = (f"flip {a.get('flip')} = {a.get('flip_value') or '-'}; {a.get('edit')}, {a.get('difficulty')}, "
+                 f"domain {a.get('domain')}, ~{a.get('length_words')} words")
+    else:
+        attrs = "; ".join(f"{k} {v}" for k, v in a.items())
     return {"text": n.text, "attributes": attrs, "reflection": refl + (f"; dropped by {flow}" if flow else ""),
             "verifier": f"{verdict}; {score}"}
 
@@ -172,11 +197,19 @@ def _by_id(trial: Trial) -> dict[str, Record]:
 
 
 def markdown_report(trials: list[Trial]) -> str:
-    head = " | ".join(f"{t.label}: `{t.template}` ({t.template_dir or 'built-in'}, {t.template_hash})" for t in trials)
+    head = " | ".join(f"{t.label}: `{t.template}` (flow {t.flow}, {t.template_dir or 'built-in'}, {t.template_hash})"
+                      for t in trials)
     lines = [f"# Prompt trial: {head}", "", "| | " + " | ".join(t.label for t in trials) + " |",
              "|---|" + "---:|" * len(trials)]
     stats = [t.stats() for t in trials]
     lines += [f"| {desc} | " + " | ".join(str(s[k]) for s in stats) + " |" for k, desc in _STAT_NAMES]
+    for t in trials:
+        lines += [f"\n> shortcut check ({t.label}): {w}" for w in (t.shortcut.warnings if t.shortcut else [])]
+    p = trials[0].profile
+    if p is not None:
+        lines += ["", f"**Corpus profile** ({p.source}, {p.n_docs} docs, key {p.key}): description "
+                  f"{p.description!r} ({p.description_source}); length in words {p.length}"]
+        lines += [f"- example: {x}" for x in p.examples]
     for rec in trials[0].records:
         lines += ["", f"## {rec.id}: {rec.query}", "", f"**Positive.** {rec.positives[0].full_text}"]
         for t in trials:
@@ -184,6 +217,8 @@ def markdown_report(trials: list[Trial]) -> str:
             lines += ["", f"### {t.label}" if len(trials) > 1 else "### negatives"]
             if r is not None and r.meta.get("llm_analysis"):
                 lines.append("Analysis: " + "; ".join(f"{k}: {v}" for k, v in r.meta["llm_analysis"].items()))
+            if r is not None and r.meta.get("llm_requirements"):
+                lines.append("Requirements: " + "; ".join(r.meta["llm_requirements"]))
             negs = r.negatives_from(Source.llm) if r is not None else []
             if not negs:
                 lines.append("\n_no negative came through_")
@@ -233,5 +268,8 @@ def write_report(trials: list[Trial], out_dir: Path, stem: str = "report") -> tu
     write_lines(md, [markdown_report(trials)])
     write_lines(page, [html_report(trials)])
     write_json(out_dir / f"{stem}.json", {t.label: {"template": t.template, "template_dir": t.template_dir,
-                                                    "template_hash": t.template_hash, **t.stats()} for t in trials})
+                                                    "template_hash": t.template_hash, **t.stats(),
+                                                    "shortcut": t.shortcut.model_dump() if t.shortcut else None,
+                                                    "profile": t.profile.model_dump() if t.profile else None}
+                                          for t in trials})
     return md, page

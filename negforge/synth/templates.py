@@ -1,24 +1,30 @@
-"""Prompt templates are Jinja files under ``prompts/`` (package data), rendered in a sandboxed
-environment with ``StrictUndefined``: a missing variable is an error, never an empty string.
+"""Prompt templates are Jinja files, rendered in a sandboxed environment with ``StrictUndefined``: a
+missing variable is an error, never an empty string.
 
-A template's identity is its name plus the content hash of the file, which goes into every
-negative's provenance and into the LLM cache key. A user's own directory of templates works
-the same (``template_dir``).
+A **template set** is a folder: one ``<step>.jinja2`` per step of its flow (``mar``: analyse, generate,
+reflect; ``counterfactual``: requirements, rewrite, reflect) and a ``space.yaml`` (see
+:mod:`negforge.synth.space`) naming the flow and declaring the attribute space and draft checks. The
+built-in sets live under ``prompts/sets/``; ``generate.template`` names one of them or a folder of your
+own (``template_dir``: a folder holding set folders, searched before the built-in ones). A set's identity
+is its name plus the content hash of every file in it (templates and space together), which goes into
+each negative's provenance and, through the rendered text, into the LLM cache key.
+
+Single templates outside sets (the LLM judge's ``judge.jinja2``) are rendered with :func:`render`.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.resources
-from dataclasses import dataclass
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
-from jinja2 import StrictUndefined, TemplateNotFound, UndefinedError
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
-from jinja2 import FileSystemLoader
 
 from .errors import ConfigError
+from .space import SPACE_FILE, SetSpace, load_space
 
 SUFFIX = ".jinja2"
 
@@ -27,76 +33,110 @@ def builtin_dir() -> Path:
     return Path(str(importlib.resources.files("negforge.prompts")))
 
 
-@lru_cache(maxsize=8)
-def _env(template_dir: str) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(loader=FileSystemLoader(template_dir), undefined=StrictUndefined,
+def builtin_sets_dir() -> Path:
+    return builtin_dir() / "sets"
+
+
+def sets_in(folder: Path) -> list[str]:
+    """Names of the set folders (holding a space.yaml) directly under ``folder``."""
+    return sorted(p.name for p in folder.iterdir() if (p / SPACE_FILE).is_file()) if folder.is_dir() else []
+
+
+def builtin_sets() -> list[str]:
+    return sets_in(builtin_sets_dir())
+
+
+@lru_cache(maxsize=32)
+def _env(folder: str) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(loader=FileSystemLoader(folder), undefined=StrictUndefined,
                                keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True, autoescape=False)
-    env.filters["tojson_compact"] = lambda v: __import__("json").dumps(v, ensure_ascii=False)
+    env.filters["tojson_compact"] = lambda v: json.dumps(v, ensure_ascii=False)
     return env
 
 
-def _dir(template_dir: Optional[str | Path]) -> str:
-    return str(Path(template_dir) if template_dir else builtin_dir())
-
-
-def available(template_dir: Optional[str | Path] = None) -> list[str]:
-    return sorted(p.name[: -len(SUFFIX)] for p in Path(_dir(template_dir)).glob(f"*{SUFFIX}"))
-
-
-def template_path(name: str, template_dir: Optional[str | Path] = None) -> Path:
-    path = Path(_dir(template_dir)) / f"{name}{SUFFIX}"
-    if not path.is_file():
-        raise ConfigError(f"no template {name!r} in {_dir(template_dir)}; available: {', '.join(available(template_dir))}")
-    return path
-
-
-def template_hash(*names: str, template_dir: Optional[str | Path] = None) -> str:
-    """Content hash (12 hex) over one or more template files, in the order given."""
-    h = hashlib.sha256()
-    for name in names:
-        h.update(name.encode() + b"\x00" + template_path(name, template_dir).read_bytes() + b"\x01")
-    return h.hexdigest()[:12]
+def _render_file(folder: Path, file: str, label: str, variables: dict[str, Any]) -> str:
+    try:
+        return _env(str(folder)).get_template(file).render(**variables).strip()
+    except UndefinedError as e:
+        raise ConfigError(f"template {label!r}: {e.message}; pass it when rendering") from None
+    except TemplateNotFound as e:
+        raise ConfigError(f"template {label!r} includes missing template {e.name!r}") from None
+    except TemplateSyntaxError as e:
+        raise ConfigError(f"{folder / (e.name or file)}:{e.lineno}: template syntax error: {e.message}") from None
 
 
 def render(name: str, template_dir: Optional[str | Path] = None, **variables: Any) -> str:
-    """Render ``<name>.jinja2``; raise ConfigError naming the missing variable."""
-    template_path(name, template_dir)  # clear error for an unknown name
-    try:
-        return _env(_dir(template_dir)).get_template(f"{name}{SUFFIX}").render(**variables).strip()
-    except UndefinedError as e:
-        raise ConfigError(f"template {name!r}: {e.message}; pass it when rendering") from None
-    except TemplateNotFound as e:
-        raise ConfigError(f"template {name!r} includes missing template {e.name!r}") from None
+    """Render the single template ``<name>.jinja2`` (built-in ``prompts/`` or ``template_dir``)."""
+    folder = Path(template_dir) if template_dir else builtin_dir()
+    if not (folder / f"{name}{SUFFIX}").is_file():
+        have = sorted(p.name[: -len(SUFFIX)] for p in folder.glob(f"*{SUFFIX}"))
+        raise ConfigError(f"no template {name!r} in {folder}; available: {', '.join(have) or 'none'}")
+    return _render_file(folder, f"{name}{SUFFIX}", name, variables)
 
 
-STEPS = ("analyse", "generate", "reflect")  # the MAR flow's steps, one template each
+def set_folder(spec: str, template_dir: Optional[str | Path] = None) -> Path:
+    """The folder of set ``spec``: ``template_dir/spec``, a folder path, or a built-in set name."""
+    if template_dir and (Path(template_dir) / spec / SPACE_FILE).is_file():
+        return Path(template_dir) / spec
+    path = Path(spec)
+    if path.is_dir():
+        return path
+    if (builtin_sets_dir() / spec / SPACE_FILE).is_file() and "/" not in spec:
+        return builtin_sets_dir() / spec
+    where = f"in {template_dir} ({', '.join(sets_in(Path(template_dir))) or 'no sets'}) or " if template_dir else ""
+    raise ConfigError(f"no template set {spec!r}: give a folder holding <step>.jinja2 files and a {SPACE_FILE}, "
+                      f"or a set {where}built in: {', '.join(builtin_sets())}")
 
 
-def complete_sets(template_dir: Optional[str | Path] = None) -> list[str]:
-    """Names with a template for every step in ``template_dir`` (None: built in)."""
-    have = set(available(template_dir))
-    return sorted({n.rsplit("_", 1)[0] for n in have
-                   if "_" in n and all(f"{n.rsplit('_', 1)[0]}_{s}" in have for s in STEPS)})
+def folder_hash(folder: Path) -> str:
+    """Content hash (12 hex) of a set: every template and the space file, by name, in name order."""
+    h = hashlib.sha256()
+    for p in sorted([*folder.glob(f"*{SUFFIX}"), folder / SPACE_FILE]):
+        if p.is_file():
+            h.update(p.name.encode() + b"\x00" + p.read_bytes() + b"\x01")
+    return h.hexdigest()[:12]
 
 
-@dataclass
 class TemplateSet:
-    """``<name>_analyse``, ``<name>_generate``, ``<name>_reflect`` in ``template_dir`` (None: built in)."""
+    """A template set folder, validated on load: its space, its flow's step templates (parsed), its hash."""
 
-    name: str = "mar"
-    template_dir: Optional[str] = None
+    def __init__(self, spec: str = "mar", template_dir: Optional[str] = None):
+        from .flows import flow_class
 
-    def __post_init__(self) -> None:
-        have = set(available(self.template_dir))
-        missing = [f for f in self.files() if f not in have]
+        self.spec, self.template_dir = spec, template_dir
+        self.folder = set_folder(spec, template_dir)
+        self.name = self.folder.resolve().name
+        space_path = self.folder / SPACE_FILE
+        flow = load_space(space_path).flow  # validates; the flow's needs are checked below
+        try:
+            cls = flow_class(flow)
+        except ConfigError as e:
+            raise ConfigError(f"{space_path}: key 'flow': {e}") from None
+        self.space: SetSpace = load_space(space_path, cls.REQUIRED_SPACE)
+        self.flow, self.steps = flow, tuple(cls.STEPS)
+        missing = [s for s in self.steps if not (self.folder / f"{s}{SUFFIX}").is_file()]
         if missing:
-            raise ConfigError(f"no template set {self.name!r} in {_dir(self.template_dir)} (missing "
-                              f"{', '.join(m + SUFFIX for m in missing)}); complete sets there: "
-                              f"{', '.join(complete_sets(self.template_dir)) or 'none'}")
-        self.hash = template_hash(*self.files(), template_dir=self.template_dir)
+            raise ConfigError(f"{self.folder}: the {flow!r} flow needs {', '.join(s + SUFFIX for s in missing)} "
+                              f"(steps: {', '.join(self.steps)})")
+        for s in self.steps:  # syntax errors now, with the file and line, not at the first render
+            try:
+                _env(str(self.folder)).get_template(f"{s}{SUFFIX}")
+            except TemplateSyntaxError as e:
+                raise ConfigError(f"{self.folder / (e.name or s + SUFFIX)}:{e.lineno}: template syntax error: "
+                                  f"{e.message}") from None
+        self.hash = folder_hash(self.folder)
+
+    @property
+    def builtin(self) -> bool:
+        return self.folder.resolve().parent == builtin_sets_dir().resolve()
 
     def files(self) -> list[str]:
-        return [f"{self.name}_{s}" for s in STEPS]
+        return [f"{s}{SUFFIX}" for s in self.steps] + [SPACE_FILE]
 
     def render(self, step: str, **variables: Any) -> str:
-        return render(f"{self.name}_{step}", self.template_dir, **variables)
+        if step not in self.steps:
+            raise ConfigError(f"set {self.name!r} has no step {step!r}; steps: {', '.join(self.steps)}")
+        return _render_file(self.folder, f"{step}{SUFFIX}", f"{self.name}/{step}", variables)
+
+    def __repr__(self) -> str:
+        return f"TemplateSet({self.name!r}, flow={self.flow!r}, folder={str(self.folder)!r}, hash={self.hash!r})"

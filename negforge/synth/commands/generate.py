@@ -56,6 +56,9 @@ def register(app: typer.Typer) -> None:
                            num_shards=num_shards)
         if no_cache:
             cfg = cfg.model_copy(update={"cache_dir": None})
+        from ..profile import with_corpus
+
+        cfg = with_corpus(cfg, data if data is not None else input)  # profile the corpus the records come from
         records = _records(data, input, split)
         summary = generate_records(records, cfg, out, show_progress=not quiet)
         write_json(Path(f"{out}.summary.json"), summary.to_dict())

@@ -14,16 +14,27 @@ DataOpt = typer.Option(None, "--data", "-d", help=f"BEIR folder. \\[default: {DE
 InputOpt = typer.Option(None, "--input", "-i", help="Records JSONL (e.g. a `negforge generate` output: its analyses "
                         "and drafts fill the generate/reflect prompts), FlagEmbedding JSONL or BEIR folder.")
 SplitOpt = typer.Option("train", "--split", help="qrels split of a BEIR folder.")
-TemplateDirOpt = typer.Option(None, "--template-dir", help="Folder with your copies of the templates "
-                              "(<name>_analyse/_generate/_reflect.jinja2; start from prompts/).")
+TemplateDirOpt = typer.Option(None, "--template-dir", help="Folder holding your own template set folders "
+                              "(each: <step>.jinja2 files + space.yaml; start from a copy of a built-in set).")
 
 
-def _records(data: Optional[Path], input: Optional[Path], split: str):
+def _source(data: Optional[Path], input: Optional[Path]) -> Path:
     from ..errors import ConfigError
 
     if data is not None and input is not None:
         raise ConfigError("give --data or --input, not both")
-    return load_inputs(input or data or Path(DEFAULT_DATA), split)[0]
+    return input or data or Path(DEFAULT_DATA)
+
+
+def _records(data: Optional[Path], input: Optional[Path], split: str):
+    return load_inputs(_source(data, input), split)[0]
+
+
+def _profiled(cfg, data: Optional[Path], input: Optional[Path]):
+    """The config with the corpus profile read from the BEIR folder the records come from."""
+    from ..profile import with_corpus
+
+    return with_corpus(cfg, _source(data, input))
 
 
 def _open(cfg):
@@ -39,8 +50,8 @@ def register(app: typer.Typer) -> None:
     @prompt_app.command("render", epilog=example("negforge prompt render mar -n 3", "negforge prompt render generate -i generated.jsonl --draft 1"))
     @handle_errors
     def render(
-        template: str = typer.Argument(..., help="mar_analyse | mar_generate | mar_reflect, a step name "
-                                       "(analyse, generate, reflect) or a set name (mar: all three steps)."),
+        template: str = typer.Argument(..., help="SET_STEP (mar_analyse, counterfactual_rewrite ...), a step of the "
+                                       "configured set (analyse ...), or a set name or folder (all its steps)."),
         example: int = typer.Option(0, "--example", "-n", help="Render for the Nth record (0-based)."),
         draft: int = typer.Option(0, "--draft", help="Draft index (its sampled setting) for generate/reflect."),
         data: Optional[Path] = DataOpt,
@@ -60,17 +71,18 @@ def register(app: typer.Typer) -> None:
         setup_logging(quiet, verbose)
         cfg = stage_config(GenerateConfig, config, sets, "generate", template_dir=template_dir)
         name, steps = parse_template(template, cfg.template)
-        cfg = cfg.model_copy(update={"template": name})
+        cfg = _profiled(cfg.model_copy(update={"template": name}), data, input)
         ts = TemplateSet(name, cfg.template_dir)
+        steps = steps or list(ts.steps)
         records = _records(data, input, split)
         if not 0 <= example < len(records):
             raise ConfigError(f"--example {example} is out of range: the input has {len(records)} records (0-based)")
         rec = records[example]
-        typer.echo(f"# record {rec.id} (example {example}); template set {name!r} "
-                   f"({cfg.template_dir or 'built-in prompts/'}), hash {ts.hash}")
+        typer.echo(f"# record {rec.id} (example {example}); template set {ts.name!r} (flow {ts.flow}, "
+                   f"{ts.folder}), hash {ts.hash}")
         for step in steps:
-            messages, info = render_step(rec, cfg, step, draft)
-            typer.echo(f"\n===== {name}_{step} =====")
+            messages, info = render_step(rec, cfg, step, draft, records)
+            typer.echo(f"\n===== {ts.name}/{step} =====")
             for k, v in info.items():
                 typer.echo(f"# {k}: {v}")
             for m in messages:
@@ -100,6 +112,7 @@ def register(app: typer.Typer) -> None:
 
         setup_logging(quiet, verbose)
         cfg = stage_config(GenerateConfig, config, sets, "generate", template=template, template_dir=template_dir)
+        cfg = _profiled(cfg, data, input)
         records = sample_records(_records(data, input, split), sample, cfg.seed)
         with _open(cfg) as backend:
             trial = run_trial(records, cfg, out, backend, "trial", show_progress=not quiet)
@@ -110,8 +123,8 @@ def register(app: typer.Typer) -> None:
     @prompt_app.command("compare", epilog=example("negforge prompt compare mar my-prompts/ -o compare/ --sample 10"))
     @handle_errors
     def compare(
-        a: str = typer.Argument(..., help="Template set A: a set name or a folder holding one set."),
-        b: str = typer.Argument(..., help="Template set B: a set name or a folder holding one set."),
+        a: str = typer.Argument(..., help="Template set A: a set name (mar, counterfactual ...) or a set folder."),
+        b: str = typer.Argument(..., help="Template set B: a set name or a set folder (another flow is fine)."),
         out: Path = typer.Option(..., "--output", "-o", help="Folder for compare.md, compare.html and compare.json."),
         sample: int = typer.Option(5, "--sample", help="Records to try (the same seeded sample for A and B)."),
         template_dir: Optional[str] = TemplateDirOpt,
@@ -128,7 +141,7 @@ def register(app: typer.Typer) -> None:
         from ..prompt_lab import resolve_set, run_trial, sample_records, write_report
 
         setup_logging(quiet, verbose)
-        cfg = stage_config(GenerateConfig, config, sets, "generate")
+        cfg = _profiled(stage_config(GenerateConfig, config, sets, "generate"), data, input)
         specs = [resolve_set(s, template_dir) for s in (a, b)]
         records = sample_records(_records(data, input, split), sample, cfg.seed)
         trials = []
@@ -149,3 +162,6 @@ def _print_stats(trials) -> None:
     typer.echo(f"{'':<{width}}  " + "  ".join(f"{t.label} ({t.template}, {t.template_hash})" for t in trials))
     for k, desc in _STAT_NAMES:
         typer.echo(f"{desc:<{width}}  " + "  ".join(f"{str(s[k]):>12}" for s in stats))
+    for t in trials:
+        for w in (t.shortcut.warnings if t.shortcut else []):
+            typer.echo(f"warning ({t.label}): {w}")
