@@ -41,7 +41,7 @@ class AttributeSpace:
     max_words: int = 250
 
     def __post_init__(self) -> None:
-        for name in ("query_attributes", "domains", "difficulties", "edits", "length_factors"):
+        for name in ("length_factors",):  # which other keys a flow needs, its set's space.yaml check says
             if not getattr(self, name):
                 raise ConfigError(f"AttributeSpace.{name} is empty: give at least one choice")
         if not 0 < self.min_words <= self.max_words:
@@ -83,6 +83,9 @@ def sample_setting(seed: int, record_id: str, index: int, positive_words: int,
     local RNG, so the result depends only on the arguments.
     """
     space = space or default_space()
+    for name in ("query_attributes", "domains", "difficulties", "edits"):
+        if not getattr(space, name):
+            raise ConfigError(f"the attribute space has no {name}: give at least one choice")
     rng = random.Random(stable_seed(seed, record_id, index))
     domain = rng.choice(list(space.domains))
     difficulty = rng.choice(list(space.difficulties))

@@ -63,7 +63,7 @@ class DraftReply(_Reply):
     The passage comes first: asked for reasoning first, SmolLM2-135M wrote only the reasoning in 5
     of 6 replies (no passage); passage first under the schema below, 6 of 6 replies parsed."""
 
-    passage: Text = Field(validation_alias=AliasChoices("passage", "text", "content", "abstract", "negative",
+    passage: Text = Field(validation_alias=AliasChoices("passage", "text", "content", "negative",
                                                         "hard_negative", "document"))
     reasoning: Text = ""
     FORMAT: ClassVar[str] = ('{"passage": "<the passage>", '

@@ -6,7 +6,7 @@ A negative is dropped when
   query id, as in :func:`negforge.synth.data.records_from_beir`), or
 * its ``doc_id`` is one of the record's own positives, or
 * its normalised text (:func:`negforge.synth.schema.normalise_text`) equals a positive's: an LLM that
-  copied the positive, or the same abstract under another id.
+  copied the positive, or the same document under another id.
 
 ``scores["qrels"]`` is the qrels grade of the negative's doc for this query (0 when unjudged).
 """
