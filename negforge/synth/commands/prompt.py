@@ -159,7 +159,7 @@ def _print_stats(trials) -> None:
 
     stats = [t.stats() for t in trials]
     width = max(len(d) for _, d in _STAT_NAMES)
-    typer.echo(f"{'':<{width}}  " + "  ".join(f"{t.label} ({t.template}, {t.template_hash})" for t in trials))
+    typer.echo(f"{'':<{width}}  " + "  ".join(f"{t.label} ({Path(t.template).name}, {t.template_hash})" for t in trials))
     for k, desc in _STAT_NAMES:
         typer.echo(f"{desc:<{width}}  " + "  ".join(f"{str(s[k]):>12}" for s in stats))
     for t in trials:
