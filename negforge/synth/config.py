@@ -178,6 +178,8 @@ class TrainConfig(_Cfg):
     # all-MiniLM-L6-v2 itself was trained at 128 tokens; 256 doubles the cost of a step on CPU.
     max_seq_length: int = Field(128, ge=16)
     num_hard_negatives: int = Field(1, ge=0)  # hard negatives per training example
+    # > 0: add the query-view entropy term (spreads a query's hard negatives over the similarity range)
+    entropy_weight: float = Field(0.0, ge=0)
     # Positives per example (rows per query for mnrl, slots for the multi-positive losses); null: all.
     max_positives: Optional[int] = Field(4, ge=1)
     # Which positives when a query has more: first (record order), grade (highest qrels grade first),

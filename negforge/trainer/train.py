@@ -269,7 +269,8 @@ def train_model(records: list[Record], cfg: TrainConfig, show_progress: bool = T
         ddp_backend="gloo" if world > 1 and not torch.cuda.is_available() else None, **precision)
     model = SentenceTransformer(resolve_encoder(cfg.encoder))
     model.max_seq_length = cfg.max_seq_length
-    loss = build_loss(cfg.loss, model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size, seed=cfg.seed)
+    loss = build_loss(cfg.loss, model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size, seed=cfg.seed,
+                      entropy_weight=cfg.entropy_weight)
     validator = build_validator(eval_data, cfg) if eval_data is not None else None
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(cols), loss=loss,
                                          evaluator=validator)

@@ -24,15 +24,26 @@ def is_multi_positive(name: str) -> bool:
     return bool(getattr(LOSSES.get(name), "multi_positive", False))
 
 
-def build_loss(name: str, model: Any, scale: float = 20.0, mini_batch_size: int = 8, seed: int = 0) -> Any:
-    """The loss ``name`` bound to ``model``; raises ConfigError listing the valid names."""
+def build_loss(name: str, model: Any, scale: float = 20.0, mini_batch_size: int = 8, seed: int = 0,
+               entropy_weight: float = 0.0) -> Any:
+    """The loss ``name`` bound to ``model``; raises ConfigError listing the valid names. ``entropy_weight`` > 0
+    adds the query-view entropy term (:mod:`negforge.trainer.losses.entropy`)."""
     cls = LOSSES.get(name)
     kwargs: dict[str, Any] = {"scale": scale}
     if name == "cached_mnrl":
         kwargs["mini_batch_size"] = mini_batch_size
     if name == "rand1lh":
         kwargs["seed"] = seed
-    return cls(model, **kwargs)
+    if entropy_weight > 0 and name == "cached_mnrl":
+        from negforge.synth.errors import ConfigError
+
+        raise ConfigError("train.entropy_weight works with mnrl and the multi-positive losses, not cached_mnrl")
+    loss = cls(model, **kwargs)
+    if entropy_weight > 0:
+        from .entropy import QueryViewEntropyLoss
+
+        loss = QueryViewEntropyLoss(loss, entropy_weight, scale)
+    return loss
 
 
 __all__ = ["LOSSES", "build_loss", "is_multi_positive"]
