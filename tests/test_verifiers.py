@@ -263,11 +263,19 @@ def test_verifier_train_cli_trains_saves_and_plugs_into_verify(tiny_beir, tmp_pa
                                    "--set", f"mine.cache_dir={emb_cache}"])
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "train_report.json").read_text())["result"]
-    assert rep["train_queries"] == 6 and rep["heldout_queries"] == 2
-    assert rep["train_pairs"] == 10 and rep["heldout_pairs"] == 4  # 1 positive + 1 negative per query, sampled
-    assert len(json.loads((out / "train_report.json").read_text())["heldout_query_ids"]) == 2
+    saved = json.loads((out / "train_report.json").read_text())
+    # 8 queries: 2 held out, 1 of the other 6 for dev (checkpoint choice), 5 to train on.
+    assert rep["train_queries"] == 5 and rep["dev_queries"] == 1 and rep["heldout_queries"] == 2
+    # 1 positive + 1 BM25 + 1 dense negative per query; training pairs sampled down to max_pairs.
+    assert rep["train_pairs"] == 10 and rep["heldout_pairs"] == 6 and rep["dev_pairs"] == 3
+    assert len(saved["heldout_query_ids"]) == 2 and len(saved["dev_query_ids"]) == 1
+    assert not set(saved["heldout_query_ids"]) & set(saved["dev_query_ids"])
     assert 0 <= rep["accuracy"] <= 1 and 0 <= rep["roc_auc"] <= 1 and rep["losses"]
-    assert "ROC-AUC" in res.output
+    # evaluated on dev during training (3 steps of 4 pairs; evals every step at most), best step kept
+    assert rep["steps"] == 3 and [d["step"] for d in rep["dev"]] == [1, 2, 3]
+    best = max(rep["dev"], key=lambda d: d["dev_roc_auc"])
+    assert rep["best_step"] == best["step"]
+    assert "ROC-AUC" in res.output and "kept step" in res.output
     records = tmp_path / "in.jsonl"
     write_records(records, mined[:2])
     res = CliRunner().invoke(app, ["verify", "-i", str(records), "-o", str(tmp_path / "v.jsonl"), "-q",

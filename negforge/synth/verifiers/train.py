@@ -2,17 +2,20 @@
 
 No cross-encoder ships its weights on PyPI, so one is trained here: ``CrossEncoder(base, num_labels=1)``
 from the bundled MiniLM (a random classification head on top of the encoder) is trained with binary
-cross-entropy on (query, positive) = 1 vs (query, mined negative) = 0 pairs. Negatives come from
-:func:`negforge.mixers.mine.mine_records` (BM25 by default), which never returns a qrels-positive.
+cross-entropy on (query, positive) = 1 vs (query, mined negative) = 0 pairs: every positive of the
+training queries (or ``max_positives_per_query`` of them) and, per query, ``mine.num_negatives``
+negatives from each of ``mine.sources`` (BM25 and dense by default), mined by
+:func:`negforge.mixers.mine.mine_records`, which never returns a qrels-positive.
 
-Evaluation is on **held-out query groups**: queries are split, not pairs, so no query of the
-held-out set was seen in training. Reported: accuracy at P = 0.5 (with the majority-class
-baseline beside it, since pairs are 1 positive : ~n negatives) and ROC-AUC (0.5 = chance).
+Queries are split, never pairs, three ways: **held-out** (``heldout`` share or ``heldout_ids``: the
+final accuracy and ROC-AUC, never seen in training), **dev** (``dev`` share of the rest: scored during
+training to pick the best checkpoint, see :mod:`negforge.synth.verifiers.ce_fit`) and train.
+Reported: accuracy at P = 0.5 (with the majority-class baseline beside it, since pairs are
+1 positive : ~n negatives) and ROC-AUC (0.5 = chance).
 """
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,14 +28,15 @@ from ..config import MineConfig
 from ..data import load_beir, records_from_beir
 from ..errors import InputError
 from ..io import write_json
-from ..models import DEFAULT_ENCODER, resolve_encoder
+from ..models import DEFAULT_ENCODER
 from ..schema import Record
 
 log = logging.getLogger(__name__)
 
 
-# Negatives for training: a seeded sample of 4 from the BM25 top 30 (qrels-positives excluded).
-DEFAULT_MINE = {"sources": ["bm25"], "num_negatives": 4, "range_max": 30, "sampling": "random"}
+# Negatives for training: per source a seeded sample of 2 from its top 30 (qrels-positives excluded),
+# so 4 per query from BM25 + dense.
+DEFAULT_MINE = {"sources": ["bm25", "dense"], "num_negatives": 2, "range_max": 30, "sampling": "random"}
 
 
 class VerifierTrainConfig(BaseModel):
@@ -46,12 +50,19 @@ class VerifierTrainConfig(BaseModel):
     # These query ids (those present) are the held-out set instead of a random ``heldout`` share, e.g. the
     # queries whose negatives you will verify, so the verifier never trained on their positives.
     heldout_ids: Optional[list[str]] = None
+    # Share of the non-held-out queries scored during training to keep the best checkpoint (0: keep the last).
+    dev: float = Field(0.1, ge=0, lt=1)
+    dev_max_pairs: int = Field(400, ge=2)  # dev pairs scored per evaluation (a seeded sample; cost vs noise)
+    evals: int = Field(6, ge=1)  # dev evaluations over the run (ignored when eval_steps is set)
+    eval_steps: Optional[int] = Field(None, ge=1)
+    max_positives_per_query: Optional[int] = Field(None, ge=1)  # None: every positive (NFCorpus has hundreds)
     max_pairs: Optional[int] = Field(None, ge=2)  # train on a seeded sample of at most N pairs (None: all)
     epochs: int = Field(1, ge=1)
     batch_size: int = Field(16, ge=2)
-    lr: float = Field(2e-5, gt=0)
+    lr: float = Field(7e-5, gt=0)  # few hundred steps from a random head: higher than the usual 2e-5
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    max_length: int = Field(256, ge=16)
+    # 128 tokens hold the query, the title and the first ~100 words; 256 doubles the cost of a step on CPU.
+    max_length: int = Field(128, ge=16)
     balance: bool = True  # weight positives by #neg/#pos in the loss (BCE pos_weight)
     seed: int = 0
 
@@ -76,6 +87,11 @@ class VerifierTrainResult:
     pairs_per_s: float
     eval_s: float
     losses: list[float] = field(default_factory=list)
+    dev_queries: int = 0
+    dev_pairs: int = 0
+    dev: list[dict[str, Any]] = field(default_factory=list)  # {"step", "epoch", "dev_roc_auc", "loss", "elapsed_s"}
+    best_step: int = 0
+    steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +102,9 @@ class VerifierTrainResult:
             f"train: {self.train_pairs} pairs from {self.train_queries} queries in {self.train_s:.1f} s "
             f"({self.pairs_per_s:.1f} pairs/s); loss {self.losses[0]:.3f} -> {self.losses[-1]:.3f}"
             if self.losses else f"train: {self.train_pairs} pairs in {self.train_s:.1f} s",
+            *([f"dev ({self.dev_queries} queries, {self.dev_pairs} pairs): ROC-AUC "
+               + ", ".join(f"{d['dev_roc_auc']:.3f}@{d['step']}" for d in self.dev)
+               + f"; kept step {self.best_step} of {self.steps}"] if self.dev else []),
             f"held-out ({self.heldout_queries} queries, {self.heldout_pairs} pairs): accuracy {self.accuracy:.3f} "
             f"(majority class {self.majority_accuracy:.3f}), ROC-AUC {self.roc_auc:.3f} (chance 0.5)",
         ])
@@ -111,16 +130,28 @@ def roc_auc(labels: list[int], scores: list[float]) -> float:
     return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
 
 
-def labelled_pairs(records: list[Record]) -> tuple[list[tuple[str, str]], list[int]]:
+def labelled_pairs(records: list[Record], max_positives: Optional[int] = None,
+                   seed: int = 0) -> tuple[list[tuple[str, str]], list[int]]:
+    """(query, passage) pairs: label 1 for positives (a seeded sample of ``max_positives`` per query), 0 for negatives."""
     pairs, labels = [], []
     for r in records:
-        for p in r.positives:
+        pos = r.positives
+        if max_positives is not None and len(pos) > max_positives:
+            pos = random.Random(f"{seed}:{r.id}").sample(pos, max_positives)
+        for p in pos:
             pairs.append((r.query, p.full_text))
             labels.append(1)
         for n in r.negatives:
             pairs.append((r.query, n.full_text))
             labels.append(0)
     return pairs, labels
+
+
+def _sample(pairs: list, labels: list[int], n: Optional[int], seed: int) -> tuple[list, list[int]]:
+    if n is None or len(pairs) <= n:
+        return pairs, labels
+    keep = sorted(random.Random(seed).sample(range(len(pairs)), n))
+    return [pairs[i] for i in keep], [labels[i] for i in keep]
 
 
 def split_queries(records: list[Record], heldout: float, seed: int,
@@ -152,21 +183,23 @@ def train_verifier(data_dir: str | Path, output: str | Path, cfg: VerifierTrainC
         raise InputError(f"{data_dir}: qrels/{cfg.split}.tsv gives {len(records)} usable queries; need at least 2")
     mined, _ = mine_records(records, data, cfg.mine, show_progress=show_progress)
     train_recs, held_recs = split_queries(mined, cfg.heldout, cfg.seed, cfg.heldout_ids)
-    train_pairs, train_labels = labelled_pairs(train_recs)
-    if cfg.max_pairs is not None and len(train_pairs) > cfg.max_pairs:
-        keep = sorted(random.Random(cfg.seed).sample(range(len(train_pairs)), cfg.max_pairs))
-        train_pairs, train_labels = [train_pairs[i] for i in keep], [train_labels[i] for i in keep]
-    held_pairs, held_labels = labelled_pairs(held_recs)
-    log.info("verifier train: %d pairs (%d queries), held out %d pairs (%d queries)", len(train_pairs),
-             len(train_recs), len(held_pairs), len(held_recs))
+    dev_recs: list[Record] = []
+    if cfg.dev > 0 and len(train_recs) >= 4:
+        train_recs, dev_recs = split_queries(train_recs, cfg.dev, cfg.seed + 1)
+    cap = cfg.max_positives_per_query
+    train_pairs, train_labels = _sample(*labelled_pairs(train_recs, cap, cfg.seed), cfg.max_pairs, cfg.seed)
+    dev_pairs, dev_labels = _sample(*labelled_pairs(dev_recs, cap, cfg.seed), cfg.dev_max_pairs, cfg.seed)
+    held_pairs, held_labels = labelled_pairs(held_recs, cap, cfg.seed)
+    log.info("verifier train: %d pairs (%d queries), dev %d pairs (%d queries), held out %d pairs (%d queries)",
+             len(train_pairs), len(train_recs), len(dev_pairs), len(dev_recs), len(held_pairs), len(held_recs))
 
-    t0 = time.perf_counter()
-    model, losses = _fit(train_pairs, train_labels, cfg, Path(output), show_progress)
-    train_s = time.perf_counter() - t0
-    model.save(str(output))
-
+    from .ce_fit import fit
     from .cross_encoder import predict_probs
 
+    t0 = time.perf_counter()
+    model, info = fit(train_pairs, train_labels, dev_pairs, dev_labels, cfg, Path(output), show_progress)
+    train_s = time.perf_counter() - t0
+    model.save(str(output))
     t1 = time.perf_counter()
     probs = predict_probs(model, held_pairs, cfg.batch_size * 2, show_progress)
     eval_s = time.perf_counter() - t1
@@ -177,42 +210,11 @@ def train_verifier(data_dir: str | Path, output: str | Path, cfg: VerifierTrainC
         train_pairs=len(train_pairs), heldout_pairs=len(held_pairs),
         accuracy=correct / len(held_pairs), majority_accuracy=max(n_pos, len(held_pairs) - n_pos) / len(held_pairs),
         roc_auc=roc_auc(held_labels, probs), train_s=round(train_s, 1),
-        pairs_per_s=round(len(train_pairs) * cfg.epochs / train_s, 2), eval_s=round(eval_s, 1), losses=losses)
+        pairs_per_s=round(len(train_pairs) * cfg.epochs / train_s, 2), eval_s=round(eval_s, 1),
+        losses=info["losses"], dev_queries=len(dev_recs), dev_pairs=len(dev_pairs), dev=info["dev"],
+        best_step=info["best_step"], steps=info["steps"])
     write_json(Path(output) / "train_report.json", {"result": result.to_dict(), "config": cfg.model_dump(mode="json"),
                                                     "data": str(data_dir),
-                                                    "heldout_query_ids": sorted(r.id for r in held_recs)})
+                                                    "heldout_query_ids": sorted(r.id for r in held_recs),
+                                                    "dev_query_ids": sorted(r.id for r in dev_recs)})
     return result
-
-
-def _fit(pairs: list[tuple[str, str]], labels: list[int], cfg: VerifierTrainConfig, output: Path,
-         show_progress: bool):
-    """CrossEncoderTrainer + BinaryCrossEntropyLoss; returns (model, logged losses)."""
-    import torch
-    from datasets import Dataset
-    from sentence_transformers.cross_encoder import (CrossEncoder, CrossEncoderTrainer,
-                                                     CrossEncoderTrainingArguments)
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
-
-    from ..models import device
-
-    torch.manual_seed(cfg.seed)
-    model = CrossEncoder(resolve_encoder(cfg.base_model), num_labels=1, max_length=cfg.max_length, device=device(),
-                         local_files_only=True)
-    n_pos = sum(labels)
-    pos_weight = torch.tensor((len(labels) - n_pos) / max(n_pos, 1)) if cfg.balance else None
-    dataset = Dataset.from_dict({"query": [q for q, _ in pairs], "passage": [p for _, p in pairs],
-                                 "label": [float(y) for y in labels]})
-    steps = math.ceil(len(pairs) / cfg.batch_size) * cfg.epochs
-    args = CrossEncoderTrainingArguments(
-        output_dir=str(output / "_trainer"), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.lr, warmup_steps=int(math.ceil(steps * cfg.warmup_ratio)), seed=cfg.seed,
-        save_strategy="no", report_to="none", logging_steps=max(1, steps // 20), disable_tqdm=not show_progress,
-        use_cpu=device() == "cpu")
-    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset,
-                                  loss=BinaryCrossEntropyLoss(model, pos_weight=pos_weight))
-    trainer.train()
-    import shutil
-
-    shutil.rmtree(output / "_trainer", ignore_errors=True)
-    losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
-    return model, losses
