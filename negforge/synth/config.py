@@ -119,6 +119,12 @@ class VerifyConfig(_Cfg):
     judge_partly_rejects: bool = True  # a judge "partly" answer drops the negative (False: keeps it)
     judge_cache_dir: Optional[str] = Field(default_factory=lambda: cache_path("llm"))  # judge replies; None disables
     reverify: bool = False  # re-check negatives that already have a verdict
+    # What a likely false negative (a rejection other than off-topic or a copy of a positive) becomes:
+    # drop = rejected verdict, stays out of training; relabel = moved into the record's positives (with the
+    # verifier and score in ``positive.relabelled``), so the multi-positive losses train on it; drop_query =
+    # as drop, and a query with more than ``drop_query_over`` such negatives is removed (RLHN drops past 8).
+    fn_action: Literal["drop", "relabel", "drop_query"] = "drop"
+    drop_query_over: int = Field(8, ge=0)
     cache_dir: str = Field(default_factory=lambda: cache_path("embeddings"))  # corpus embeddings, shared with mine/eval
     batch_size: int = Field(64, ge=1)  # encoder / cross-encoder batch size
 

@@ -52,6 +52,8 @@ class Passage(_Model):
     doc_id: Optional[str] = None
     # The qrels grade (> 0) of a positive taken from judged data; None (left out of the JSON) otherwise.
     grade: Optional[int] = Field(None, exclude_if=lambda v: v is None)
+    # Set on a positive that a verifier moved here from the negatives (verify.fn_action=relabel); not written when None.
+    relabelled: Optional[Relabel] = Field(None, exclude_if=lambda v: v is None)
 
     @field_validator("text")
     @classmethod
@@ -77,6 +79,20 @@ class Provenance(_Model):
     rank: Optional[int] = None  # rank in the miner's result list (1-based)
     rounds: Optional[int] = None  # reflection rounds taken (LLM only)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class Relabel(_Model):
+    """Why a positive was a negative before: the verifier that flagged it as a false negative, and its scores."""
+
+    source: Source  # where the negative came from (bm25, dense, llm, ...)
+    rule: str  # the verifier that flagged it, e.g. "cross_encoder"
+    score: Optional[float] = None  # that verifier's score for it (e.g. P(relevant)); None for the qrels rule
+    positive_score: Optional[float] = None  # the record's positive score on the same scale
+    reason: str
+    provenance: Provenance = Field(default_factory=Provenance)  # the negative's provenance, kept
+
+
+Passage.model_rebuild()
 
 
 class Verdict(_Model):

@@ -8,7 +8,9 @@ Every negative without a verdict (every negative with ``reverify``) is checked b
 in turn; the first that rejects it sets ``verdict = rejected`` (rule = the verifier's name, reason =
 its sentence with the numbers) and later verifiers skip it (counted as ``skipped``). A negative
 that passes all of them gets ``verdict = kept`` with rule ``"all"`` and a reason listing what it
-passed. All sources (llm, bm25, dense, click, imported) are treated alike.
+passed. All sources (llm, bm25, dense, click, imported) are treated alike. ``cfg.fn_action`` then
+decides what a likely false negative becomes (drop, relabel into the positives, or drop the query:
+:mod:`negforge.synth.verifiers.actions`).
 
 Verifiers are registered by name in :data:`VERIFIERS` ("module:Class" strings, imported on first
 use); a new one is a class with ``name`` and ``check(pairs) -> list[Check]`` built from a
@@ -25,6 +27,7 @@ from ..data import Corpus, Dataset, Qrels
 from ..registry import Registry
 from ..schema import Negative, Record, Status, Verdict
 from ..stages import stage_dataset
+from .actions import apply_fn_action
 from .base import Check, Pair, Verifier, VerifyContext, positive_aware
 from .report import VerifyReport
 
@@ -79,6 +82,7 @@ def verify_records(records: list[Record], dataset: Optional[Dataset], cfg: Verif
             todo.append((r, n))
     passed: dict[int, list[str]] = {id(n): [] for _, n in todo}
     rejected: set[int] = set()
+    flagged: dict[int, tuple[str, Check]] = {}  # likely false negatives: id(negative) -> (rule, check)
     for v in verifiers:
         pending = [(r, n) for r, n in todo if id(n) not in rejected]
         for _, n in todo:
@@ -93,6 +97,8 @@ def verify_records(records: list[Record], dataset: Optional[Dataset], cfg: Verif
                 passed[id(n)].append(f"{v.name} ({c.reason})")
             else:
                 rejected.add(id(n))
+                if c.false_negative:
+                    flagged[id(n)] = (v.name, c)
         if getattr(v, "usage", None) is not None:
             report.usage = v.usage.to_dict()
         log.info("%s: checked %d, dropped %d", v.name, len(pending), sum(not c.passed for c in checks))
@@ -103,6 +109,7 @@ def verify_records(records: list[Record], dataset: Optional[Dataset], cfg: Verif
         else:
             report.total(_src(n))["kept"] += 1
             n.verdict = Verdict(status=Status.kept, rule="all", reason="passed " + "; ".join(passed[id(n)]))
+    out = apply_fn_action(out, flagged, cfg, report)
     report.wall_s = time.perf_counter() - t0
     log.info("verify: %d checked, %d kept, %d dropped in %.1f s", report.checked, report.kept, report.dropped,
              report.wall_s)

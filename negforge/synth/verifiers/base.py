@@ -25,6 +25,9 @@ class Check:
     reason: str  # a human sentence with the numbers, e.g. "cosine 0.83 > 0.95 × positive 0.85"
     scores: dict[str, float] = field(default_factory=dict)  # merged into negative.scores
     note: Optional[str] = None  # a counted special outcome, e.g. "judge reply unparseable"
+    # A rejection that says "this is probably relevant" (verify.fn_action relabels or counts it); False for
+    # rejections of another kind: off-topic, or a copy of a positive.
+    false_negative: bool = True
 
 
 @dataclass

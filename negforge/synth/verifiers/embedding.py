@@ -109,5 +109,5 @@ class EmbeddingVerifier:
         limit = pos * floor
         if score < limit:
             return Check(False, f"off-topic: cosine {score:.4f} < {floor:g} × positive {pos:.4f} = {limit:.4f}",
-                         check.scores, note="off-topic")
+                         check.scores, note="off-topic", false_negative=False)
         return Check(True, f"{check.reason}, ≥ {floor:g} × positive (on topic)", check.scores)

@@ -41,11 +41,14 @@ class QrelsVerifier:
             scores = {self.name: float(grade)}
             if grade > 0:
                 out.append(Check(False, f"qrels mark doc {neg.doc_id} relevant (grade {grade}) "
-                                        f"for query {record.id}", scores))
+                                        f"for query {record.id}", scores,
+                                 false_negative=neg.doc_id not in record.positive_ids()))
             elif neg.doc_id is not None and neg.doc_id in record.positive_ids():
-                out.append(Check(False, f"doc {neg.doc_id} is one of this record's positives", scores))
+                out.append(Check(False, f"doc {neg.doc_id} is one of this record's positives", scores,
+                                 false_negative=False))
             elif {normalise_text(neg.full_text), normalise_text(neg.text)} & pos_text[record.id]:
-                out.append(Check(False, "text equals a positive's (after normalisation)", scores))
+                out.append(Check(False, "text equals a positive's (after normalisation)", scores,
+                                 false_negative=False))
             else:
                 out.append(Check(True, "not relevant in the qrels, not a copy of a positive", scores))
         return out

@@ -4,7 +4,9 @@
 it), ``skipped`` (an earlier rule had already rejected it, so this rule did not look) and any
 special outcome the rule noted (e.g. ``judge reply unparseable``). ``totals[source]`` holds
 ``negatives`` (all on the records), ``checked`` (verified in this pass), ``kept``, ``dropped`` and
-``already`` (had a verdict before and ``reverify`` was off: left as they were).
+``already`` (had a verdict before and ``reverify`` was off: left as they were), ``likely_fn`` (dropped
+as probably relevant: not off-topic, not a copy) and ``relabelled`` (of those, moved into the positives
+by ``fn_action=relabel``). ``dropped_queries`` lists the records ``fn_action=drop_query`` removed.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pydantic import Field, model_serializer
 from ..reports import Report
 
 MAX_EXAMPLES = 3
-TOTALS = ("negatives", "checked", "kept", "dropped", "already")
+TOTALS = ("negatives", "checked", "kept", "dropped", "already", "likely_fn", "relabelled")
 
 
 class VerifyReport(Report):
@@ -26,6 +28,8 @@ class VerifyReport(Report):
     examples: dict[str, list[str]] = Field(default_factory=dict)  # rule -> up to MAX_EXAMPLES reasons
     usage: Optional[dict[str, Any]] = None  # LLM judge usage, when it ran
     wall_s: float = 0.0
+    fn_action: str = "drop"
+    dropped_queries: list[str] = Field(default_factory=list)
 
     def count(self, source: str, rule: str, key: str, n: int = 1) -> None:
         self.counts.setdefault(source, {}).setdefault(rule, Counter())[key] += n
@@ -51,6 +55,10 @@ class VerifyReport(Report):
     def dropped(self) -> int:
         return sum(t["dropped"] for t in self.totals.values())
 
+    @property
+    def relabelled(self) -> int:
+        return sum(t["relabelled"] for t in self.totals.values())
+
     @model_serializer(mode="plain")
     def _dump(self) -> dict[str, Any]:
         """The JSON layout: every total per source, outcomes per source and rule (``by_rule``)."""
@@ -59,6 +67,7 @@ class VerifyReport(Report):
             "rules": list(self.rules),
             "checked": self.checked, "kept": self.kept, "dropped": self.dropped,
             "totals": {s: {k: int(self.totals[s][k]) for k in TOTALS} for s in sources},
+            "fn_action": self.fn_action, "relabelled": self.relabelled, "dropped_queries": list(self.dropped_queries),
             "by_rule": {s: {r: dict(self.counts.get(s, {})[r]) for r in self.rules if r in self.counts.get(s, {})}
                         for s in sources},
             "examples": {r: list(v) for r, v in self.examples.items()},
@@ -69,6 +78,13 @@ class VerifyReport(Report):
     def table(self) -> str:
         lines = [f"verify ({' -> '.join(self.rules)}): {self.checked} negatives checked, {self.kept} kept, "
                  f"{self.dropped} dropped in {self.wall_s:.1f} s"]
+        likely = sum(t["likely_fn"] for t in self.totals.values())
+        if self.fn_action == "relabel":
+            lines.append(f"fn_action relabel: {self.relabelled} of the dropped were likely false negatives, "
+                         "moved into the positives")
+        elif self.fn_action == "drop_query":
+            lines.append(f"fn_action drop_query: {likely} likely false negatives; {len(self.dropped_queries)} "
+                         "queries with too many of them removed")
         lines.append(f"{'source':<10}{'negatives':>10}{'checked':>9}{'kept':>7}{'dropped':>9}{'kept %':>8}{'already':>9}")
         for s in sorted(self.totals):
             t = self.totals[s]
