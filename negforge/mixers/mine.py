@@ -7,7 +7,8 @@ ranking into negatives live here, once, and count what they removed (:class:`Min
 2. ``positive_text``: a document whose normalised text equals a positive's (inputs without
    doc ids, e.g. FlagEmbedding files mined against :func:`negforge.synth.data.corpus_from_records`);
 3. ``already_mined``: already a negative of this record from the same source (re-runs add nothing);
-4. ``max_score`` / ``relative_margin`` (miners that score on one scale, i.e. dense): as in
+4. ``max_score`` / ``relative_margin`` (miners that score on one scale, i.e. dense, and every miner
+   when ``cross_encoder`` rescoring is on, :mod:`negforge.mixers.rescore`): as in
    sentence-transformers' ``mine_hard_negatives``: drop if ``score > max_score`` or
    ``score > pos - |pos| * relative_margin`` (pos = the lowest positive score);
 5. the rank window: of the survivors, skip the first ``range_min`` and stop at ``range_max``;
@@ -50,6 +51,8 @@ class Ranking:
     scores: Sequence[float]
     positive_score: Optional[float] = None  # lowest positive score, for relative_margin
     info: Optional[list[dict[str, Any]]] = None  # per-candidate provenance extras
+    score_name: Optional[str] = None  # the key of ``scores`` on the negative (None: the miner's source)
+    extra_scores: Optional[list[dict[str, float]]] = None  # per-candidate scores merged into negative.scores
 
 
 class Miner(Protocol):
@@ -74,6 +77,7 @@ class MinerStats(Report):
     mined: int = 0
     short: int = 0  # queries that got fewer than num_negatives
     empty: int = 0  # queries that got none
+    rescored: int = 0  # candidates scored by the cross-encoder (MineConfig.cross_encoder)
     removed: dict[str, int] = Field(default_factory=lambda: dict.fromkeys(FILTERS, 0))
     wall_s: Seconds = 0.0
 
@@ -91,6 +95,8 @@ class MineReport(Report):
         keys = list(dict.fromkeys([*FILTERS, *(k for s in self.miners.values() for k in s.removed)]))
         rows += [(f"- {f}", [s.removed.get(f, 0) for s in self.miners.values()]) for f in keys
                  if any(s.removed.get(f, 0) for s in self.miners.values())]
+        if any(s.rescored for s in self.miners.values()):
+            rows.append(("cross-encoder rescored", [s.rescored for s in self.miners.values()]))
         rows += [("mined", [s.mined for s in self.miners.values()]),
                  ("queries short", [s.short for s in self.miners.values()]),
                  ("queries empty", [s.empty for s in self.miners.values()]),
@@ -136,7 +142,8 @@ def _select(r: Record, ranking: Ranking, miner: Miner, cfg: MineConfig, ex: _Exc
     pos_texts = r.positive_texts()
     already = {n.doc_id for n in r.negatives if n.source == miner.source and n.doc_id}
     threshold = None
-    if miner.score_window and cfg.relative_margin is not None and ranking.positive_score is not None:
+    score_window = miner.score_window or ranking.score_name is not None  # rescored: one scale for every source
+    if score_window and cfg.relative_margin is not None and ranking.positive_score is not None:
         threshold = ranking.positive_score - abs(ranking.positive_score) * cfg.relative_margin
     survivors = []
     for rank, (row, score) in enumerate(zip(ranking.rows, ranking.scores), start=1):
@@ -151,7 +158,7 @@ def _select(r: Record, ranking: Ranking, miner: Miner, cfg: MineConfig, ex: _Exc
             rule = "positive_text"
         elif ex.corpus.ids[row] in already:
             rule = "already_mined"
-        elif miner.score_window and cfg.max_score is not None and score > cfg.max_score:
+        elif score_window and cfg.max_score is not None and score > cfg.max_score:
             rule = "max_score"
         elif threshold is not None and score > threshold:
             rule = "relative_margin"
@@ -175,7 +182,8 @@ def _select(r: Record, ranking: Ranking, miner: Miner, cfg: MineConfig, ex: _Exc
         extra = {"window_rank": wrank, **(ranking.info[rank - 1] if ranking.info else {})}
         out.append(Negative(
             text=text if text.strip() else title, title=title if text.strip() else "", doc_id=doc_id,
-            source=miner.source, scores={miner.source.value: round(score, 6)},
+            source=miner.source, scores={ranking.score_name or miner.source.value: round(score, 6),
+                                         **(ranking.extra_scores[rank - 1] if ranking.extra_scores else {})},
             provenance=Provenance(model=miner.model, rank=rank, extra=extra,
                                   seed=cfg.seed if cfg.sampling == "random" else None)))
     return out
@@ -206,6 +214,12 @@ def mine_records(records: list[Record], dataset: Optional[Dataset], cfg: MineCon
         rankings = miner.rank(records, min(depth, len(corpus)))
         if len(rankings) != len(records):
             raise RuntimeError(f"miner {name} returned {len(rankings)} rankings for {len(records)} records")
+        if cfg.cross_encoder:
+            from .rescore import rescore
+
+            rankings = rescore(records, rankings, corpus, [ex.positive_rows(r) for r in records], cfg.cross_encoder,
+                               miner.source.value, cfg.batch_size, show_progress)
+            stats.rescored += sum(len(k.rows) for k in rankings)
         for rule, n in getattr(miner, "removed", {}).items():  # the miner's own filters (click)
             stats.removed[rule] = stats.removed.get(rule, 0) + n
         for i, (r, ranking) in enumerate(zip(records, rankings)):

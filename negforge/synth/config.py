@@ -142,6 +142,9 @@ class MineConfig(_Cfg):
     range_max: int = Field(50, ge=1)  # sample within ranks [range_min, range_max)
     max_score: Optional[float] = None  # dense: drop candidates scoring above this
     relative_margin: Optional[float] = None  # dense: drop if score > pos_score - |pos_score| * margin
+    # A CrossEncoder path (e.g. from `negforge verifier train`): candidates and positives are rescored with it,
+    # re-ordered by P(relevant), and max_score / relative_margin apply to that score for every source.
+    cross_encoder: Optional[str] = None
     sampling: Literal["top", "random"] = "top"  # the first num_negatives of the window, or a seeded sample
     batch_size: int = Field(64, ge=1)
     cache_dir: str = Field(default_factory=lambda: cache_path("embeddings"))
