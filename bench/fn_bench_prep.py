@@ -70,7 +70,8 @@ def train_cross_encoder(data_dir: Path, ce_dir: Path, heldout: list[str], train_
     logging.info("training: %s", shlex.join(cmd))
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
-    return {"command": "python -m " + shlex.join(cmd[2:]), "reused": False, "wall_s": round(time.perf_counter() - t0, 1),
+    wall = round(time.perf_counter() - t0, 1)
+    return {"command": "python -m " + shlex.join(cmd[2:]), "reused": False, "wall_s": wall,
             **json.loads(report_path.read_text())}
 
 

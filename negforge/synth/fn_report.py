@@ -71,6 +71,7 @@ class FNReport(Report):
     sweep: dict[str, list[dict[str, Any]]]  # model score -> one row per perc_pos
     verify: Optional[dict[str, Any]] = None  # the model rules' VerifyReport
     plots: list[str] = Field(default_factory=list)
+    curves: Optional[dict[str, Any]] = None  # negforge.synth.fn_curves.fn_curves, when asked for
 
     def table(self) -> str:
         return markdown(self)
@@ -78,13 +79,15 @@ class FNReport(Report):
 
 def fn_report(records: list[Record], dataset: Optional[Dataset], cfg: VerifyConfig, *,
               out_dir: Optional[str | Path] = None, show_progress: bool = True, group: Group = _source,
-              prefix: str = "fn_report") -> tuple[list[Record], FNReport]:
+              prefix: str = "fn_report", curves: bool = False) -> tuple[list[Record], FNReport]:
     """Compute the report (see the module doc); with ``out_dir`` also write ``{prefix}.{json,md}`` and PNGs.
 
     ``dataset.qrels`` define the certain false negatives (required); ``dataset.corpus`` is optional.
     The records come back unchanged: the report judges them, it does not verify them.
     ``group(record, negative)`` names the row a negative is counted in (default: its source), e.g. to
-    give planted false negatives their own row.
+    give planted false negatives their own row. ``curves``: also the false-negative curves of
+    :mod:`negforge.synth.fn_curves` (each model rule on every negative, with a false negative planted
+    on every record with >= 2 positives), drawn to ``{prefix}_curves.png``.
     """
     dataset = stage_dataset("fn_report", dataset, cfg, VerifyConfig)
     if dataset.qrels is None:
@@ -124,11 +127,25 @@ def fn_report(records: list[Record], dataset: Optional[Dataset], cfg: VerifyConf
     report = FNReport(model_rules=model_rules, perc_pos=cfg.perc_pos, abs_margin=cfg.abs_margin,
                       records=len(records), sources=table, sweep=sweep(checked, fn_flags, cfg.abs_margin),
                       verify=model_report.to_dict() if model_report else None)
+    if curves and model_rules:
+        from .fn_curves import fn_curves, known_fn, plant_false_negatives, score_negatives
+
+        planted = plant_false_negatives(records)
+        fn = known_fn(planted, qrels)
+        if fn.any():
+            report.curves = fn_curves(planted, score_negatives(planted, cfg, model_rules, qrels, corpus,
+                                                               show_progress), fn, cfg)
+        else:
+            log.warning("fn-report: no record has 2 positives or a qrels-relevant negative: no curve to draw")
     if out_dir is not None:
         out = Path(out_dir)
         report.write_json(out / f"{prefix}.json")
         write_lines(out / f"{prefix}.md", [markdown(report) + "\n"])
         report.plots = [str(p) for p in plot_scores(checked, fn_flags, out, group, prefix)]
+        if report.curves:
+            from .fn_curves import plot_curves
+
+            report.plots.append(str(plot_curves(report.curves, out / f"{prefix}_curves.png")))
         report.write_json(out / f"{prefix}.json")
     return records, report
 
@@ -193,6 +210,10 @@ def markdown(report: FNReport) -> str:
                   "| perc_pos | dropped | FN recall | drops that are FN |", "|---:|---:|---:|---:|"]
         lines += [f"| {r['perc_pos']} | {_pct(r['dropped_share'])} | {_pct(r['fn_recall'])} | "
                   f"{_pct(r['drop_precision'])} |" for r in rows]
+    if report.curves:
+        from .fn_curves import markdown as curves_md
+
+        lines += ["", curves_md(report.curves, "False-negative curves (planted false negatives)")]
     return "\n".join(lines)
 
 

@@ -132,7 +132,7 @@ def roc_auc(labels: list[int], scores: list[float]) -> float:
 
 def labelled_pairs(records: list[Record], max_positives: Optional[int] = None,
                    seed: int = 0) -> tuple[list[tuple[str, str]], list[int]]:
-    """(query, passage) pairs: label 1 for positives (a seeded sample of ``max_positives`` per query), 0 for negatives."""
+    """(query, passage) pairs: 1 for positives (a seeded sample of ``max_positives`` per query), 0 for negatives."""
     pairs, labels = [], []
     for r in records:
         pos = r.positives
