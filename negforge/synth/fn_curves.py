@@ -59,8 +59,9 @@ def known_fn(records: list[Record], qrels: Optional[Qrels]) -> np.ndarray:
     flags = []
     for r in records:
         rel = (qrels or {}).get(r.id, {})
-        flags += [bool(n.provenance.extra.get(PLANTED)) or (n.doc_id is not None and rel.get(n.doc_id, 0) > 0)
-                  for n in r.negatives]
+        own = r.positive_ids()  # a copy of the record's own positive is a duplicate, not a false negative
+        flags += [bool(n.provenance.extra.get(PLANTED))
+                  or (n.doc_id is not None and n.doc_id not in own and rel.get(n.doc_id, 0) > 0) for n in r.negatives]
     return np.array(flags, dtype=bool)
 
 
