@@ -71,6 +71,8 @@ def fit(pairs: list[tuple[str, str]], labels: list[int], dev_pairs: list[tuple[s
     torch.manual_seed(cfg.seed)
     model = CrossEncoder(resolve_encoder(cfg.base_model), num_labels=1, max_length=cfg.max_length, device=device(),
                          local_files_only=True)
+    if cfg.freeze_layers:
+        _freeze(model.model, cfg.freeze_layers)
     n_pos = sum(labels)
     pos_weight = torch.tensor((len(labels) - n_pos) / max(n_pos, 1)) if cfg.balance else None
     dataset = Dataset.from_dict({"query": [q for q, _ in pairs], "passage": [p for _, p in pairs],
@@ -95,3 +97,17 @@ def fit(pairs: list[tuple[str, str]], labels: list[int], dev_pairs: list[tuple[s
     losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
     return model, {"losses": losses, "dev": dev.history, "best_step": dev.best_step if dev.best_state else steps,
                    "steps": steps}
+
+
+def _freeze(hf_model, n: int) -> None:
+    """No gradients for the embeddings and the first ``n`` encoder layers of a BERT-like model."""
+    base = getattr(hf_model, hf_model.base_model_prefix, hf_model)
+    layers = base.encoder.layer
+    if n > len(layers):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"freeze_layers={n} but the model has {len(layers)} layers")
+    for module in [base.embeddings, *layers[:n]]:
+        for p in module.parameters():
+            p.requires_grad_(False)
+    log.info("verifier train: embeddings and %d of %d layers frozen", n, len(layers))

@@ -56,13 +56,17 @@ class VerifierTrainConfig(BaseModel):
     evals: int = Field(6, ge=1)  # dev evaluations over the run (ignored when eval_steps is set)
     eval_steps: Optional[int] = Field(None, ge=1)
     max_positives_per_query: Optional[int] = Field(None, ge=1)  # None: every positive (NFCorpus has hundreds)
-    max_pairs: Optional[int] = Field(None, ge=2)  # train on a seeded sample of at most N pairs (None: all)
+    # Train on at most N pairs (None: all): every positive, then a seeded sample of the negatives.
+    max_pairs: Optional[int] = Field(None, ge=2)
     epochs: int = Field(1, ge=1)
     batch_size: int = Field(16, ge=2)
     lr: float = Field(7e-5, gt=0)  # few hundred steps from a random head: higher than the usual 2e-5
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     # 128 tokens hold the query, the title and the first ~100 words; 256 doubles the cost of a step on CPU.
     max_length: int = Field(128, ge=16)
+    # Freeze the embeddings and the first N transformer layers (0: train all): each step's backward pass gets
+    # cheaper, which is what a CPU run is short of; the top layers and the new head still learn.
+    freeze_layers: int = Field(0, ge=0)
     balance: bool = True  # weight positives by #neg/#pos in the loss (BCE pos_weight)
     seed: int = 0
 
@@ -148,9 +152,14 @@ def labelled_pairs(records: list[Record], max_positives: Optional[int] = None,
 
 
 def _sample(pairs: list, labels: list[int], n: Optional[int], seed: int) -> tuple[list, list[int]]:
+    """At most ``n`` pairs, seeded: every positive first (positives are the scarce class), negatives fill the rest."""
     if n is None or len(pairs) <= n:
         return pairs, labels
-    keep = sorted(random.Random(seed).sample(range(len(pairs)), n))
+    rng = random.Random(seed)
+    pos = [i for i, y in enumerate(labels) if y]
+    neg = [i for i, y in enumerate(labels) if not y]
+    keep = rng.sample(pos, n) if len(pos) >= n else pos + rng.sample(neg, n - len(pos))
+    keep.sort()
     return [pairs[i] for i in keep], [labels[i] for i in keep]
 
 
