@@ -86,6 +86,9 @@ def main() -> None:
     ap.add_argument("--max-positives", type=int, default=None)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--lr", type=float, default=7e-5)
+    ap.add_argument("--freeze-layers", type=int, default=0)
+    ap.add_argument("--dev-pairs", type=int, default=400)
+    ap.add_argument("--evals", type=int, default=6)
     ap.add_argument("--retrain", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -97,7 +100,8 @@ def main() -> None:
     mined_records(args.data, run / "mined.jsonl", cache)
     heldout = choose_heldout(load_beir(args.data, "train").qrels, args.heldout_queries, seed=0)
     cfg = {"max_pairs": args.max_pairs, "max_positives_per_query": args.max_positives, "max_length": args.max_length,
-           "lr": args.lr, "mine": {"cache_dir": cache}}
+           "lr": args.lr, "freeze_layers": args.freeze_layers, "dev_max_pairs": args.dev_pairs, "evals": args.evals,
+           "mine": {"cache_dir": cache}}
     res = train_cross_encoder(args.data, run / "cross_encoder", heldout, cfg, args.retrain)
     print(json.dumps(res["result"], indent=1))
 
