@@ -39,7 +39,9 @@ def one_dataset(folder: Path, split: str, max_seq_length: int, cache_dir: str) -
     from ranx import Run as RRun
     from ranx import evaluate as r_evaluate
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    from sentence_transformers.sentence_transformer.evaluation import (
+        InformationRetrievalEvaluator,
+    )
 
     from negforge.mixers.embeddings import corpus_embeddings, encode_texts
     from negforge.synth.data import load_beir

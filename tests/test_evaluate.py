@@ -14,7 +14,11 @@ import pytest
 
 from negforge.synth.config import EvalConfig, MineConfig, VerifyConfig
 from negforge.synth.data import load_beir, records_from_beir
-from negforge.trainer.evaluate import metrics_from_run, per_query_metrics, run_from_embeddings
+from negforge.trainer.evaluate import (
+    metrics_from_run,
+    per_query_metrics,
+    run_from_embeddings,
+)
 
 TREC = Path(__file__).resolve().parents[2] / "shared" / "data" / "trec-dl-2019"
 

@@ -115,3 +115,12 @@ def test_real_training_with_multi_positive_examples(nf_records, encoder_path, lo
     lb = dataset_loss(before, eval_cols, build_loss(loss, before), batch_size=8)
     la = dataset_loss(after, eval_cols, build_loss(loss, after), batch_size=8)
     assert la < lb
+
+
+def test_nfcorpus_config_loads_and_points_at_the_data():
+    from negforge.synth.config import RunConfig, load_config
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(RunConfig, root / "configs" / "nfcorpus.yaml")
+    assert (root / cfg.data / "qrels" / f"{cfg.eval.split}.tsv").is_file()
+    assert cfg.train.batch_sampler == "query_aware" and cfg.train.max_steps and cfg.eval.ignore_identical_ids

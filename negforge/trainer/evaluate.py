@@ -111,7 +111,6 @@ def retrieve(encoder: str, data: BeirData, cfg: EvalConfig, show_progress: bool 
     """Top-``k`` run {query id: {doc id: score}} for the split's queries that have a relevant doc."""
     from sentence_transformers import SentenceTransformer
 
-    from negforge.mixers.dense import exact_search
     from negforge.mixers.embeddings import corpus_embeddings, encode_texts
 
     qids = [q for q, rels in data.qrels.items() if any(s > 0 for s in rels.values())]

@@ -195,22 +195,12 @@ def _resume_checkpoint(cfg: TrainConfig, ckpt_dir: Path) -> Optional[str]:
 
 
 def build_validator(data: BeirData, cfg: TrainConfig, batch_size: int = 64):
-    """A sentence-transformers IR evaluator on ``data``'s qrels over a corpus sample: every relevant
-    document plus random others up to ``eval_corpus_size`` (seeded), cheap enough to run per epoch."""
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    """A per-epoch evaluator on ``data``'s qrels over a corpus sample: every relevant document plus random
+    others up to ``eval_corpus_size`` (seeded); the metrics are ``negforge eval``'s (graded, judged-0
+    rows non-relevant, identical ids ignored; see :mod:`negforge.trainer.validate`)."""
+    from .validate import build_validator as _build
 
-    relevant = {q: {d for d, s in rels.items() if s > 0} for q, rels in data.qrels.items()}
-    relevant = {q: ds for q, ds in relevant.items() if ds}
-    keep = {d for ds in relevant.values() for d in ds if d in data.corpus}
-    others = [d for d in data.corpus.ids if d not in keep]
-    random.Random(cfg.seed).shuffle(others)
-    keep.update(others[: max(0, cfg.eval_corpus_size - len(keep))])
-    texts = data.corpus.full_texts()
-    corpus = {d: texts[data.corpus.index(d)] for d in sorted(keep)}
-    return InformationRetrievalEvaluator(
-        queries={q: data.queries[q] for q in relevant}, corpus=corpus, relevant_docs=relevant, name="val",
-        mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[10, 100], map_at_k=[100],
-        batch_size=batch_size, write_csv=False)
+    return _build(data, cfg.eval_corpus_size, cfg.seed, batch_size)
 
 
 def _histories(log_history: list[dict]) -> tuple[list[dict], list[dict]]:
