@@ -163,3 +163,12 @@ def test_both_flows_run_for_real_through_the_local_server(template, local_server
     print(f"\n[{template}] description: {stored['description']!r}; summary: {s.to_dict()}")
     for r in out:
         print(f"[{template}] {r.query!r} -> {[(n.text[:200], n.verdict.reason if n.verdict else 'kept') for n in r.negatives]}")
+
+
+def test_an_echoed_format_is_not_a_requirement():
+    from negforge.synth.parsing import ParseError, RequirementsReply, parse_reply
+
+    with pytest.raises(ParseError, match="in your own words"):
+        parse_reply(RequirementsReply.FORMAT, RequirementsReply)
+    assert parse_reply('{"requirements": ["<requirement 1>", "the opening time"]}', RequirementsReply)[0] \
+        .requirements == ["the opening time"]

@@ -153,3 +153,25 @@ def _minilm():
     from negforge.synth.models import DEFAULT_ENCODER
 
     return lambda texts: encode_texts(texts, DEFAULT_ENCODER)
+
+
+def test_shortcut_command(tmp_path, tiny_beir):
+    from typer.testing import CliRunner
+
+    from negforge.synth.cli import app
+    from negforge.synth.io import write_records
+
+    docs = load_corpus(tiny_beir / "corpus.jsonl").texts
+    rng = random.Random(3)
+    mined = rng.sample(docs[40:], 30)
+    llm = [" ".join(w.upper() for w in t.split()[:12]) + "!!! WOW!!!" for t in rng.sample(docs, 30)]
+    write_records(tmp_path / "v.jsonl", [_record_with([("bm25", t) for t in mined] + [("llm", t) for t in llm])])
+    res = CliRunner().invoke(app, ["shortcut", "-i", str(tmp_path / "v.jsonl"), "-d", str(tiny_beir),
+                                   "--encoder", "none", "-o", str(tmp_path / "s.json")])
+    assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "s.json").read_text())
+    by = {s["source"]: s for s in saved["sources"]}
+    assert by["llm"]["easy_to_spot"] and not by["bm25"]["easy_to_spot"] and by["llm"]["negatives"] == 30
+    assert "llm negatives are easy to tell" in res.output and "EASY TO SPOT" in res.output
+    res = CliRunner().invoke(app, ["shortcut", "-i", str(tmp_path / "v.jsonl"), "-d", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "Traceback" not in res.output

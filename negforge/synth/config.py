@@ -224,6 +224,8 @@ class RunConfig(_Cfg):
     # The LLM stage runs on the first N train queries by default (all: null / --all-queries); 8 keeps
     # the bundled default run near 15 minutes on a 2-core CPU machine.
     llm_queries: Optional[int] = Field(8, ge=1)
+    # After verify: per source, how well a classifier tells the kept negatives from real documents (shortcut.json)
+    shortcut_check: bool = True
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     mine: MineConfig = Field(default_factory=MineConfig)

@@ -144,8 +144,9 @@ class RequirementsReply(_Reply):
     @field_validator("requirements")
     @classmethod
     def _some(cls, v: list[str]) -> list[str]:
+        v = [x for x in v if not (x.startswith("<") and x.endswith(">")) and x != "..."]  # the format echoed back
         if not v:
-            raise ValueError("list at least one requirement")
+            raise ValueError("list at least one requirement of the query, in your own words")
         return v
 
 

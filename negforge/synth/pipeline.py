@@ -87,6 +87,18 @@ class _Stages:
         return value
 
 
+def _shortcut(verified: list[Record], train: Any, cfg: RunConfig, out_dir: Path) -> dict[str, Any]:
+    from .shortcut import shortcut_records
+
+    _, report = shortcut_records(verified, train, cfg.verify.encoder, max_per_source=SHORTCUT_PER_SOURCE,
+                                 seed=cfg.mix.seed)
+    report.write_json(out_dir / "shortcut.json")
+    return report.to_dict()
+
+
+SHORTCUT_PER_SOURCE = 100  # negatives per source in the run's shortcut check (encoded: keep the run short)
+
+
 def run_pipeline(cfg: RunConfig, fresh: bool = False, show_progress: bool = True) -> RunResult:
     from negforge.mixers.hybrid import mix_records
     from negforge.mixers.mine import mine_records
@@ -132,6 +144,10 @@ def run_pipeline(cfg: RunConfig, fresh: bool = False, show_progress: bool = True
     ver_key = _digest(mine_key, cfg.verify.model_dump(mode="json"))
     verified = stages.records("verified", ver_key,
                               lambda: verify_records(mined, train, cfg.verify, show_progress=show_progress))
+
+    # 3b. shortcut check: can a classifier tell each source's kept negatives from real documents?
+    if cfg.shortcut_check:
+        result.summaries["shortcut"] = stages.timed("shortcut", lambda: _shortcut(verified, train, cfg, out_dir))
 
     # 4. base model on the test split
     result.metrics_before = stages.timed("eval_before", lambda: evaluate_model(

@@ -78,18 +78,19 @@ def length_stats(texts: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def corpus_texts(cfg: Any, records: Sequence[Record]) -> tuple[list[str], str]:
-    """The documents to profile: ``cfg.corpus`` (BEIR folder or corpus JSONL), else the records' positives."""
+def corpus_texts(cfg: Any, records: Sequence[Record], titles: bool = True) -> tuple[list[str], str]:
+    """The documents to profile: ``cfg.corpus`` (BEIR folder or corpus JSONL), else the records' positives
+    (``titles``: title and text, as the prompts show them; False: the text alone)."""
     if cfg.corpus:
         from .data import load_corpus
 
         path = Path(cfg.corpus)
         corpus = load_corpus(path / "corpus.jsonl" if path.is_dir() else path)
-        return corpus.full_texts(), str(path)
+        return (corpus.full_texts() if titles else list(corpus.texts)), str(path)
     seen: dict[str, None] = {}
     for r in records:
         for p in r.positives:
-            seen.setdefault(p.full_text, None)
+            seen.setdefault(p.full_text if titles else p.text, None)
     return list(seen), "input records"
 
 

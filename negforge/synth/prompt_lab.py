@@ -158,7 +158,7 @@ def trial_shortcut(trial: Trial, cfg: GenerateConfig, records: Sequence[Record],
     from .profile import corpus_texts
     from .shortcut import check_sources
 
-    texts, _ = corpus_texts(cfg.profile, records)
+    texts, _ = corpus_texts(cfg.profile, records, titles=False)  # negatives have no title: compare texts alone
     return check_sources({"llm": [n.text for n in trial.usable()]}, texts, encoder=encoder, min_negatives=3,
                          seed=cfg.seed)
 

@@ -22,6 +22,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
+from .reports import Report
 from .schema import Record, normalise_text
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class SourceShortcut(BaseModel):
     note: str = ""
 
 
-class ShortcutReport(BaseModel):
+class ShortcutReport(Report):
     features: str
     folds: int
     level: float
@@ -221,8 +222,20 @@ def shortcut_check(records: Sequence[Record], corpus_texts: Sequence[str], encod
                    only_kept: bool = True, **kwargs: Any) -> ShortcutReport:
     """Per negative source of ``records``, how well its negatives can be told from real corpus documents.
 
-    ``only_kept``: the kept negatives (verified); unverified ones count when no negative has a verdict.
-    ``encoder``: a sentence-transformers name or path (``bundled``: MiniLM); None: style features only.
-    Other keywords go to :func:`check_sources`.
+    Texts are compared without titles (generated negatives have none). ``only_kept``: the kept negatives
+    (verified); unverified ones count when no negative has a verdict. ``encoder``: a sentence-transformers
+    name or path (``bundled``: MiniLM); None: style features only. Other keywords go to :func:`check_sources`.
     """
     return check_sources(negatives_by_source(records, only_kept), corpus_texts, encoder, **kwargs)
+
+
+def shortcut_records(records: Sequence[Record], dataset: Any, encoder: Optional[str] = "bundled",
+                     **kwargs: Any) -> tuple[list[Record], ShortcutReport]:
+    """The stage shape: ``(records, dataset, ...) -> (records unchanged, report)``; real documents are the
+    dataset's corpus texts."""
+    corpus = getattr(dataset, "corpus", None)
+    if corpus is None:
+        from .errors import InputError
+
+        raise InputError("the shortcut check needs the corpus (real documents): give --data BEIR_DIR")
+    return list(records), shortcut_check(records, list(corpus.texts), encoder, **kwargs)
