@@ -56,3 +56,11 @@ def register(app: typer.Typer) -> None:
         typer.echo("\nStage times (s): " + ", ".join(f"{k} {v}" for k, v in result.timings.items()))
         typer.echo(f"\nSciFact-style evaluation on split '{cfg.eval.split}':\n" + _table(result.metrics_before, result.metrics_after))
         typer.echo(f"\nModel: {result.model_path}\nRecords and metrics: {result.out_dir}/ (metrics.json)")
+        if "shortcut" in result.summaries:
+            from ..shortcut import ShortcutReport
+
+            sc = ShortcutReport.model_validate(result.summaries["shortcut"])
+            typer.echo(f"\nShortcut check (kept negatives vs real documents; {result.out_dir}/shortcut.json):\n"
+                       + sc.table())
+            for w in sc.warnings:
+                typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
