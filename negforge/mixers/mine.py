@@ -15,6 +15,11 @@ ranking into negatives live here, once, and count what they removed (:class:`Min
 6. ``sampling``: ``top`` keeps the first ``num_negatives`` of the window, ``random`` a sample
    seeded by (seed, record id, source).
 
+The rules run on (records × depth) arrays, a block of records at a time: one rule code per
+candidate, survivors' window ranks by a cumulative sum, counts by summing; only the chosen
+negatives become objects. A candidate's text is normalised only when its ASCII-alphanumeric
+count (cheap, exact pre-check) equals a positive's.
+
 Negatives carry ``source``, ``provenance.rank`` (1-based rank in the miner's own list, positives
 included), ``provenance.extra.window_rank`` (0-based rank among the survivors) and
 ``scores[source]``.
@@ -26,6 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol, Sequence
 
+import numpy as np
 from pydantic import Field
 
 from negforge.synth.config import MineConfig
@@ -33,7 +39,8 @@ from negforge.synth.data import Corpus, Dataset, Qrels
 from negforge.synth.errors import ConfigError
 from negforge.synth.registry import Registry
 from negforge.synth.reports import Report, Seconds
-from negforge.synth.schema import Negative, Provenance, Record, Source, join_title_text, normalise_text
+from negforge.synth.schema import (Negative, Provenance, Record, Source, ascii_alnum_count, join_title_text,
+                                   normalise_text)
 from negforge.synth.seeding import seeded_rng
 from negforge.synth.stages import stage_dataset
 
@@ -120,72 +127,142 @@ def check_config(cfg: MineConfig) -> None:
 
 
 class _Excluder:
-    """Which corpus rows are labelled positives of a record, by id and by normalised text."""
+    """Which corpus rows are labelled positives of a record, by id and by normalised text.
+
+    Normalised texts are interned as small integers (``text_ids``), computed once per corpus row
+    touched, so the rules compare integer arrays."""
 
     def __init__(self, corpus: Corpus, qrels: Optional[Qrels]):
         self.corpus, self.qrels = corpus, qrels or {}
-        self._norm: dict[int, str] = {}
+        self._ids: dict[str, int] = {"": 0}  # normalised text -> id; 0 = empty text
+        self._row_ids = np.full(len(corpus), -1, dtype=np.int64)
+        self._row_counts = np.full(len(corpus), -1, dtype=np.int64)
 
     def positive_rows(self, r: Record) -> set[int]:
         ids = {d for d, s in self.qrels.get(r.id, {}).items() if s > 0} | r.positive_ids()
         return {self.corpus.index(d) for d in ids if d in self.corpus}
 
-    def text_of(self, row: int) -> str:
-        if row not in self._norm:
-            self._norm[row] = normalise_text(join_title_text(self.corpus.titles[row], self.corpus.texts[row]))
-        return self._norm[row]
+    def text_id(self, text: str, normalised: bool = False) -> int:
+        return self._ids.setdefault(text if normalised else normalise_text(text), len(self._ids))
+
+    def _full(self, row: int) -> str:
+        return join_title_text(self.corpus.titles[row], self.corpus.texts[row])
+
+    def _fill(self, cache: np.ndarray, rows: np.ndarray, fn) -> np.ndarray:
+        for row in np.unique(rows[cache[rows] < 0]).tolist():
+            cache[row] = fn(self._full(row))
+        return cache[rows]
+
+    def text_ids(self, rows: np.ndarray) -> np.ndarray:
+        """Normalised-text ids of corpus ``rows`` (an int array, all >= 0)."""
+        return self._fill(self._row_ids, rows, self.text_id)
+
+    def alnum_counts(self, rows: np.ndarray) -> np.ndarray:
+        """:func:`ascii_alnum_count` of corpus ``rows``: equal normalised texts have equal counts."""
+        return self._fill(self._row_counts, rows, ascii_alnum_count)
 
 
-def _select(r: Record, ranking: Ranking, miner: Miner, cfg: MineConfig, ex: _Excluder,
-            stats: MinerStats) -> list[Negative]:
-    pos_rows = ex.positive_rows(r)
-    pos_texts = r.positive_texts()
-    already = {n.doc_id for n in r.negatives if n.source == miner.source and n.doc_id}
-    threshold = None
-    score_window = miner.score_window or ranking.score_name is not None  # rescored: one scale for every source
-    if score_window and cfg.relative_margin is not None and ranking.positive_score is not None:
-        threshold = ranking.positive_score - abs(ranking.positive_score) * cfg.relative_margin
-    survivors = []
-    for rank, (row, score) in enumerate(zip(ranking.rows, ranking.scores), start=1):
-        row = int(row)
-        if row < 0:
-            continue
-        stats.candidates += 1
-        rule = None
-        if row in pos_rows:
-            rule = "labelled_positive"
-        elif ex.text_of(row) in pos_texts:
-            rule = "positive_text"
-        elif ex.corpus.ids[row] in already:
-            rule = "already_mined"
-        elif score_window and cfg.max_score is not None and score > cfg.max_score:
-            rule = "max_score"
-        elif threshold is not None and score > threshold:
-            rule = "relative_margin"
-        elif not ex.text_of(row):
-            rule = "empty_text"
-        if rule:
-            stats.removed[rule] += 1
-        else:
-            survivors.append((rank, row, float(score), len(survivors)))
-    stats.removed["range_min"] += min(cfg.range_min, len(survivors))
-    stats.removed["past_range_max"] += max(0, len(survivors) - cfg.range_max)
-    window = survivors[cfg.range_min:cfg.range_max]
-    if cfg.sampling == "random" and len(window) > cfg.num_negatives:
-        chosen = sorted(seeded_rng(cfg.seed, r.id, miner.source.value).sample(window, cfg.num_negatives))
+RULES = ("labelled_positive", "positive_text", "already_mined", "max_score", "relative_margin", "empty_text")
+BLOCK = 4096  # records whose candidates are judged as one (records x depth) array
+
+
+def _member(rows: np.ndarray, per_record: list[Sequence[int]]) -> np.ndarray:
+    """(n, depth) bool: rows[i, j] is one of per_record[i] (an id list per record), via one sorted search."""
+    width = int(max(rows.max(initial=0), max((max(x, default=0) for x in per_record), default=0))) + 1
+    keys = np.fromiter((i * width + v for i, vs in enumerate(per_record) for v in vs), dtype=np.int64)
+    return np.isin(np.arange(len(rows))[:, None] * width + rows, keys)
+
+
+def _arrays(rankings: Sequence[Ranking]) -> tuple[np.ndarray, np.ndarray]:
+    """The rankings as (n, depth) rows (-1 padded) and scores, in the miner's score dtype."""
+    depth = max((len(r.rows) for r in rankings), default=0)
+    dtype = np.result_type(*(np.asarray(r.scores).dtype for r in rankings[:1])) if rankings else np.float64
+    rows = np.full((len(rankings), depth), -1, dtype=np.int64)
+    scores = np.zeros((len(rankings), depth), dtype=dtype)
+    for i, r in enumerate(rankings):
+        rows[i, :len(r.rows)] = r.rows
+        scores[i, :len(r.scores)] = r.scores
+    return rows, scores
+
+
+def _rule_codes(records: Sequence[Record], rankings: Sequence[Ranking], rows: np.ndarray, scores: np.ndarray,
+                miner: Miner, cfg: MineConfig, ex: _Excluder) -> np.ndarray:
+    """(n, depth) int: -2 no candidate, -1 survivor, k = index in RULES of the first rule that removed it."""
+    valid = rows >= 0
+    safe = np.where(valid, rows, 0)
+    labelled = _member(safe, [ex.positive_rows(r) for r in records])
+    # positive_text / empty_text: only candidates whose ASCII-alphanumeric count matches a positive's
+    # (or is 0) can normalise to a positive's text (or to ""): only those are normalised.
+    pos_norm = [r.positive_texts() for r in records]
+    counts = np.full(rows.shape, -1, dtype=np.int64)
+    need = valid & ~labelled
+    counts[need] = ex.alnum_counts(rows[need])
+    maybe = need & ((counts == 0) | _member(counts, [{ascii_alnum_count(t) for t in ts} for ts in pos_norm]))
+    tid = np.full(rows.shape, -1, dtype=np.int64)
+    tid[maybe] = ex.text_ids(rows[maybe])
+    pos_ids = [{ex.text_id(t, normalised=True) for t in ts} for ts in pos_norm]
+    positive_text = _member(np.where(maybe, tid, 0), pos_ids) & maybe
+    corpus = ex.corpus
+    already = _member(safe, [[corpus.index(n.doc_id) for n in r.negatives
+                              if n.source == miner.source and n.doc_id and n.doc_id in corpus] for r in records])
+    # rescored rankings (score_name set) are on one scale for every source
+    on_scale = np.array([miner.score_window or k.score_name is not None for k in rankings], dtype=bool)[:, None]
+    no = np.zeros(rows.shape, dtype=bool)
+    max_score = on_scale & (scores > np.asarray(cfg.max_score, dtype=scores.dtype)) if cfg.max_score is not None else no
+    margin = no
+    if cfg.relative_margin is not None:
+        pos = np.array([np.nan if k.positive_score is None else k.positive_score for k in rankings], dtype=np.float64)
+        thr = (pos - np.abs(pos) * cfg.relative_margin).astype(scores.dtype)  # compared at the scores' precision
+        margin = on_scale & (scores > thr[:, None])
+    empty = tid == 0
+    return np.select([~valid, labelled, positive_text, already, max_score, margin, empty],
+                     [-2, 0, 1, 2, 3, 4, 5], default=-1)
+
+
+def _select_block(records: Sequence[Record], rankings: Sequence[Ranking], miner: Miner, cfg: MineConfig,
+                  ex: _Excluder, stats: MinerStats) -> list[list[Negative]]:
+    """The negatives of each record (rules, rank window, sampling: see the module doc), counted in ``stats``."""
+    rows, scores = _arrays(rankings)
+    code = _rule_codes(records, rankings, rows, scores, miner, cfg, ex)
+    stats.candidates += int((code != -2).sum())
+    for k, rule in enumerate(RULES):
+        stats.removed[rule] += int((code == k).sum())
+    survive = code == -1
+    wrank = np.cumsum(survive, axis=1) - 1
+    n_surv = survive.sum(axis=1)
+    stats.removed["range_min"] += int(np.minimum(cfg.range_min, n_surv).sum())
+    stats.removed["past_range_max"] += int(np.maximum(0, n_surv - cfg.range_max).sum())
+    window = survive & (wrank >= cfg.range_min) & (wrank < cfg.range_max)
+    if cfg.sampling == "random":
+        chosen = window.copy()
+        for i in np.flatnonzero(window.sum(axis=1) > cfg.num_negatives).tolist():
+            at = np.flatnonzero(window[i])
+            pick = seeded_rng(cfg.seed, records[i].id, miner.source.value).sample(range(len(at)), cfg.num_negatives)
+            chosen[i] = False
+            chosen[i, at[pick]] = True
     else:
-        chosen = window[:cfg.num_negatives]
-    stats.removed["not_sampled"] += len(window) - len(chosen)
-    out = []
-    for rank, row, score, wrank in chosen:
-        doc_id, title, text = ex.corpus.ids[row], ex.corpus.titles[row], ex.corpus.texts[row]
-        extra = {"window_rank": wrank, **(ranking.info[rank - 1] if ranking.info else {})}
-        out.append(Negative(
-            text=text if text.strip() else title, title=title if text.strip() else "", doc_id=doc_id,
-            source=miner.source, scores={ranking.score_name or miner.source.value: round(score, 6),
-                                         **(ranking.extra_scores[rank - 1] if ranking.extra_scores else {})},
-            provenance=Provenance(model=miner.model, rank=rank, extra=extra,
-                                  seed=cfg.seed if cfg.sampling == "random" else None)))
+        chosen = window & (wrank < cfg.range_min + cfg.num_negatives)
+    stats.removed["not_sampled"] += int(window.sum() - chosen.sum())
+    counts = chosen.sum(axis=1)
+    stats.queries += len(records)
+    stats.mined += int(counts.sum())
+    stats.short += int((counts < cfg.num_negatives).sum())
+    stats.empty += int((counts == 0).sum())
+    corpus, seed = ex.corpus, cfg.seed if cfg.sampling == "random" else None
+    out: list[list[Negative]] = []
+    for i, js in enumerate(np.split(np.flatnonzero(chosen), np.cumsum(counts)[:-1])):
+        negs = []
+        for j in (js - i * rows.shape[1]).tolist():
+            k = rankings[i]
+            row, score, info = int(rows[i, j]), float(scores[i, j]), k.info
+            title, text = corpus.titles[row], corpus.texts[row]
+            negs.append(Negative(
+                text=text if text.strip() else title, title=title if text.strip() else "", doc_id=corpus.ids[row],
+                source=miner.source, scores={k.score_name or miner.source.value: round(score, 6),
+                                             **(k.extra_scores[j] if k.extra_scores else {})},
+                provenance=Provenance(model=miner.model, rank=j + 1, seed=seed,
+                                      extra={"window_rank": int(wrank[i, j]), **(info[j] if info else {})})))
+        out.append(negs)
     return out
 
 
@@ -222,13 +299,10 @@ def mine_records(records: list[Record], dataset: Optional[Dataset], cfg: MineCon
             stats.rescored += sum(len(k.rows) for k in rankings)
         for rule, n in getattr(miner, "removed", {}).items():  # the miner's own filters (click)
             stats.removed[rule] = stats.removed.get(rule, 0) + n
-        for i, (r, ranking) in enumerate(zip(records, rankings)):
-            negs = _select(r, ranking, miner, cfg, ex, stats)
-            stats.queries += 1
-            stats.mined += len(negs)
-            stats.short += len(negs) < cfg.num_negatives
-            stats.empty += not negs
-            added[i].extend(negs)
+        for b in range(0, len(records), BLOCK):
+            for i, negs in enumerate(_select_block(records[b:b + BLOCK], rankings[b:b + BLOCK], miner, cfg, ex, stats),
+                                     start=b):
+                added[i].extend(negs)
         stats.wall_s = time.perf_counter() - t
         log.info("%s: %d negatives for %d queries in %.1f s", name, stats.mined, len(records), stats.wall_s)
     out = [r.model_copy(update={"negatives": [*r.negatives, *new]}) for r, new in zip(records, added)]

@@ -161,7 +161,35 @@ class Record(_Model):
         return h.hexdigest()[:16]
 
 
+class _Fold(dict):
+    """str.translate table: an alphanumeric character -> its lower case, anything else -> a space
+    (filled on first sight of each character)."""
+
+    def __missing__(self, code: int) -> str:
+        c = chr(code)
+        self[code] = out = c.lower() if c.isalnum() else " "
+        return out
+
+
+_FOLD = _Fold()
+_ASCII_FOLD = bytes(ord(chr(i).lower()) if chr(i).isalnum() else 32 for i in range(128)) + bytes(128)
+
+
 def normalise_text(text: str) -> str:
-    """Lower-case, collapse whitespace, drop punctuation: the key for exact-duplicate checks."""
-    kept = "".join(c.lower() if c.isalnum() else " " for c in text)
-    return " ".join(kept.split())
+    """Lower-case, collapse whitespace, drop punctuation: the key for exact-duplicate checks.
+
+    Per character: ``c.lower() if c.isalnum() else " "``, then whitespace runs become one space
+    (ASCII text through a byte table, the rest through a cached character table: same result)."""
+    if text.isascii():
+        return " ".join(text.encode().translate(_ASCII_FOLD).decode().split())
+    return " ".join(text.translate(_FOLD).split())
+
+
+_NOT_ALNUM = bytes(i for i in range(128) if not chr(i).isalnum())
+_TO_ASCII = ("\u0130", "\u212a")  # the only non-ASCII alphanumerics whose lower case holds an ASCII one (İ, K)
+
+
+def ascii_alnum_count(text: str) -> int:
+    """ASCII letters and digits in ``normalise_text(text)``, counted without normalising (a few µs):
+    texts with different counts cannot normalise to the same string (a cheap exact pre-check)."""
+    return len(text.encode("ascii", "ignore").translate(None, _NOT_ALNUM)) + sum(text.count(c) for c in _TO_ASCII)
