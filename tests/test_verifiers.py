@@ -294,23 +294,35 @@ def test_verifier_train_cli_trains_saves_and_plugs_into_verify(tiny_beir, tmp_pa
 
 def test_judge_parsing_with_scripted_backend(mined):
     from negforge.synth.backends.scripted import ScriptedBackend
-    from negforge.synth.verifiers.llm_judge import UNPARSEABLE, judge_checks, parse_reply
+    from negforge.synth.parsing import ParseError, parse_reply
+    from negforge.synth.verifiers.llm_judge import REASKED, UNPARSEABLE, JudgeReply, judge_checks
 
-    assert parse_reply('```json\n{"answer": "Yes.", "reason": "states it"}\n```').answer == "yes"
-    assert parse_reply('Sure! {"answer": "PARTLY"}').answer == "partly"
-    assert parse_reply('{"answer": "maybe"}') is None and parse_reply("no json") is None
-    assert parse_reply('{"answer": "no", "reason": null}').reason == ""
+    def parse(text):
+        return parse_reply(text, JudgeReply)[0]
+
+    assert parse('```json\n{"answer": "Yes.", "reason": "states it"}\n```').answer == "yes"
+    assert parse('Sure! {"answer": "PARTLY"}').answer == "partly"
+    assert parse('{"answer": "no", "reason": null}').reason == ""
+    with pytest.raises(ParseError, match="answer: Input should be 'yes', 'partly' or 'no'"):
+        parse('{"answer": "maybe"}')
+    with pytest.raises(ParseError, match="no complete JSON object"):
+        parse("no json")
     pairs = [(mined[0], n) for n in mined[0].negatives] + [(mined[1], mined[1].negatives[0])]
     replies = ['{"answer": "yes", "reason": "it answers"}', '{"answer": "partly", "reason": "half"}',
-               '{"answer": "no", "reason": "off topic"}', "I think so", TimeoutError("slow server")]
+               '{"answer": "no", "reason": "off topic"}', "I think so", TimeoutError("slow server"),
+               '{"answer": "no", "reason": "asked again"}']  # the re-ask of "I think so"
     backend = ScriptedBackend.sequence(replies)
     checks = judge_checks(pairs, backend, GenParams(temperature=0.0, max_tokens=64))
-    assert backend.batches == [5]  # one batched call
+    assert backend.batches == [5, 1]  # one batched call, then the one re-ask (a failed call is not re-asked)
     assert "Query: " + mined[0].query in backend.seen[0][0][0]["content"]
+    reask = backend.seen[5][0]
+    assert reask[-2] == {"role": "assistant", "content": "I think so"} and "no complete JSON object" in reask[-1]["content"]
     assert [c.passed for c in checks] == [False, False, True, True, True]
-    assert [c.scores.get("llm_judge") for c in checks] == [1.0, 0.5, 0.0, None, None]
-    assert checks[3].note == UNPARSEABLE and checks[4].note == "judge call failed"
+    assert [c.scores.get("llm_judge") for c in checks] == [1.0, 0.5, 0.0, 0.0, None]
+    assert checks[3].note == REASKED and "asked again" in checks[3].reason and checks[4].note == "judge call failed"
     assert "it answers" in checks[0].reason
+    junk = judge_checks(pairs[:1], ScriptedBackend.sequence(["junk", "still junk"]), GenParams())
+    assert junk[0].passed and junk[0].note == UNPARSEABLE and "no complete JSON object" in junk[0].reason
     lenient = judge_checks(pairs[1:2], ScriptedBackend.sequence([replies[1]]), GenParams(), partly_rejects=False)
     assert lenient[0].passed and "kept by judge_partly_rejects" in lenient[0].reason
 
@@ -319,7 +331,8 @@ def test_judge_inside_verify_records_counts_unparseable(mined, monkeypatch):
     import negforge.synth.backends.factory as factory
     from negforge.synth.backends.scripted import ScriptedBackend
 
-    replies = iter(['{"answer": "no"}', "garbage", '{"answer": "yes", "reason": "same claim"}', '{"answer": "no"}'])
+    replies = iter(['{"answer": "no"}', "garbage", '{"answer": "yes", "reason": "same claim"}', '{"answer": "no"}',
+                    "garbage again"])  # the re-ask of the second
     backend = ScriptedBackend(lambda conv: next(replies))
 
     @contextmanager
@@ -333,7 +346,7 @@ def test_judge_inside_verify_records_counts_unparseable(mined, monkeypatch):
     assert [v.status for v in verdicts] == [Status.kept, Status.kept, Status.rejected, Status.kept]
     assert "judge reply unparseable" in verdicts[1].reason and verdicts[2].rule == "llm_judge"
     assert report.counts["bm25"]["llm_judge"]["judge reply unparseable"] == 1
-    assert report.usage["calls"] == 4
+    assert report.usage["calls"] == 5
     assert "judge reply unparseable: 1" in report.table()
 
 
@@ -346,11 +359,14 @@ def test_judge_real_local_server(mined, local_server, tmp_path):
     for n in out.negatives:
         assert n.verdict is not None and n.verdict.reason
         assert n.scores.get("llm_judge") in (0.0, 0.5, 1.0) or "judge" in n.verdict.reason
-    assert report.counts["bm25"]["llm_judge"]["checked"] == 3 and report.usage["calls"] == 3
+    judged = report.counts["bm25"]["llm_judge"]
+    # one call per negative, plus one re-ask for each reply that did not parse at first (judge_max_reasks=1)
+    reasks = judged["judge re-asked"] + judged["judge reply unparseable"]
+    assert judged["checked"] == 3 and report.usage["calls"] == 3 + reasks
     # The second run is served from the on-disk cache: same verdicts, no new tokens.
     (again,), rep2 = verify_records([rec], None, cfg, show_progress=False)
     assert [n.verdict for n in again.negatives] == [n.verdict for n in out.negatives]
-    assert rep2.usage["cached"] == 3
+    assert rep2.usage["cached"] == report.usage["calls"]
 
 
 # ---------------------------------------------------------------- fn-report

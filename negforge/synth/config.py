@@ -115,6 +115,7 @@ class VerifyConfig(_Cfg):
     min_perc_pos: Optional[float] = Field(0.2, ge=0, lt=1)
     min_perc_pos_sources: list[str] = Field(default_factory=lambda: ["llm"])
     judge: Optional[LLMConfig] = None  # LLM judge backend (None: the bundled local model at temperature 0)
+    judge_max_reasks: int = Field(1, ge=0, le=5)  # re-asks with the validation error before "unparseable"
     judge_template: str = "judge"
     judge_partly_rejects: bool = True  # a judge "partly" answer drops the negative (False: keeps it)
     judge_cache_dir: Optional[str] = Field(default_factory=lambda: cache_path("llm"))  # judge replies; None disables

@@ -31,14 +31,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .attributes import describe_setting, sample_setting, word_count
+from .asking import Ask as _Ask
+from .asking import ask_all
 from .backends.base import Backend
 from .config import GenerateConfig
 from .draft_checks import copies_positive, talks_about_the_task
 from .io import RecordAppender
 from .job import JobSummary, run_batches, select_records
 from .params import GenParams
-from .parsing import (DraftReply, ParseError, ReflectionReply, analysis_format, analysis_model, parse_reply,
-                      reask_message, reply_schema)
+from .parsing import DraftReply, ReflectionReply, analysis_format, analysis_model, reply_schema
 from .schema import Negative, Provenance, Record, Source, Status, Verdict, normalise_text
 from .profile import CorpusProfile, corpus_profile, empty_profile
 from .templates import TemplateSet
@@ -55,19 +56,6 @@ def _stored_draft(record: Record, index: int) -> tuple[str, Optional[dict[str, A
         if n.provenance.extra.get("index") == index:
             return n.text, dict(n.provenance.attributes)
     return "", None
-
-
-@dataclass
-class _Ask:
-    """One row of a step: the conversation so far and what came of it."""
-
-    conversation: list[dict[str, str]]
-    model: Any
-    fmt: str
-    value: Any = None
-    error: str = ""
-    failed_backend: bool = False
-    repaired: bool = False
 
 
 @dataclass
@@ -115,29 +103,11 @@ class MarFlow:
     # -- one step over many rows ---------------------------------------------------------------
     def ask(self, step: str, asks: list[_Ask]) -> None:
         """Send every row; re-ask the rows whose reply failed to parse, all together, up to max_reasks."""
-        pending = asks
-        for attempt in range(self.cfg.max_reasks + 1):
-            if not pending:
-                return
-            if attempt:
-                self.summary.reasks[step] += len(pending)
-            completions = self.backend.generate([a.conversation for a in pending], self._params(pending[0].model))
-            retry = []
-            for a, c in zip(pending, completions):
-                if not c.ok:
-                    a.error, a.failed_backend = f"backend: {c.error}", True
-                    continue
-                try:
-                    a.value, a.repaired = parse_reply(c.text or "", a.model, c.finish_reason)
-                    a.error = ""
-                except ParseError as e:
-                    a.error = str(e)
-                    a.conversation = a.conversation + [{"role": "assistant", "content": c.text or ""},
-                                                       {"role": "user", "content": reask_message(str(e), a.fmt)}]
-                    retry.append(a)
-            pending = retry
-        for a in pending:
-            log.debug("%s: giving up after %d re-asks: %s", step, self.cfg.max_reasks, a.error)
+        if not asks:
+            return
+        sent = ask_all(self.backend, asks, self._params(asks[0].model), self.cfg.max_reasks, step)
+        if sent:
+            self.summary.reasks[step] += sent
 
     def _params(self, model: Any) -> GenParams:
         """The job's params with this step's reply schema (only when JSON mode is on)."""

@@ -1,14 +1,16 @@
 """The LLM judge: asks a model whether the passage answers the query (prompts/judge.jinja2).
 
-The reply is a JSON object ``{"answer": "yes" | "partly" | "no", "reason": "..."}`` parsed with
-pydantic (never eval). ``scores["llm_judge"]`` is 1.0 for yes, 0.5 for partly, 0.0 for no.
+The reply is a JSON object ``{"answer": "yes" | "partly" | "no", "reason": "..."}`` parsed like every
+other LLM reply (:mod:`negforge.synth.parsing`, never eval); a reply that does not parse is re-asked
+with the validation error, up to ``verify.judge_max_reasks`` times, all such rows in one call
+(:func:`negforge.synth.asking.ask_all`). ``scores["llm_judge"]`` is 1.0 for yes, 0.5 for partly, 0.0 for no.
 
 * "yes" drops the negative: it answers the query, so it is a false negative.
 * "partly" drops it too by default (``verify.judge_partly_rejects``): a passage that answers part
   of the query is closer to a positive than to a negative, and a false negative in a contrastive
   loss costs more than one lost hard negative. Set it to false to keep "partly" negatives.
 * "no" passes.
-* An unparseable reply or a failed call keeps the negative (the judge gave no evidence against
+* A reply still unparseable after the re-asks, or a failed call, keeps the negative (the judge gave no evidence against
   it) with the reason "judge reply unparseable" / "judge call failed" and is counted; it never
   raises. Only a backend that cannot be used at all (connection, configuration) raises.
 
@@ -17,15 +19,14 @@ All pending negatives go to the backend in a few large ``generate`` calls (``CHU
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
-from typing import Literal, Optional
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
+from ..asking import Ask, ask_all
 from ..config import LLMConfig
-from ..errors import BackendError
 from ..params import GenParams
 from ..templates import render
 from .base import Check, Pair, VerifyContext
@@ -37,6 +38,7 @@ MAX_PASSAGE_CHARS = 4000  # longer passages are cut before rendering (keeps prom
 ANSWER_SCORE = {"yes": 1.0, "partly": 0.5, "no": 0.0}
 UNPARSEABLE = "judge reply unparseable"
 FAILED = "judge call failed"
+REASKED = "judge re-asked"
 # The judge's default model: the bundled local LLM, answering deterministically and briefly.
 DEFAULT_JUDGE = LLMConfig(params=GenParams(temperature=0.0, max_tokens=160, json_mode=True))
 
@@ -46,6 +48,7 @@ class JudgeReply(BaseModel):
 
     answer: Literal["yes", "partly", "no"]
     reason: str = ""
+    FORMAT: ClassVar[str] = '{"answer": "yes | partly | no", "reason": "<one sentence>"}'
 
     @field_validator("answer", mode="before")
     @classmethod
@@ -58,43 +61,28 @@ class JudgeReply(BaseModel):
         return "" if v is None else str(v)
 
 
-def parse_reply(text: Optional[str]) -> Optional[JudgeReply]:
-    """The first JSON object in ``text`` (code fences and chatter around it tolerated), or None."""
-    if not text:
-        return None
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end <= start:
-        return None
-    try:
-        return JudgeReply.model_validate(json.loads(text[start:end + 1]))
-    except (json.JSONDecodeError, ValidationError):
-        return None
-
-
 def judge_conversation(query: str, passage: str, template: str = "judge") -> list[dict[str, str]]:
     return [{"role": "user", "content": render(template, query=query, passage=passage[:MAX_PASSAGE_CHARS])}]
 
 
-def judge_checks(pairs: list[Pair], backend, params: GenParams, template: str = "judge",
-                 partly_rejects: bool = True, show_progress: bool = False, name: str = "llm_judge") -> list[Check]:
+def judge_checks(pairs: list[Pair], backend: Any, params: GenParams, template: str = "judge",
+                 partly_rejects: bool = True, show_progress: bool = False, name: str = "llm_judge",
+                 max_reasks: int = 1) -> list[Check]:
     """Judge every pair with ``backend`` (batched, same order) and turn the replies into checks."""
     from tqdm.auto import tqdm
 
-    convs = [judge_conversation(r.query, n.full_text, template) for r, n in pairs]
-    completions = []
-    for start in tqdm(range(0, len(convs), CHUNK), desc="llm judge", unit="batch", disable=not show_progress):
-        completions.extend(backend.generate(convs[start:start + CHUNK], params))
-    if len(completions) != len(convs):
-        raise BackendError(f"backend returned {len(completions)} completions for {len(convs)} conversations")
+    asks = [Ask(judge_conversation(r.query, n.full_text, template), JudgeReply, JudgeReply.FORMAT) for r, n in pairs]
+    for start in tqdm(range(0, len(asks), CHUNK), desc="llm judge", unit="batch", disable=not show_progress):
+        ask_all(backend, asks[start:start + CHUNK], params, max_reasks, "llm judge")
     out = []
-    for c in completions:
-        if not c.ok:
-            out.append(Check(True, f"{FAILED}: {c.error}; kept without judgement", note=FAILED))
+    for a in asks:
+        if a.failed_backend:
+            out.append(Check(True, f"{FAILED}: {a.error.removeprefix('backend: ')}; kept without judgement",
+                             note=FAILED))
             continue
-        reply = parse_reply(c.text)
+        reply: JudgeReply | None = a.value
         if reply is None:
-            snippet = " ".join((c.text or "").split())[:80]
-            out.append(Check(True, f"{UNPARSEABLE} ({snippet!r}); kept without judgement", note=UNPARSEABLE))
+            out.append(Check(True, f"{UNPARSEABLE} ({a.error}); kept without judgement", note=UNPARSEABLE))
             continue
         scores = {name: ANSWER_SCORE[reply.answer]}
         why = f": {reply.reason.strip()}" if reply.reason.strip() else ""
@@ -106,6 +94,8 @@ def judge_checks(pairs: list[Pair], backend, params: GenParams, template: str = 
                                                  f"({verb} by judge_partly_rejects){why}", scores))
         else:
             out.append(Check(True, f"LLM judge says it does not answer (no){why}", scores))
+        if a.reasked:
+            out[-1].note = out[-1].note or REASKED
     return out
 
 
@@ -125,7 +115,7 @@ class LLMJudgeVerifier:
 
         with open_backend(self.llm, cache_dir=self.cfg.judge_cache_dir) as backend:
             out = judge_checks(pairs, backend, self.llm.params, self.cfg.judge_template,
-                               self.cfg.judge_partly_rejects, self.show_progress, self.name)
+                               self.cfg.judge_partly_rejects, self.show_progress, self.name, self.cfg.judge_max_reasks)
             self.usage = backend.usage
         if self.usage is not None:
             from ..backends.usage import usage_line
