@@ -11,16 +11,17 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from fault_server import JUNK_TEXT, FaultServer
 from negforge.synth.backends.base import Backend, Completion
 from negforge.synth.backends.factory import open_backend
 from negforge.synth.backends.openai_backend import OpenAIBackend, request_kwargs, resolve_api_key, retry_after_s
-from negforge.synth.backends.scripted import ScriptedBackend
+from scripted_backend import ScriptedBackend
 from negforge.synth.backends.usage import Usage
 from negforge.synth.cache import CachedBackend, CompletionCache, cache_key
 from negforge.synth.config import LLMConfig
-from negforge.synth.errors import BackendError, ConfigError
+from negforge.synth.errors import BackendError
 from negforge.synth.params import GenParams
 
 P = GenParams(max_tokens=16, temperature=0.0, seed=1)
@@ -50,8 +51,11 @@ def test_request_kwargs_maps_every_param_in_one_place():
                   "response_format": {"type": "json_object"}}
     assert request_kwargs(GenParams(seed=5, json_mode=False)) == {"temperature": 0.7, "top_p": 0.95,
                                                                   "max_tokens": 512, "seed": 5}
-    with pytest.raises(ConfigError, match="n=3"):
-        request_kwargs(GenParams(n=3))
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        GenParams(n=3)  # one completion per conversation: there is no n
+    # Replies cached before n was removed still hit: the key is the one GenParams.model_dump_json() gave then.
+    assert GenParams().cache_key() == ('{"temperature":0.7,"top_p":0.95,"max_tokens":512,"seed":0,"n":1,"stop":[],'
+                                       '"json_mode":true,"json_schema":null}')
     schema = {"type": "object", "required": ["a"], "properties": {"a": {"type": "string"}}}
     assert request_kwargs(GenParams(json_schema=schema))["response_format"] == {
         "type": "json_schema", "json_schema": {"name": "reply", "schema": schema, "strict": False}}
@@ -200,6 +204,33 @@ def test_scripted_backend():
         b.generate([conv("d")], P)
 
 
+def test_base_backend_bookkeeping_and_contract():
+    from negforge.synth.backends import BACKENDS, BaseBackend
+
+    class Short(BaseBackend):
+        name = "short"
+        closed = 0
+
+        def _generate(self, conversations, params):
+            return [Completion(text="x", completion_tokens=1)] * (len(conversations) - 1)
+
+        def close(self):
+            self.closed += 1
+
+    with Short("m") as b:
+        assert b.generate([], P) == [] and b.usage.calls == 0  # the empty batch never reaches _generate
+        with pytest.raises(BackendError, match="the short backend returned 1 completions for 2 conversations"):
+            b.generate([conv("a"), conv("b")], P)
+        assert isinstance(b, Backend) and b.cache_model == "m" and b.usage.wall_s > 0
+    assert b.closed == 1
+    assert {"local", "openai", "vllm"} <= set(BACKENDS.names())
+    # local vs openai follows base_url; a local backend given a URL says what to change
+    assert LLMConfig().backend == "local" and LLMConfig(backend="openai").backend == "local"
+    assert LLMConfig(base_url="http://127.0.0.1:1/v1").backend == "openai"
+    with pytest.raises(ValidationError, match="set backend: openai"):
+        LLMConfig(backend="local", base_url="http://127.0.0.1:1/v1")
+
+
 # -- cache -------------------------------------------------------------------------------------------
 def test_cache_hits_cost_nothing_and_misses_on_any_change(cache_dir):
     convs = [conv(f"c{i}") for i in range(3)]
@@ -310,3 +341,7 @@ def test_open_backend_starts_its_own_local_server():
         (c,) = b.generate([[{"role": "user", "content": "Say hello."}]],
                           GenParams(max_tokens=4, temperature=0.0, json_mode=False))
         assert c.ok and c.completion_tokens >= 1 and b.base_url.startswith("http://127.0.0.1:")
+        # the registered `local` backend; its cache identity is the GGUF file, not only the served name
+        assert b.name == "local" and b.cache_model.startswith("SmolLM2-135M-Instruct@") and ".gguf:" in b.cache_model
+    with pytest.raises(BackendError, match="not started"):
+        b.server.base_url  # closing the backend stopped its server

@@ -14,7 +14,7 @@ import pytest
 
 from fault_server import ALWAYS_JUNK, FaultServer, mar_reply
 from negforge.synth.attributes import sample_setting
-from negforge.synth.backends.scripted import ScriptedBackend
+from scripted_backend import ScriptedBackend
 from negforge.synth.config import GenerateConfig, LLMConfig, ProfileConfig
 from negforge.synth.errors import ConfigError
 from negforge.synth.draft_checks import copies_positive, talks_about_the_task

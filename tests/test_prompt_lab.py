@@ -77,7 +77,7 @@ def test_render_prints_the_exact_messages_the_job_sends(tiny_beir, my_templates)
 
 
 def test_render_uses_a_generated_records_analysis_and_draft(tmp_path, tiny_beir):
-    from negforge.synth.backends.scripted import ScriptedBackend
+    from scripted_backend import ScriptedBackend
     from negforge.synth.generate import generate_records
 
     src = records_of(tiny_beir, 1)

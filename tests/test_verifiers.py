@@ -293,7 +293,7 @@ def test_verifier_train_cli_trains_saves_and_plugs_into_verify(tiny_beir, tmp_pa
 
 
 def test_judge_parsing_with_scripted_backend(mined):
-    from negforge.synth.backends.scripted import ScriptedBackend
+    from scripted_backend import ScriptedBackend
     from negforge.synth.parsing import ParseError, parse_reply
     from negforge.synth.verifiers.llm_judge import REASKED, UNPARSEABLE, JudgeReply, judge_checks
 
@@ -329,7 +329,7 @@ def test_judge_parsing_with_scripted_backend(mined):
 
 def test_judge_inside_verify_records_counts_unparseable(mined, monkeypatch):
     import negforge.synth.backends.factory as factory
-    from negforge.synth.backends.scripted import ScriptedBackend
+    from scripted_backend import ScriptedBackend
 
     replies = iter(['{"answer": "no"}', "garbage", '{"answer": "yes", "reason": "same claim"}', '{"answer": "no"}',
                     "garbage again"])  # the re-ask of the second

@@ -46,8 +46,6 @@ def test_sampling_kwargs_maps_every_param_in_one_place():
     assert sampling_kwargs(GenParams(json_schema=schema))["structured_outputs"] == {"json": schema}
     assert sampling_kwargs(GenParams(json_schema=schema), use_schema=False)["structured_outputs"] == {"json_object": True}
     assert "structured_outputs" not in sampling_kwargs(GenParams(json_schema=schema, json_mode=False))
-    with pytest.raises(ConfigError, match="n=2"):
-        sampling_kwargs(GenParams(n=2))
 
 
 def test_engine_kwargs_and_their_validation(tmp_path):

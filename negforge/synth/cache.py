@@ -18,9 +18,9 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, cast
 
-from .backends.base import Backend, Completion, Conversation
+from .backends.base import Backend, BaseBackend, Completion, Conversation
 from .errors import ConfigError
 from .params import GenParams
 
@@ -90,16 +90,21 @@ class CompletionCache:
             self._db.close()
 
 
-class CachedBackend:
+class CachedBackend(BaseBackend):
     """Wraps a backend: hits come back with ``cached=True`` and no tokens; misses go to the inner
-    backend in one batch and its ok completions are stored. Shares the inner backend's ``usage``."""
+    backend in one batch and its ok completions are stored. Shares the inner backend's ``usage``
+    (the inner backend counts the misses, this one the hits)."""
 
     def __init__(self, inner: Backend, cache: CompletionCache, model_key: Optional[str] = None):
+        super().__init__(inner.model, inner.usage)
         self.inner, self.cache = inner, cache
-        self.name, self.model = inner.name, inner.model
+        self.name = inner.name  # type: ignore[misc]  # the wrapped backend's name, per instance
         # What identifies the model for the cache: a local server's GGUF file, not only the served name.
-        self.model_key = model_key or inner.model
-        self.usage = inner.usage  # type: ignore[attr-defined]
+        self.model_key = model_key or inner.cache_model
+
+    @property
+    def cache_model(self) -> str:
+        return self.model_key
 
     def generate(self, conversations: list[Conversation], params: GenParams) -> list[Completion]:
         t0 = time.perf_counter()
@@ -120,7 +125,7 @@ class CachedBackend:
             if key in hits:
                 self.usage.record(hits[key])
         self.usage.add(wall_s=time.perf_counter() - t0 - inner_s)
-        return out  # type: ignore[return-value]
+        return cast(list[Completion], out)  # every miss was filled
 
     def close(self) -> None:
         try:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, validation_message
 from .models import DEFAULT_ENCODER, DEFAULT_GGUF
@@ -38,15 +38,17 @@ class _Cfg(BaseModel):
 
 
 class BackendName(str, Enum):
-    openai = "openai"
-    vllm = "vllm"
+    local = "local"  # the bundled xllamacpp server for ``gguf``, started and stopped by negforge
+    openai = "openai"  # the OpenAI API or any OpenAI-compatible server at ``base_url``
+    vllm = "vllm"  # the offline vllm.LLM engine
 
 
 class LLMConfig(_Cfg):
-    backend: BackendName = BackendName.openai
+    backend: BackendName = BackendName.local
     # Model name sent to the server / loaded by vLLM (a HF directory for vLLM).
     model: str = "SmolLM2-135M-Instruct"
-    # None with backend=openai: negforge starts a local xllamacpp server for ``gguf`` and stops it after.
+    # An OpenAI-compatible server's URL: setting it (and not the backend) means backend=openai. backend=openai
+    # without one means the local server (as it always has); the OpenAI API is https://api.openai.com/v1.
     base_url: Optional[str] = None
     api_key_env: str = "OPENAI_API_KEY"  # read from the environment, never from the file
     gguf: str = DEFAULT_GGUF  # local server model file (``bundled:...`` or a path)
@@ -59,6 +61,18 @@ class LLMConfig(_Cfg):
     params: GenParams = Field(default_factory=GenParams)
     # backend=vllm only: extra vllm.LLM engine keywords (dtype, max_model_len, enforce_eager, tensor_parallel_size, ...).
     vllm: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _server_from_url(self) -> "LLMConfig":
+        """local vs openai follows ``base_url``: a URL is that server, none is the local one."""
+        if self.backend == BackendName.local and self.base_url is not None:
+            if "backend" in self.model_fields_set:
+                raise ValueError(f"backend 'local' starts its own server; to use the one at {self.base_url} set "
+                                 "backend: openai (or remove base_url)")
+            self.backend = BackendName.openai.value  # type: ignore[assignment]  # stored as values (use_enum_values)
+        elif self.backend == BackendName.openai and self.base_url is None:
+            self.backend = BackendName.local.value  # type: ignore[assignment]
+        return self
 
 
 class ProfileConfig(_Cfg):

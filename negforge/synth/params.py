@@ -1,6 +1,7 @@
 """One generation-params object, validated at construction; each backend maps it in one place."""
 from __future__ import annotations
 
+import json
 from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,7 +15,6 @@ class GenParams(BaseModel):
     # Always set explicitly: servers' defaults (vLLM: 16) silently truncate JSON.
     max_tokens: int = Field(512, ge=1, le=32768)
     seed: Optional[int] = 0
-    n: int = Field(1, ge=1, le=16)
     stop: list[str] = Field(default_factory=list, max_length=8)
     # Ask for a JSON object (OpenAI response_format / vLLM structured outputs) where supported.
     json_mode: bool = True
@@ -23,4 +23,8 @@ class GenParams(BaseModel):
     json_schema: Optional[dict[str, Any]] = None
 
     def cache_key(self) -> str:
-        return self.model_dump_json()
+        """The params' part of an LLM cache key. ``"n": 1`` stays in it (after ``seed``) so that replies
+        cached before ``GenParams.n`` was removed (every backend returns one completion per row) still hit."""
+        items = list(self.model_dump(mode="json").items())
+        items.insert([k for k, _ in items].index("seed") + 1, ("n", 1))
+        return json.dumps(dict(items), separators=(",", ":"), ensure_ascii=False)

@@ -40,8 +40,9 @@ def served_models(base_url: str, api_key: str, timeout_s: float = 10.0) -> list[
 
 def resolve_endpoint(cfg: LLMConfig) -> LLMConfig:
     """``cfg`` with ``base_url`` and ``model`` filled from the environment or the server where the
-    config leaves them open. ``base_url`` stays None when the bundled local server should start."""
-    if cfg.backend != "openai":
+    config leaves them open. ``base_url`` stays None (backend ``local``) when the bundled local server
+    should start; a URL from the environment makes it an ``openai`` backend."""
+    if cfg.backend not in ("openai", "local"):
         return cfg
     base_url = cfg.base_url or os.environ.get(BASE_URL_ENV, "").strip() or None
     if base_url is None:
@@ -67,4 +68,4 @@ def resolve_endpoint(cfg: LLMConfig) -> LLMConfig:
             model = models[0] if models else model
         source = "the environment" if env_model else f"{base_url}/models"
         log.info("using model %s at %s (model from %s)", model, base_url, source)
-    return cfg.model_copy(update={"base_url": base_url, "model": model})
+    return cfg.model_copy(update={"backend": "openai", "base_url": base_url, "model": model})

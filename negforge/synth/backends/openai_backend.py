@@ -9,9 +9,8 @@ honoured (capped at :data:`MAX_RETRY_AFTER_S`), at most ``cfg.max_retries`` extr
 Failure rule: a row that fails (non-retryable status, retries exhausted, malformed response)
 comes back with ``ok=False`` and the reason. The batch raises :class:`BackendError` only when
 *no* row succeeded and every failure was fatal for the configuration: the server could not be
-reached at all, or it refused the key / the model (401, 403, 404). ``n > 1`` is rejected with a
-ConfigError: the contract is one completion per conversation (repeat the conversation with
-another seed instead).
+reached at all, or it refused the key / the model (401, 403, 404). The contract is one completion
+per conversation (repeat the conversation with another seed for more).
 """
 from __future__ import annotations
 
@@ -25,9 +24,9 @@ from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from ..config import LLMConfig
-from ..errors import BackendError, ConfigError
+from ..errors import BackendError
 from ..params import GenParams
-from .base import Completion, Conversation
+from .base import BaseBackend, Completion, Conversation
 from .usage import Usage
 
 log = logging.getLogger(__name__)
@@ -41,9 +40,6 @@ FATAL_STATUS = {401, 403, 404}  # the key or the model is wrong: every row would
 
 def request_kwargs(params: GenParams, json_mode: Optional[bool] = None) -> dict[str, Any]:
     """GenParams -> chat.completions.create keywords; the one place they are mapped."""
-    if params.n != 1:
-        raise ConfigError(f"params.n={params.n}: the openai backend returns one completion per conversation; "
-                          "set n=1 and send the conversation several times with different seeds")
     kw: dict[str, Any] = {"temperature": params.temperature, "top_p": params.top_p, "max_tokens": params.max_tokens}
     if params.seed is not None:
         kw["seed"] = params.seed
@@ -126,18 +122,18 @@ def _rejects_response_format(exc: BaseException) -> bool:
     return _status(exc) in (400, 422) and "response_format" in describe(exc).lower()
 
 
-class OpenAIBackend:
+class OpenAIBackend(BaseBackend):
     name = "openai"
     backoff_s = 0.5  # first backoff (doubled per attempt, plus up to ``jitter_s``), capped at backoff_max_s
     backoff_max_s = 20.0
     jitter_s = 0.5
 
     def __init__(self, cfg: LLMConfig, base_url: Optional[str] = None):
+        super().__init__(cfg.model, Usage.from_config(cfg))
         self.cfg = cfg
-        self.model = cfg.model
         self.base_url = (base_url or cfg.base_url or OPENAI_URL).rstrip("/")
         self.api_key = resolve_api_key(cfg.api_key_env, self.base_url)
-        self.usage = Usage.from_config(cfg)
+        self._fatal: list[Optional[str]] = []  # per row of the last batch: the fatal error, if any
         self.last_latencies_s: list[float] = []  # per row of the last batch, retries included
         self._json_ok = True  # False once the server rejected response_format (remembered for the job)
         self._client: Any = None
@@ -146,24 +142,23 @@ class OpenAIBackend:
         self._lock = threading.Lock()
 
     # -- public -------------------------------------------------------------------------------
-    def generate(self, conversations: list[Conversation], params: GenParams) -> list[Completion]:
-        request_kwargs(params)  # validate before sending anything
-        if not conversations:
-            return []
-        t0 = time.perf_counter()
+    def check_params(self, params: GenParams) -> None:
+        request_kwargs(params)
+
+    def _generate(self, conversations: list[Conversation], params: GenParams) -> list[Completion]:
         fut = asyncio.run_coroutine_threadsafe(self._batch(conversations, params), self._ensure_loop())
         try:
             rows = fut.result()
         except BaseException:
             fut.cancel()
             raise
-        finally:
-            self.usage.add(wall_s=time.perf_counter() - t0)
-        completions = [c for c, _ in rows]
-        fatal = [c.error for c, is_fatal_ in rows if is_fatal_]
-        if fatal and len(fatal) == len(rows):
-            raise BackendError(f"the server at {self.base_url} cannot be used (model {self.model!r}): {fatal[0]}")
-        return completions
+        self._fatal = [c.error if is_fatal_ else None for c, is_fatal_ in rows]
+        return [c for c, _ in rows]
+
+    def _after_batch(self, rows: list[Completion]) -> None:
+        if self._fatal and all(e is not None for e in self._fatal):
+            raise BackendError(f"the server at {self.base_url} cannot be used (model {self.model!r}): "
+                               f"{self._fatal[0]}")
 
     def close(self) -> None:
         with self._lock:
@@ -180,12 +175,6 @@ class OpenAIBackend:
         if thread is not None:
             thread.join(timeout=5)
         loop.close()
-
-    def __enter__(self) -> "OpenAIBackend":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- internals ----------------------------------------------------------------------------
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -221,7 +210,6 @@ class OpenAIBackend:
                 attempts = f" (gave up after {self.cfg.max_retries + 1} attempts)" if is_retryable(e) else ""
                 out, fatal = Completion(error=describe(e) + attempts), is_fatal(e)
             self.last_latencies_s[i] = time.perf_counter() - t0
-            self.usage.record(out)
             return out, fatal
 
     async def _request_json_fallback(self, client: Any, conv: Conversation, params: GenParams) -> Any:

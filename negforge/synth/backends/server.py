@@ -1,17 +1,22 @@
 """A local OpenAI-compatible server (xllamacpp, llama.cpp inside) that negforge starts and stops.
 
-The default run uses it so that generation goes through the real ``openai`` client path; any
-other server is reached by setting ``llm.base_url`` instead.
+``backend: local`` (:class:`LocalBackend`, the default) starts it for ``llm.gguf`` and talks to it
+through the real ``openai`` client path (:class:`~negforge.synth.backends.openai_backend.OpenAIBackend`);
+any other server is ``backend: openai`` with ``llm.base_url``.
 """
 from __future__ import annotations
 
 import logging
 import os
 import socket
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..errors import BackendError, MissingDependencyError
 from ..models import resolve_gguf
+from .openai_backend import OpenAIBackend
+
+if TYPE_CHECKING:
+    from ..config import LLMConfig
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +89,40 @@ class LocalServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# llama.cpp gives every parallel slot its own n_ctx of KV cache: more slots than this only cost memory.
+LOCAL_MAX_PARALLEL = 16
+
+
+def gguf_identity(path: str) -> str:
+    """File name and size: what the cache key needs (the served model name is free text)."""
+    try:
+        return f"{os.path.basename(path)}:{os.path.getsize(path)}"
+    except OSError:
+        return os.path.basename(path)
+
+
+class LocalBackend(OpenAIBackend):
+    """``backend: local``: a :class:`LocalServer` for ``cfg.gguf``, started here, stopped by :meth:`close`."""
+
+    name = "local"
+
+    def __init__(self, cfg: "LLMConfig"):
+        self.server = LocalServer(cfg.gguf, n_ctx=cfg.n_ctx, n_parallel=min(cfg.concurrency, LOCAL_MAX_PARALLEL))
+        self.server.start()
+        try:
+            super().__init__(cfg, self.server.base_url)
+        except BaseException:
+            self.server.stop()
+            raise
+
+    @property
+    def cache_model(self) -> str:
+        return f"{self.model}@{gguf_identity(self.server.gguf)}"
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.server.stop()

@@ -35,7 +35,7 @@ from typing import Any, Optional
 from ..config import LLMConfig
 from ..errors import BackendError, ConfigError, MissingDependencyError
 from ..params import GenParams
-from .base import Completion, Conversation
+from .base import BaseBackend, Completion, Conversation
 from .usage import Usage
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,6 @@ def sampling_kwargs(params: GenParams, json_mode: Optional[bool] = None, use_sch
     ``use_schema``), else ``{"json_object": True}``; :func:`build_sampling_params` turns it into the
     installed vLLM's class (or drops it with a warning).
     """
-    if params.n != 1:
-        raise ConfigError(f"params.n={params.n}: the vllm backend returns one completion per conversation; "
-                          "set n=1 and send the conversation several times with different seeds")
     kw: dict[str, Any] = {"temperature": params.temperature, "top_p": params.top_p,
                           "max_tokens": params.max_tokens, "n": 1}
     if params.seed is not None:
@@ -141,7 +138,7 @@ def to_completion(out: Any) -> Completion:
     return Completion(text=first.text, finish_reason=finish, **tokens)
 
 
-class VLLMBackend:
+class VLLMBackend(BaseBackend):
     name = "vllm"
 
     def __init__(self, cfg: LLMConfig):
@@ -158,9 +155,8 @@ class VLLMBackend:
             kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
             log.info("vLLM on CPU: KV cache %d MiB (set llm.vllm.kv_cache_memory_bytes to change)",
                      CPU_KV_CACHE_BYTES >> 20)
-        self.model = kwargs["model"]
+        super().__init__(kwargs["model"], Usage.from_config(cfg))
         self.engine_kwargs = kwargs
-        self.usage = Usage.from_config(cfg)
         # Set to False once the engine refused a JSON schema / any structured output (for the job).
         self._schema_ok = True
         self._json_ok = True
@@ -172,20 +168,11 @@ class VLLMBackend:
         log.info("vLLM %s loaded %s in %.1f s", vllm.__version__, self.model, time.perf_counter() - t0)
 
     # -- public -------------------------------------------------------------------------------
-    def generate(self, conversations: list[Conversation], params: GenParams) -> list[Completion]:
-        sampling_kwargs(params)  # validate before touching the engine
-        if not conversations:
-            return []
-        t0 = time.perf_counter()
-        try:
-            rows = self._batch(conversations, params)
-        finally:
-            self.usage.add(wall_s=time.perf_counter() - t0)
-        if len(rows) != len(conversations):  # the engine broke its own contract
-            raise BackendError(f"vLLM returned {len(rows)} outputs for {len(conversations)} conversations")
-        for row in rows:
-            self.usage.record(row)
-        return rows
+    def check_params(self, params: GenParams) -> None:
+        sampling_kwargs(params)
+
+    def _generate(self, conversations: list[Conversation], params: GenParams) -> list[Completion]:
+        return self._batch(conversations, params)
 
     def close(self) -> None:
         llm, self._llm = getattr(self, "_llm", None), None
@@ -197,12 +184,6 @@ class VLLMBackend:
             log.debug("shutting down the vLLM engine: %s", e)
         del llm
         gc.collect()
-
-    def __enter__(self) -> "VLLMBackend":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- internals ----------------------------------------------------------------------------
     def _batch(self, conversations: list[Conversation], params: GenParams) -> list[Completion]:

@@ -1,4 +1,4 @@
-"""A scripted fake backend for unit tests of parsing and retries (never for quality claims).
+"""A scripted fake backend for unit tests of parsing and retries (never for quality claims); tests only.
 
 ``ScriptedBackend(reply_fn)`` calls ``reply_fn(conversation)`` for each row: a ``str`` is the
 completion text, an ``Exception`` makes the row come back failed with that reason, a
@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Union
 
-from ..params import GenParams
-from .base import Completion, Conversation
-from .usage import Usage
+from negforge.synth.backends.base import BaseBackend, Completion, Conversation
+from negforge.synth.params import GenParams
 
 Reply = Union[str, Exception, Completion]
 
@@ -20,13 +19,12 @@ def _words(conv: Conversation) -> int:
     return sum(len(m.get("content", "").split()) for m in conv)
 
 
-class ScriptedBackend:
+class ScriptedBackend(BaseBackend):
     name = "scripted"
 
     def __init__(self, reply_fn: Callable[[Conversation], Reply], model: str = "scripted"):
+        super().__init__(model)
         self.reply_fn = reply_fn
-        self.model = model
-        self.usage = Usage()
         self.seen: list[tuple[Conversation, GenParams]] = []
         self.batches: list[int] = []  # size of each generate() call
 
@@ -43,7 +41,7 @@ class ScriptedBackend:
 
         return cls(next_reply, model)
 
-    def generate(self, conversations: list[Conversation], params: GenParams) -> list[Completion]:
+    def _generate(self, conversations: list[Conversation], params: GenParams) -> list[Completion]:
         self.batches.append(len(conversations))
         out = []
         for conv in conversations:
@@ -58,9 +56,5 @@ class ScriptedBackend:
                                finish_reason="stop")
             else:
                 raise TypeError(f"reply_fn must return str, Exception or Completion, not {type(reply).__name__}")
-            self.usage.record(c)
             out.append(c)
         return out
-
-    def close(self) -> None:
-        pass
