@@ -344,4 +344,4 @@ def test_open_backend_starts_its_own_local_server():
         # the registered `local` backend; its cache identity is the GGUF file, not only the served name
         assert b.name == "local" and b.cache_model.startswith("SmolLM2-135M-Instruct@") and ".gguf:" in b.cache_model
     with pytest.raises(BackendError, match="not started"):
-        b.server.base_url  # closing the backend stopped its server
+        _ = b.server.base_url  # closing the backend stopped its server
