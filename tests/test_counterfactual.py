@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from negforge.synth.backends.scripted import ScriptedBackend
+from scripted_backend import ScriptedBackend
 from negforge.synth.config import GenerateConfig, LLMConfig, ProfileConfig
 from negforge.synth.counterfactual import FALLBACK_REQUIREMENT, CounterfactualFlow
 from negforge.synth.flows import FLOWS, make_flow

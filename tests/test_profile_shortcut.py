@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from negforge.synth.attributes import target_length
-from negforge.synth.backends.scripted import ScriptedBackend
+from scripted_backend import ScriptedBackend
 from negforge.synth.config import ProfileConfig
 from negforge.synth.data import load_corpus
 from negforge.synth.params import GenParams

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fault_server import mar_reply
-from negforge.synth.backends.scripted import ScriptedBackend
+from scripted_backend import ScriptedBackend
 from negforge.synth.cli import app
 from negforge.synth.config import GenerateConfig, ProfileConfig
 from negforge.synth.data import load_beir, load_corpus, records_from_beir
