@@ -152,7 +152,7 @@ class DenseMiner:
             from .embeddings import corpus_embeddings
 
             embeddings = corpus_embeddings(corpus, cfg.encoder, cfg.cache_dir, cfg.batch_size, max_seq_length,
-                                           show_progress=show_progress)
+                                           show_progress=show_progress, backend=cfg.backend, precision=cfg.precision)
         if len(embeddings) != len(corpus):
             raise ConfigError(f"dense: {len(embeddings)} embeddings for a corpus of {len(corpus)} documents")
         self.emb, self.query_emb = embeddings, query_embeddings
@@ -161,7 +161,8 @@ class DenseMiner:
         from .embeddings import encode_texts
 
         return encode_texts(texts, self.cfg.encoder, self.cfg.batch_size, self.max_seq_length,
-                            show_progress=self.show_progress)
+                            show_progress=self.show_progress, backend=self.cfg.backend, precision=self.cfg.precision,
+                            cache_dir=self.cfg.cache_dir)
 
     def _positive_scores(self, records: list[Record], q: np.ndarray) -> list[Optional[float]]:
         """Lowest positive score per record: corpus rows where the positive has a doc id there,

@@ -5,6 +5,10 @@ sidecar (shape, model, dim). It is written in batches to a temp file and renamed
 so a crash never leaves a half cache that looks whole; reads are memory-mapped, so a
 million-passage corpus costs one float32 copy on disk and only the pages touched in memory.
 Embeddings are L2-normalised: inner product = cosine.
+
+``backend`` / ``precision`` choose the runtime (:mod:`negforge.mixers.runtime`): torch (the
+SentenceTransformer), onnx (ONNX Runtime) or openvino; each (backend, precision) other than
+torch/fp32 gets its own cache file (``...-onnx-int8-...``), as its vectors differ slightly.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -23,13 +28,82 @@ from negforge.synth.models import load_encoder, resolve_encoder
 log = logging.getLogger(__name__)
 
 
+def _default_cache(cache_dir: str | os.PathLike | None) -> str | os.PathLike:
+    """``cache_dir``, or ``embeddings/`` under negforge's cache folder (:mod:`negforge.synth.paths`)."""
+    if cache_dir is not None:
+        return cache_dir
+    from negforge.synth.paths import cache_path as _cache_folder
+
+    return _cache_folder("embeddings")
+
+
 def _slug(encoder: str) -> str:
     base = Path(encoder.rstrip("/")).name or "encoder"
     return f"{base}-{hashlib.sha1(encoder.encode()).hexdigest()[:8]}"
 
 
-def cache_path(encoder: str, corpus: Corpus, cache_dir: str | os.PathLike, max_seq_length: int) -> Path:
-    return Path(cache_dir) / f"{_slug(resolve_encoder(encoder))}-L{max_seq_length}-{corpus.fingerprint()}.f32"
+def _runtime_tag(backend: str, precision: str) -> str:
+    from .runtime import resolve_precision
+
+    precision = resolve_precision(backend, precision)
+    return "" if (backend, precision) == ("torch", "fp32") else f"-{backend}-{precision}"
+
+
+def cache_path(encoder: str, corpus: Corpus, cache_dir: str | os.PathLike, max_seq_length: int,
+               backend: str = "torch", precision: str = "fp32") -> Path:
+    tag = _runtime_tag(backend, precision)
+    return Path(cache_dir) / f"{_slug(resolve_encoder(encoder))}-L{max_seq_length}{tag}-{corpus.fingerprint()}.f32"
+
+
+class _TorchBF16:
+    """A SentenceTransformer whose ``encode`` runs under CPU bf16 autocast (float32 out)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def get_embedding_dimension(self) -> int:
+        return _dim(self.model)
+
+    def encode(self, texts, **kw) -> np.ndarray:
+        import torch
+
+        kw.pop("convert_to_numpy", None)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = self.model.encode(texts, convert_to_tensor=True, **kw)
+        return out.float().cpu().numpy()
+
+
+def get_encoder(encoder: str, max_seq_length: Optional[int] = None, backend: str = "torch", precision: str = "fp32",
+                cache_dir: str | os.PathLike | None = None, fresh: bool = False):
+    """An object with ``encode`` / ``get_embedding_dimension`` for (encoder, backend, precision).
+
+    ``fresh`` skips the per-process cache (a folder retrained in this process must be re-read;
+    runtime exports are keyed by the folder's content, so they are always fresh)."""
+    from .runtime import RuntimeEncoder, resolve_precision
+
+    precision = resolve_precision(backend, precision)
+    cache_dir = _default_cache(cache_dir)
+    if backend != "torch":
+        return _runtime_encoder(encoder, max_seq_length, backend, precision, str(cache_dir)) if not fresh else \
+            RuntimeEncoder(encoder, backend, precision, max_seq_length, cache_dir)
+    if fresh:
+        from sentence_transformers import SentenceTransformer
+
+        from negforge.synth.models import device
+
+        model = SentenceTransformer(resolve_encoder(encoder), device=device())
+        if max_seq_length:
+            model.max_seq_length = max_seq_length
+    else:
+        model = load_encoder(encoder, max_seq_length)
+    return _TorchBF16(model) if precision == "bf16" else model
+
+
+@lru_cache(maxsize=4)
+def _runtime_encoder(encoder: str, max_seq_length: Optional[int], backend: str, precision: str, cache_dir: str):
+    from .runtime import RuntimeEncoder
+
+    return RuntimeEncoder(encoder, backend, precision, max_seq_length, cache_dir)
 
 
 def _dim(model) -> int:
@@ -38,9 +112,10 @@ def _dim(model) -> int:
 
 
 def encode_texts(texts: Sequence[str], encoder: str, batch_size: int = 64, max_seq_length: Optional[int] = None,
-                 show_progress: bool = False, model=None) -> np.ndarray:
+                 show_progress: bool = False, model=None, backend: str = "torch", precision: str = "fp32",
+                 cache_dir: str | os.PathLike | None = None) -> np.ndarray:
     """Normalised float32 embeddings of ``texts`` (no cache: for queries and generated passages)."""
-    model = model or load_encoder(encoder, max_seq_length)
+    model = model or get_encoder(encoder, max_seq_length, backend, precision, cache_dir)
     if not len(texts):
         return np.zeros((0, _dim(model)), dtype=np.float32)
     return np.asarray(model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
@@ -49,20 +124,18 @@ def encode_texts(texts: Sequence[str], encoder: str, batch_size: int = 64, max_s
 
 def corpus_embeddings(corpus: Corpus, encoder: str, cache_dir: str | os.PathLike | None = None,
                       batch_size: int = 64, max_seq_length: int = 256, show_progress: bool = True,
-                      model=None, chunk: int = 4096) -> np.memmap:
+                      model=None, chunk: int = 4096, backend: str = "torch", precision: str = "fp32") -> np.memmap:
     """Memory-mapped (len(corpus), dim) float32 matrix, computed on first use and reused after
-    (``cache_dir`` None: ``embeddings/`` under negforge's cache folder, see :mod:`negforge.synth.paths`)."""
-    if cache_dir is None:
-        from negforge.synth.paths import cache_path as _cache_folder
-
-        cache_dir = _cache_folder("embeddings")
-    path = cache_path(encoder, corpus, cache_dir, max_seq_length)
+    (``cache_dir`` None: ``embeddings/`` under negforge's cache folder, see :mod:`negforge.synth.paths`).
+    ``model`` (optional) must be the encoder for (``backend``, ``precision``): it names the cache file."""
+    cache_dir = _default_cache(cache_dir)
+    path = cache_path(encoder, corpus, cache_dir, max_seq_length, backend, precision)
     meta_path = path.with_suffix(".json")
     if path.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
         log.info("corpus embeddings from cache %s", path)
         return np.memmap(path, dtype=np.float32, mode="r", shape=tuple(meta["shape"]))
-    model = model or load_encoder(encoder, max_seq_length)
+    model = model or get_encoder(encoder, max_seq_length, backend, precision, cache_dir)
     dim = _dim(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -78,6 +151,7 @@ def corpus_embeddings(corpus: Corpus, encoder: str, cache_dir: str | os.PathLike
     out.flush()
     del out
     os.replace(tmp, path)
-    meta_path.write_text(json.dumps({"shape": [len(corpus), dim], "encoder": encoder,
-                                     "max_seq_length": max_seq_length, "corpus": corpus.fingerprint()}))
+    meta_path.write_text(json.dumps({"shape": [len(corpus), dim], "encoder": encoder, "backend": backend,
+                                     "precision": precision, "max_seq_length": max_seq_length,
+                                     "corpus": corpus.fingerprint()}))
     return np.memmap(path, dtype=np.float32, mode="r", shape=(len(corpus), dim))

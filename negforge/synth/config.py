@@ -43,6 +43,21 @@ class BackendName(str, Enum):
     vllm = "vllm"  # the offline vllm.LLM engine
 
 
+class EncoderBackend(str, Enum):
+    """Where corpus / query encoding runs (training always uses torch): negforge.mixers.runtime."""
+
+    torch = "torch"
+    onnx = "onnx"  # ONNX Runtime
+    openvino = "openvino"
+
+
+class Precision(str, Enum):
+    auto = "auto"  # openvino: bf16 where the CPU has native bf16, else fp32; the others: fp32
+    fp32 = "fp32"
+    bf16 = "bf16"  # torch (CPU autocast), openvino
+    int8 = "int8"  # onnx (dynamic quantisation), openvino (int8 weights)
+
+
 class LLMConfig(_Cfg):
     backend: BackendName = BackendName.local
     # Model name sent to the server / loaded by vLLM (a HF directory for vLLM).
@@ -142,6 +157,9 @@ class VerifyConfig(_Cfg):
     drop_query_over: int = Field(8, ge=0)
     cache_dir: str = Field(default_factory=lambda: cache_path("embeddings"))  # corpus embeddings, shared with mine/eval
     batch_size: int = Field(64, ge=1)  # encoder / cross-encoder batch size
+    # encoder runtime for corpus/query vectors (torch, onnx, openvino) and its precision (auto, fp32, bf16, int8)
+    backend: EncoderBackend = EncoderBackend.torch
+    precision: Precision = Precision.fp32
 
     @field_validator("min_perc_pos_sources")
     @classmethod
@@ -163,6 +181,9 @@ class MineConfig(_Cfg):
     sampling: Literal["top", "random"] = "top"  # the first num_negatives of the window, or a seeded sample
     batch_size: int = Field(64, ge=1)
     cache_dir: str = Field(default_factory=lambda: cache_path("embeddings"))
+    # encoder runtime for corpus/query vectors (torch, onnx, openvino) and its precision (auto, fp32, bf16, int8)
+    backend: EncoderBackend = EncoderBackend.torch
+    precision: Precision = Precision.fp32
     # dense index: flat = exact inner product; ivf / hnsw = faiss ANN; auto = flat up to ann_threshold docs
     index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
     ann_threshold: int = Field(500_000, ge=1)
@@ -230,6 +251,9 @@ class EvalConfig(_Cfg):
     # As BEIR: a retrieved document whose id equals the query's id is not counted (datasets whose
     # queries are also corpus documents, e.g. ArguAna, Quora). False counts it like any other.
     ignore_identical_ids: bool = True
+    # encoder runtime for corpus/query vectors (torch, onnx, openvino) and its precision (auto, fp32, bf16, int8)
+    backend: EncoderBackend = EncoderBackend.torch
+    precision: Precision = Precision.fp32
 
 
 class RunConfig(_Cfg):

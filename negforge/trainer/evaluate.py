@@ -109,19 +109,18 @@ def metrics_from_run(qrels: Qrels, run: dict[str, dict[str, float]],
 def retrieve(encoder: str, data: BeirData, cfg: EvalConfig, show_progress: bool = True,
              k: int = TOP_K) -> dict[str, dict[str, float]]:
     """Top-``k`` run {query id: {doc id: score}} for the split's queries that have a relevant doc."""
-    from sentence_transformers import SentenceTransformer
-
-    from negforge.mixers.embeddings import corpus_embeddings, encode_texts
+    from negforge.mixers.embeddings import corpus_embeddings, encode_texts, get_encoder
 
     qids = [q for q, rels in data.qrels.items() if any(s > 0 for s in rels.values())]
     missing = [q for q in qids if q not in data.queries]
     if missing:
         raise InputError(f"{len(missing)} qrels queries have no text in queries.jsonl, e.g. {missing[0]!r}")
-    # A fresh model, not the per-process cache: a folder retrained in this process must be re-read.
-    model = SentenceTransformer(resolve_encoder(encoder))
-    model.max_seq_length = cfg.max_seq_length
+    # A fresh model, not the per-process cache: a folder retrained in this process must be re-read
+    # (with backend onnx/openvino, the fine-tuned folder is exported here, once per content).
+    model = get_encoder(encoder, cfg.max_seq_length, cfg.backend, cfg.precision, cfg.cache_dir, fresh=True)
     docs = corpus_embeddings(data.corpus, encoder, embedding_cache_dir(encoder, cfg.cache_dir), cfg.batch_size,
-                             cfg.max_seq_length, show_progress=show_progress, model=model)
+                             cfg.max_seq_length, show_progress=show_progress, model=model, backend=cfg.backend,
+                             precision=cfg.precision)
     queries = encode_texts([data.queries[q] for q in qids], encoder, cfg.batch_size, model=model)
     return run_from_embeddings(qids, queries, data.corpus.ids, docs, k, cfg.ignore_identical_ids)
 
