@@ -179,5 +179,26 @@ def export_records(records: list[Record], fmt: str, out_path: str | os.PathLike,
     report.score_key = resolve_scores(kept, scores)
     out.parent.mkdir(parents=True, exist_ok=True)
     export_formats.WRITERS[fmt](kept, out, report, num_negatives=num_negatives)
-    log.info("%s", report.summary())
+    log.debug("%s", report.summary())  # the caller shows the report (the CLI prints it)
     return report
+
+
+def to_dataset(records: list[Record], fmt: str = "sentence-transformers", num_negatives: Optional[int] = None,
+               allow_unverified: bool = False, scores: Optional[str] = "auto"):
+    """The export as an in-memory ``datasets.Dataset`` (same rules as :func:`export_records`), with
+    its :class:`ExportReport`: ``(dataset, report)``. Formats: the sentence-transformers layouts,
+    ``flagembedding`` and ``parquet`` (one row per record)."""
+    from datasets import Dataset
+
+    from . import export_formats
+
+    fmt = resolve_format(fmt)
+    if not records:
+        raise InputError("no records to turn into a dataset")
+    report = ExportReport(format=fmt, path="<memory>", records_in=len(records))
+    kept = select_for_export(records, report, allow_unverified)
+    report.score_key = resolve_scores(kept, scores)
+    cols = export_formats.dataset_columns(kept, fmt, report.score_key, num_negatives)
+    ds = Dataset.from_dict(cols)
+    report.rows = len(ds)
+    return ds, report

@@ -103,16 +103,20 @@ def _jsonl(out: Path, rows: list[dict[str, Any]], report: ExportReport) -> None:
     report.files.append(str(out))
 
 
-def write_flagembedding(records: list[Record], out: Path, report: ExportReport, **_: Any) -> None:
+def flagembedding_rows(records: list[Record], score_key: Optional[str] = None) -> list[dict[str, Any]]:
     rows = []
     for r in records:
         row: dict[str, Any] = {"query": r.query, "pos": [p.full_text for p in r.positives],
                                "neg": [n.full_text for n in r.negatives], "id": r.id}
-        pos_s, neg_s = score_lists(r, report.score_key)
+        pos_s, neg_s = score_lists(r, score_key)
         if pos_s is not None:
             row.update(pos_scores=pos_s, neg_scores=neg_s)
         rows.append(row)
-    _jsonl(out, rows, report)
+    return rows
+
+
+def write_flagembedding(records: list[Record], out: Path, report: ExportReport, **_: Any) -> None:
+    _jsonl(out, flagembedding_rows(records, report.score_key), report)
 
 
 def _passage(p: Passage, score: Optional[float]) -> dict[str, Any]:
@@ -160,10 +164,8 @@ def write_tevatron(records: list[Record], out: Path, report: ExportReport, **_: 
     report.files.append(str(out / "corpus.jsonl"))
 
 
-def write_parquet(records: list[Record], out: Path, report: ExportReport, **_: Any) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+def record_columns(records: list[Record], score_key: Optional[str] = None) -> dict[str, list]:
+    """One row per record (the Parquet layout): id, query, positive, negative, negative_source, negative_doc_id."""
     cols: dict[str, list] = {
         "id": [r.id for r in records],
         "query": [r.query for r in records],
@@ -172,9 +174,17 @@ def write_parquet(records: list[Record], out: Path, report: ExportReport, **_: A
         "negative_source": [[n.source.value for n in r.negatives] for r in records],
         "negative_doc_id": [[n.doc_id for n in r.negatives] for r in records],
     }
-    if report.score_key:
-        lists = [score_lists(r, report.score_key) for r in records]
+    if score_key:
+        lists = [score_lists(r, score_key) for r in records]
         cols["positive_score"], cols["negative_score"] = [p for p, _ in lists], [n for _, n in lists]
+    return cols
+
+
+def write_parquet(records: list[Record], out: Path, report: ExportReport, **_: Any) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = record_columns(records, report.score_key)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     pq.write_table(pa.table(cols), tmp)
     os.replace(tmp, out)
@@ -191,3 +201,19 @@ WRITERS: dict[str, Callable[..., None]] = {
     "tevatron-legacy": write_tevatron_legacy,
     "parquet": write_parquet,
 }
+
+
+def dataset_columns(records: list[Record], fmt: str, score_key: Optional[str] = None,
+                    num_negatives: Optional[int] = None) -> dict[str, list]:
+    """The columns of ``fmt`` as a dict of lists, for an in-memory ``datasets.Dataset``."""
+    layouts = {"sentence-transformers": "n-tuple", "sentence-transformers-triplet": "triplet",
+               "sentence-transformers-labeled-pair": "labeled-pair", "sentence-transformers-labeled-list": "labeled-list"}
+    if fmt in layouts:
+        return st_columns(records, layouts[fmt], num_negatives, score_key)
+    if fmt == "flagembedding":
+        rows = flagembedding_rows(records, score_key)
+        return {k: [row[k] for row in rows] for k in rows[0]}
+    if fmt == "parquet":
+        return record_columns(records, score_key)
+    raise InputError(f"{fmt}: an export that writes files (use export_records); in memory: "
+                     f"{', '.join([*layouts, 'flagembedding', 'parquet'])}")
