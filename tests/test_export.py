@@ -239,6 +239,10 @@ def test_cli(verified, tmp_path):
     res = CliRunner().invoke(app, ["export", "-i", str(raw), "-f", "tevatron", "-o", str(tmp_path / "t"),
                                    "--unverified", "-q"])
     assert res.exit_code == 0 and (tmp_path / "t" / "corpus.jsonl").is_file()
+    # a FlagEmbedding file converts to Tevatron (its negatives were never verified here)
+    res = CliRunner().invoke(app, ["export", "-i", str(tmp_path / "f.jsonl"), "-f", "tevatron", "-o",
+                                   str(tmp_path / "conv"), "--unverified"])
+    assert res.exit_code == 0 and "wrote 6 of 6 records" in res.output, res.output
     res = CliRunner().invoke(app, ["export", "-i", str(src), "-f", "csv", "-o", str(tmp_path / "c")])
     assert res.exit_code == 2 and "valid:" in res.output
 

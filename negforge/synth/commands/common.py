@@ -118,7 +118,8 @@ def emit_report(report: Any, json_path: Optional[Path] = None) -> None:
 
 
 # verify and fn-report: records plus the corpus and qrels of --data
-VerifyInputOpt = typer.Option(..., "--input", "-i", help="Records JSONL, FlagEmbedding JSONL, or a BEIR folder.")
+VerifyInputOpt = typer.Option(..., "--input", "-i", help="Records JSONL, or any input `negforge mine` reads "
+                              "(FlagEmbedding/Tevatron JSONL, a BEIR or datasets folder, Parquet, CSV/TSV).")
 VerifyDataOpt = typer.Option(None, "--data", "-d", help="BEIR folder whose corpus and qrels the verifiers use "
                              "(e.g. ../shared/data/scifact).")
 VerifySplitOpt = typer.Option("train", "--split", help="qrels split of --data (or of a BEIR --input).")

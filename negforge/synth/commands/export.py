@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .common import QuietOpt, VerboseOpt, example, handle_errors, setup_logging
+from .common import ColumnsOpt, QuietOpt, VerboseOpt, example, handle_errors, load_inputs, setup_logging
 
 
 def register(app: typer.Typer) -> None:
@@ -14,7 +14,8 @@ def register(app: typer.Typer) -> None:
                                                   "negforge export -i mixed.jsonl -f sentence-transformers -o st-dataset/"))
     @handle_errors
     def export(
-        input: Path = typer.Option(..., "--input", "-i", help="Verified (or mixed) records JSONL."),
+        input: Path = typer.Option(..., "--input", "-i", help="Verified (or mixed) records JSONL; any other input "
+                                   "negforge reads (e.g. FlagEmbedding JSONL) converts with --unverified."),
         fmt: str = typer.Option(..., "--format", "-f", help="sentence-transformers (st) | sentence-transformers-triplet "
                                 "| sentence-transformers-labeled-pair | sentence-transformers-labeled-list | "
                                 "flagembedding (flag, bge) | tevatron | tevatron-legacy | parquet"),
@@ -27,6 +28,7 @@ def register(app: typer.Typer) -> None:
         scores: str = typer.Option("auto", "--scores", help="Score written where the format has a place for one: "
                                    "auto (cross_encoder, else embedding, when every negative has it), a verifier "
                                    "name, or none."),
+        columns: Optional[str] = ColumnsOpt,
         quiet: bool = QuietOpt,
         verbose: bool = VerboseOpt,
     ) -> None:
@@ -36,9 +38,8 @@ def register(app: typer.Typer) -> None:
         """
         from negforge.trainer.export import export_records
 
-        from ..io import read_records
-
         setup_logging(quiet, verbose)
-        report = export_records(read_records(input), fmt, output, num_negatives=num_negatives,
+        records, _ = load_inputs(input, columns=columns)
+        report = export_records(records, fmt, output, num_negatives=num_negatives,
                                 allow_unverified=unverified, scores=scores)
         typer.echo(report.summary())
