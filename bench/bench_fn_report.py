@@ -37,7 +37,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = {"scifact": ROOT.parent / "shared" / "data" / "scifact", "nfcorpus": ROOT.parent / "shared" / "data" / "nfcorpus"}
+DATA = {name: ROOT.parent / "shared" / "data" / name for name in ("scifact", "nfcorpus")}
 BUDGET = 0.15
 
 
@@ -86,12 +86,17 @@ def run_dataset(name: str, args) -> dict:
     data = load_beir(DATA[name], "train")
     held_ids = set(train["heldout_query_ids"])
     held = [r for r in read_records(run / "mined.jsonl") if r.id in held_ids]
+    if args.max_positives:  # NFCorpus queries have dozens: keep a seeded few (one of them is planted)
+        held = [r.model_copy(update={"positives": random.Random(f"0:{r.id}").sample(r.positives, args.max_positives)})
+                if len(r.positives) > args.max_positives else r for r in held]
     planted = plant_false_negatives(held)
     fn = known_fn(planted, data.qrels)
     cache = str(ROOT / ".cache" / "negforge" / "embeddings")
     cfg = VerifyConfig(cross_encoder=str(ce_dir), cache_dir=cache, batch_size=32)
     t = time.perf_counter()
-    scores = score_negatives(planted, cfg, ["embedding", "cross_encoder"], data.qrels, data.corpus)
+    # --no-corpus-vectors: encode only the texts scored here, not the whole corpus (when it is not cached)
+    corpus = None if args.no_corpus_vectors else data.corpus
+    scores = score_negatives(planted, cfg, ["embedding", "cross_encoder"], data.qrels, corpus)
     score_s = time.perf_counter() - t
     res = fn_curves(planted, scores, fn, cfg)
     res.update(name=name, score_s=round(score_s, 1), train=train,
@@ -105,7 +110,7 @@ def run_dataset(name: str, args) -> dict:
         sfn = known_fn(sub, data.qrels)
         jcfg = cfg.model_copy(update={"judge_cache_dir": str(ROOT / ".cache" / "negforge" / "llm")})
         t = time.perf_counter()
-        sub_scores = score_negatives(sub, jcfg, ["embedding", "cross_encoder", "llm_judge"], data.qrels, data.corpus)
+        sub_scores = score_negatives(sub, jcfg, ["embedding", "cross_encoder", "llm_judge"], data.qrels, corpus)
         res["judge"] = fn_curves(sub, sub_scores, sfn, cfg) | {"wall_s": round(time.perf_counter() - t, 1)}
         res["judge"]["png"] = str(plot_curves(res["judge"], args.out / "fn_report" / f"curves_{name}_judge.png",
                                               title=f"{name}: judge sample, {int(sfn.sum())} planted FN, "
@@ -164,6 +169,8 @@ def main() -> None:
     ap.add_argument("--datasets", default="scifact,nfcorpus")
     ap.add_argument("--judge", type=int, default=0, help="planted + other negatives for the LLM judge (0: skip)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--max-positives", type=int, default=None, help="positives kept per held-out query")
+    ap.add_argument("--no-corpus-vectors", action="store_true", help="encode only the scored texts")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -184,8 +191,8 @@ def main() -> None:
             for curve, c in src["curves"].items():
                 p = at_budget(c["points"], BUDGET)
                 if p:
-                    transfer.append({"curve": curve, "from": src["name"], "to": dst["name"], "threshold": p["threshold"],
-                                     "src": p, "dst": apply_threshold(dst["scores"], dst["fn"], curve, p["threshold"])})
+                    transfer.append({"curve": curve, "from": src["name"], "to": dst["name"],
+                                     "threshold": p["threshold"], "src": p, "dst": apply_threshold(dst["scores"], dst["fn"], curve, p["threshold"])})
     for r in results:
         r.pop("scores"), r.pop("fn")
     out = {"command": "python bench/bench_fn_report.py " + shlex.join(sys.argv[1:]),

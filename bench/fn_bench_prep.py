@@ -33,7 +33,7 @@ def choose_heldout(qrels: dict[str, dict[str, int]], n: int, seed: int) -> list[
     return sorted(multi + rng.sample(single, max(0, min(len(single), n - len(multi)))))
 
 
-def mined_records(data_dir: Path, out: Path, cache_dir: str):
+def mined_records(data_dir: Path, out: Path, cache_dir: str, sources: list[str]):
     """BM25 + dense negatives for every train query (written once, then read back)."""
     from negforge.mixers.mine import mine_records
     from negforge.synth.config import MineConfig
@@ -44,7 +44,7 @@ def mined_records(data_dir: Path, out: Path, cache_dir: str):
         logging.info("reusing %s", out)
         return read_records(out)
     data = load_beir(data_dir, "train")
-    cfg = MineConfig(sources=["bm25", "dense"], num_negatives=8, range_max=50, cache_dir=cache_dir)
+    cfg = MineConfig(sources=sources, num_negatives=8, range_max=50, cache_dir=cache_dir)
     t = time.perf_counter()
     records, report = mine_records(records_from_beir(data), data, cfg, show_progress=False)
     logging.info("mined %s in %.1f s\n%s", out, time.perf_counter() - t, report.table())
@@ -87,6 +87,8 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--lr", type=float, default=7e-5)
     ap.add_argument("--freeze-layers", type=int, default=0)
+    ap.add_argument("--sources", default="bm25,dense", help="miners for the records and the training negatives")
+    ap.add_argument("--train-negatives", type=int, default=2, help="training negatives per source per query")
     ap.add_argument("--dev-pairs", type=int, default=400)
     ap.add_argument("--evals", type=int, default=6)
     ap.add_argument("--retrain", action="store_true")
@@ -97,11 +99,12 @@ def main() -> None:
 
     run = ROOT / "runs" / "bench_fn" / args.name
     cache = str(ROOT / ".cache" / "negforge" / "embeddings")
-    mined_records(args.data, run / "mined.jsonl", cache)
+    sources = args.sources.split(",")
+    mined_records(args.data, run / "mined.jsonl", cache, sources)
     heldout = choose_heldout(load_beir(args.data, "train").qrels, args.heldout_queries, seed=0)
     cfg = {"max_pairs": args.max_pairs, "max_positives_per_query": args.max_positives, "max_length": args.max_length,
            "lr": args.lr, "freeze_layers": args.freeze_layers, "dev_max_pairs": args.dev_pairs, "evals": args.evals,
-           "mine": {"cache_dir": cache}}
+           "mine": {"cache_dir": cache, "sources": sources, "num_negatives": args.train_negatives}}
     res = train_cross_encoder(args.data, run / "cross_encoder", heldout, cfg, args.retrain)
     print(json.dumps(res["result"], indent=1))
 
