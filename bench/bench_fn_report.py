@@ -192,7 +192,8 @@ def main() -> None:
                 p = at_budget(c["points"], BUDGET)
                 if p:
                     transfer.append({"curve": curve, "from": src["name"], "to": dst["name"],
-                                     "threshold": p["threshold"], "src": p, "dst": apply_threshold(dst["scores"], dst["fn"], curve, p["threshold"])})
+                                     "threshold": p["threshold"], "src": p,
+                                     "dst": apply_threshold(dst["scores"], dst["fn"], curve, p["threshold"])})
     for r in results:
         r.pop("scores"), r.pop("fn")
     out = {"command": "python bench/bench_fn_report.py " + shlex.join(sys.argv[1:]),
