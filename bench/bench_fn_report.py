@@ -74,16 +74,17 @@ def apply_threshold(scores: dict[str, np.ndarray], fn: np.ndarray, name: str, th
     return _point(drop, fn, threshold=threshold)
 
 
-def run_dataset(name: str, args) -> dict:
+def run_dataset(spec: str, args) -> dict:
     from negforge.synth.config import VerifyConfig
     from negforge.synth.data import load_beir
     from negforge.synth.fn_curves import fn_curves, known_fn, plant_false_negatives, plot_curves, score_negatives
     from negforge.synth.io import read_records
 
+    name, _, path = spec.partition("=")  # "scifact", or "name=/path/to/beir"
     run = ROOT / "runs" / "bench_fn" / name
     ce_dir = run / "cross_encoder"
     train = json.loads((ce_dir / "train_report.json").read_text())
-    data = load_beir(DATA[name], "train")
+    data = load_beir(path or DATA[name], "train")
     held_ids = set(train["heldout_query_ids"])
     held = [r for r in read_records(run / "mined.jsonl") if r.id in held_ids]
     if args.max_positives:  # NFCorpus queries have dozens: keep a seeded few (one of them is planted)
@@ -94,8 +95,8 @@ def run_dataset(name: str, args) -> dict:
     cache = str(ROOT / ".cache" / "negforge" / "embeddings")
     cfg = VerifyConfig(cross_encoder=str(ce_dir), cache_dir=cache, batch_size=32)
     t = time.perf_counter()
-    # --no-corpus-vectors: encode only the texts scored here, not the whole corpus (when it is not cached)
-    corpus = None if args.no_corpus_vectors else data.corpus
+    # --no-corpus-vectors-for: encode only the texts scored here, not the whole corpus (when it is not cached)
+    corpus = None if name in args.no_corpus_vectors_for.split(",") else data.corpus
     scores = score_negatives(planted, cfg, ["embedding", "cross_encoder"], data.qrels, corpus)
     score_s = time.perf_counter() - t
     res = fn_curves(planted, scores, fn, cfg)
@@ -166,11 +167,12 @@ def markdown(out: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", default="scifact,nfcorpus")
+    ap.add_argument("--datasets", default="scifact,nfcorpus", help="names under ../shared/data, or name=BEIR_DIR")
     ap.add_argument("--judge", type=int, default=0, help="planted + other negatives for the LLM judge (0: skip)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--max-positives", type=int, default=None, help="positives kept per held-out query")
-    ap.add_argument("--no-corpus-vectors", action="store_true", help="encode only the scored texts")
+    ap.add_argument("--no-corpus-vectors-for", default="", help="datasets (comma-separated) whose corpus "
+                    "embeddings are not cached: encode only the scored texts")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -100,7 +100,7 @@ def ratio_curve(ratio: np.ndarray, fn: np.ndarray, default: float) -> dict[str, 
     r = np.nan_to_num(ratio, nan=-np.inf)
     cuts = np.unique(r[np.isfinite(r)])
     ts = np.concatenate([[cuts[0] - 1e-9], cuts]) if len(cuts) else np.array([default])
-    pts = [_point(r > t, fn, threshold=round(float(t), 6)) for t in ts]
+    pts = [_point(r > t, fn, threshold=float(t)) for t in ts]  # exact: a rounded t would drop its own point
     return {"points": pareto(pts), "default": _point(r > default, fn, threshold=default)}
 
 
@@ -136,7 +136,7 @@ def combo_curve(scores: dict[str, np.ndarray], names: list[str], fn: np.ndarray,
 
 
 def _t(x: float) -> Optional[float]:
-    return None if not np.isfinite(x) else round(float(x), 6)
+    return None if not np.isfinite(x) else float(x)
 
 
 def fn_curves(records: list[Record], scores: dict[str, np.ndarray], fn: np.ndarray,

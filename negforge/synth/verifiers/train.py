@@ -56,7 +56,7 @@ class VerifierTrainConfig(BaseModel):
     evals: int = Field(6, ge=1)  # dev evaluations over the run (ignored when eval_steps is set)
     eval_steps: Optional[int] = Field(None, ge=1)
     max_positives_per_query: Optional[int] = Field(None, ge=1)  # None: every positive (NFCorpus has hundreds)
-    # Train on at most N pairs (None: all): every positive, then a seeded sample of the negatives.
+    # Train on at most N pairs (None: all): a seeded sample, half positives where there are enough.
     max_pairs: Optional[int] = Field(None, ge=2)
     epochs: int = Field(1, ge=1)
     batch_size: int = Field(16, ge=2)
@@ -152,13 +152,15 @@ def labelled_pairs(records: list[Record], max_positives: Optional[int] = None,
 
 
 def _sample(pairs: list, labels: list[int], n: Optional[int], seed: int) -> tuple[list, list[int]]:
-    """At most ``n`` pairs, seeded: every positive first (positives are the scarce class), negatives fill the rest."""
+    """At most ``n`` pairs, seeded: positives up to half of them (more where the negatives cannot fill the
+    other half), negatives the rest, so a cap never starves either class."""
     if n is None or len(pairs) <= n:
         return pairs, labels
     rng = random.Random(seed)
     pos = [i for i, y in enumerate(labels) if y]
     neg = [i for i, y in enumerate(labels) if not y]
-    keep = rng.sample(pos, n) if len(pos) >= n else pos + rng.sample(neg, n - len(pos))
+    n_pos = min(len(pos), max(n // 2, n - len(neg)))
+    keep = rng.sample(pos, n_pos) + rng.sample(neg, n - n_pos)
     keep.sort()
     return [pairs[i] for i in keep], [labels[i] for i in keep]
 
