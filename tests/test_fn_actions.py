@@ -95,6 +95,19 @@ def test_relabel_moves_exactly_the_flagged_negatives_into_the_positives(dropped,
     assert "relabelled" not in out[0].positives[0].model_dump_json()
 
 
+def test_relabel_adds_a_document_flagged_twice_once(dropped, records, beir, emb_cache):
+    from negforge.synth.verifiers import verify_records
+
+    ref, _ = dropped
+    i = next(k for k, r in enumerate(ref) if _flagged(r))
+    rec = records[i].model_copy(deep=True)
+    n = next(x for x in rec.negatives if x.text == _flagged(ref[i])[0].text)
+    rec.negatives.append(n.model_copy(update={"source": Source.dense}))  # the same doc, also from dense
+    (out,), report = verify_records([rec], beir, _cfg(emb_cache, fn_action="relabel"), show_progress=False)
+    assert [p.doc_id for p in out.positives].count(n.doc_id) == 1
+    assert report.relabelled == len(_flagged(ref[i])) and n.doc_id not in {x.doc_id for x in out.negatives}
+
+
 def test_drop_query_removes_queries_past_n_flagged(dropped, records, beir, emb_cache):
     from negforge.synth.verifiers import verify_records
 

@@ -9,6 +9,7 @@ off-topic drafts and copies of a positive are rejected but never relabelled or c
   :class:`~negforge.synth.schema.Passage` whose ``relabelled`` names the source, the verifier, its
   score and the positive's score, and keeps the negative's provenance (as RLHN, arXiv 2505.16967,
   turns LLM-flagged false negatives into positives). The multi-positive losses then train on it.
+  A document flagged twice (e.g. mined by BM25 and by dense) becomes one positive.
 * ``drop_query``: as ``drop``, and a record with more than ``drop_query_over`` likely false
   negatives is removed from the output: its labels are too incomplete to trust.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 
 from ..config import VerifyConfig
-from ..schema import Negative, Passage, Record, Relabel
+from ..schema import Negative, Passage, Record, Relabel, normalise_text
 from .base import Check
 from .report import VerifyReport
 
@@ -45,10 +46,12 @@ def apply_fn_action(records: list[Record], flagged: dict[int, tuple[str, Check]]
             moved = [n for n in r.negatives if id(n) in flagged]
             if not moved:
                 continue
-            r.positives.extend(relabelled_positive(n, *flagged[id(n)]) for n in moved)
+            for n in moved:  # the same document flagged twice (mined by BM25 and dense) becomes one positive
+                if (n.doc_id is None or n.doc_id not in r.positive_ids()) and \
+                        normalise_text(n.full_text) not in r.positive_texts():
+                    r.positives.append(relabelled_positive(n, *flagged[id(n)]))
+                    report.total(_src(n))["relabelled"] += 1
             r.negatives = [n for n in r.negatives if id(n) not in flagged]
-            for n in moved:
-                report.total(_src(n))["relabelled"] += 1
         log.info("relabel: %d likely false negatives moved into the positives", report.relabelled)
         return records
     if cfg.fn_action == "drop_query":
