@@ -11,6 +11,12 @@ server answers normally. Actions:
 - ``("sleep", seconds)``: sleep, then answer normally (for concurrency checks)
 - ``"junk_content"``: a valid completion whose text is not JSON (the generator's problem)
 - ``"junk_body"``: HTTP 200 whose body is not JSON at all (the backend's problem)
+- ``"no_choices"``: HTTP 200, a JSON completion with an empty ``choices`` list (the backend's problem)
+- ``"die"``: the server stops listening (a crash): this request gets no answer, later ones are refused
+
+``fail_all = "500"`` (settable while running) answers every request with that status: a full outage.
+``mix = {action: probability}`` draws a fault (seeded by ``seed``) for requests no plan tag claims: the
+soak bench's steady fault rate. ``restart(down_s)`` stops the server and starts it again on the same port.
 
 Usage: the server reports ``prompt_tokens`` = words in all messages, ``completion_tokens`` = words in
 the reply. ``reject_response_format=True`` answers 400 to any request that has one.
@@ -64,10 +70,18 @@ def mar_reply(messages: list[dict]) -> str:
 
 class FaultServer:
     def __init__(self, plan: Optional[dict[str, list[Action]]] = None, reject_response_format: bool = False,
-                 reply_fn: Optional[Callable[[list[dict]], str]] = None, delay_s: float = 0.0):
+                 reply_fn: Optional[Callable[[list[dict]], str]] = None, delay_s: float = 0.0,
+                 mix: Optional[dict[Action, float]] = None, seed: int = 0):
         self.plan = {k: list(v) for k, v in (plan or {}).items()}
         self.reject_response_format = reject_response_format
         self.reply_fn, self.delay_s = reply_fn, delay_s
+        self.fail_all: Optional[str] = None
+        self.mix = list((mix or {}).items())
+        import random
+
+        self._rng = random.Random(seed)
+        self._port = 0
+        self.restarts = 0
         self.requests: list[dict[str, Any]] = []  # every request body, in arrival order
         self.headers: list[dict[str, str]] = []  # lower-cased names
         self.injected: dict[str, int] = {}  # action name -> times served
@@ -78,8 +92,8 @@ class FaultServer:
 
     @property
     def base_url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        assert self._port, "server not started"
+        return f"http://127.0.0.1:{self._port}/v1"
 
     def count(self, action: str) -> int:
         return self.injected.get(action, 0)
@@ -90,12 +104,22 @@ class FaultServer:
             self.requests.append(body)
             if self.reject_response_format and "response_format" in body:
                 action: Action = "reject_response_format"
+            elif self.fail_all:
+                action = self.fail_all
             else:
                 tag = next((t for t in self.plan if t in last_user and self.plan[t]), None)
-                action = self.plan[tag].pop(0) if tag else "ok"
+                action = self.plan[tag].pop(0) if tag else self._draw()
             name = action[0] if isinstance(action, tuple) else action
             self.injected[name] = self.injected.get(name, 0) + 1
         return action
+
+    def _draw(self) -> Action:
+        x = self._rng.random()
+        for action, p in self.mix:
+            if x < p:
+                return action
+            x -= p
+        return "ok"
 
     def completion(self, body: dict, text: str) -> dict:
         prompt = sum(words(m.get("content", "")) for m in body.get("messages", []))
@@ -150,6 +174,10 @@ class FaultServer:
                     return self.error(429, "rate limited", {"Retry-After": str(arg)})
                 if name in ("500", "503", "400", "401"):
                     return self.error(int(name), f"injected {name}")
+                if name == "die":
+                    threading.Thread(target=server.stop, daemon=True).start()
+                    self.close_connection = True
+                    return
                 if name == "reject_response_format":
                     return self.error(400, "response_format is not supported by this server")
                 if name in ("hang", "sleep"):
@@ -158,6 +186,8 @@ class FaultServer:
                     time.sleep(server.delay_s)
                 if name == "junk_body":
                     return self.send(200, "<html>upstream proxy error</html>", raw=True)
+                if name == "no_choices":
+                    return self.send(200, {"id": "chatcmpl-fault", "object": "chat.completion", "choices": []})
                 if name == "junk_content":
                     text = JUNK_TEXT
                 elif server.reply_fn is not None:
@@ -171,16 +201,24 @@ class FaultServer:
                         server.completion_tokens += payload["usage"]["completion_tokens"]
                 self.send(200, payload)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
         self._httpd.daemon_threads = True
+        self._port = self._httpd.server_address[1]  # a restart comes back on the same port
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+
+    def restart(self, down_s: float) -> None:
+        """Go down for ``down_s`` seconds (connections refused), then come back on the same port."""
+        self.stop()
+        time.sleep(down_s)
+        self.restarts += 1
+        self.start()
 
     def __enter__(self) -> "FaultServer":
         return self.start()

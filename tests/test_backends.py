@@ -113,25 +113,27 @@ def test_generate_from_a_thread_and_from_inside_a_running_loop(server):
 # -- faults, retries and exact counts ---------------------------------------------------------------
 def test_faults_are_retried_and_counted_exactly():
     plan = {"[rate]": [("429", 1)], "[err]": ["500", "503"], "[hang]": [("hang", 1.5)], "[junk]": ["junk_content"],
-            "[body]": ["junk_body"], "[bad]": ["400"], "[dead]": ["500"] * 10}
-    tags = ["ok1", "rate", "err", "hang", "junk", "body", "bad", "dead", "ok2"]
+            "[body]": ["junk_body"], "[empty]": ["no_choices"], "[bodies]": ["junk_body", "no_choices"] * 5,
+            "[bad]": ["400"], "[dead]": ["500"] * 10}
+    tags = ["ok1", "rate", "err", "hang", "junk", "body", "empty", "bodies", "bad", "dead", "ok2"]
     with FaultServer(plan) as s, backend(s, max_retries=3, concurrency=4) as b:
         t0 = time.perf_counter()
         out = dict(zip(tags, b.generate([conv(t) for t in tags], P)))
         wall = time.perf_counter() - t0
         # retried rows succeed
-        for t in ("ok1", "rate", "err", "hang", "ok2"):
+        for t in ("ok1", "rate", "err", "hang", "body", "empty", "ok2"):  # malformed 200s are retried like 5xx
             assert out[t].ok and out[t].text == f"reply to question [{t}]", t
         assert b.last_latencies_s[tags.index("rate")] >= 1.0 and wall >= 1.0  # Retry-After: 1 honoured
         # junk text is the generator's problem: it comes back ok, verbatim
         assert out["junk"].ok and out["junk"].text == JUNK_TEXT
-        # a junk HTTP body, a 400 and an exhausted row come back failed with a reason
-        assert not out["body"].ok and "malformed response" in out["body"].error
+        # malformed 200s until the retries run out, a 400 and an exhausted row come back failed with a reason
+        assert not out["bodies"].ok and "MalformedReply" in out["bodies"].error
+        assert "gave up after 4 attempts" in out["bodies"].error and s.count("no_choices") == 1 + 2
         assert not out["bad"].ok and "400" in out["bad"].error
         assert not out["dead"].ok and "gave up after 4 attempts" in out["dead"].error
         assert s.count("400") == 1  # not retried
         u = b.usage
-        assert u.retries == 1 + 2 + 1 + 3  # rate, err x2, hang (timeout), dead (max_retries)
+        assert u.retries == 1 + 2 + 1 + 1 + 1 + 3 + 3  # rate, err x2, hang (timeout), body, empty, bodies, dead
         assert u.failed == 3 and u.calls == len(tags)
         assert u.requests == len(s.requests) == len(tags) + u.retries
         assert s.count("500") + s.count("503") == 2 + 4 and s.count("hang") == 1

@@ -15,7 +15,8 @@ from negforge.synth.counterfactual import FALLBACK_REQUIREMENT, CounterfactualFl
 from negforge.synth.flows import FLOWS, make_flow
 from negforge.synth.generate import MarFlow, generate_records
 from negforge.synth.io import read_records
-from negforge.synth.job import JobSummary
+from negforge.synth.gen_report import GenerateReport as JobSummary
+from negforge.synth.job import run_generate_job
 from negforge.synth.params import GenParams
 from negforge.synth.schema import Passage, Record, Status
 from negforge.synth.templates import TemplateSet
@@ -69,7 +70,7 @@ def test_flows_are_registered_and_the_set_names_its_flow():
 
 def test_counterfactual_run_with_scripted_replies(tmp_path):
     backend = ScriptedBackend(replies(), model="cf-test")
-    s = generate_records([rec(0), rec(1)], cfg(), tmp_path / "o.jsonl", show_progress=False, backend=backend)
+    s = run_generate_job([rec(0), rec(1)], cfg(), tmp_path / "o.jsonl", show_progress=False, backend=backend)
     assert s.drafts == 6 and dict(s.status) == {"kept": 6} and s.analysis_failed == 0
     assert backend.batches == [2, 6, 6]  # one call per step over the whole batch
     out = read_records(tmp_path / "o.jsonl")
@@ -87,7 +88,7 @@ def test_counterfactual_run_with_scripted_replies(tmp_path):
     rewrite = [c for c, _ in backend.seen if step(c) == "rewrite"][0][0]["content"]
     assert all(f"{i}. {q}" in rewrite for i, q in enumerate(REQS, 1)) and "Break requirement" in rewrite
     # the same job again samples the same requirements and edits
-    generate_records([rec(0), rec(1)], cfg(), tmp_path / "p.jsonl", show_progress=False,
+    run_generate_job([rec(0), rec(1)], cfg(), tmp_path / "p.jsonl", show_progress=False,
                      backend=ScriptedBackend(replies()))
     assert [n.provenance.attributes for r in read_records(tmp_path / "p.jsonl") for n in r.negatives] == \
         [n.provenance.attributes for r in out for n in r.negatives]
@@ -99,7 +100,7 @@ def test_the_check_overrules_a_keep_when_the_requirement_is_intact_or_more_chang
                        ({"broken": "yes", "unchanged": "No.", "decision": "keep", "reason": "name changed"},
                         "the check says more than the requirement changed: name changed")]:
         out = tmp_path / f"{why[:20]}.jsonl"
-        s = generate_records([rec(0)], cfg(num_negatives=1), out, show_progress=False,
+        s = run_generate_job([rec(0)], cfg(num_negatives=1), out, show_progress=False,
                              backend=ScriptedBackend(replies(check=check)))
         (n,) = read_records(out)[0].negatives
         assert n.verdict.status == Status.rejected and n.verdict.rule == "reflection" and n.verdict.reason == why
@@ -108,10 +109,10 @@ def test_the_check_overrules_a_keep_when_the_requirement_is_intact_or_more_chang
 
 def test_copy_threshold_comes_from_the_set(tmp_path):
     """A one-sentence edit of the positive is what the flow asks for; only a verbatim copy is rejected."""
-    s = generate_records([rec(0)], cfg(num_negatives=1), tmp_path / "a.jsonl", show_progress=False,
+    s = run_generate_job([rec(0)], cfg(num_negatives=1), tmp_path / "a.jsonl", show_progress=False,
                          backend=ScriptedBackend(replies()))
     assert dict(s.status) == {"kept": 1}
-    s = generate_records([rec(0)], cfg(num_negatives=1), tmp_path / "b.jsonl", show_progress=False,
+    s = run_generate_job([rec(0)], cfg(num_negatives=1), tmp_path / "b.jsonl", show_progress=False,
                          backend=ScriptedBackend(replies(rewrite=lambda conv: POSITIVE)))
     assert dict(s.reasons) == {"copies_positive": 1}
     # the mar set (copy_share 0.5) would have called the one-sentence edit a copy
@@ -126,7 +127,7 @@ def test_unparseable_requirements_fall_back_and_are_counted(tmp_path):
     def fn(conv):
         return "no json here" if step(conv) == "requirements" else replies()(conv)
 
-    s = generate_records([rec(0)], cfg(num_negatives=1), tmp_path / "o.jsonl", show_progress=False,
+    s = run_generate_job([rec(0)], cfg(num_negatives=1), tmp_path / "o.jsonl", show_progress=False,
                          backend=ScriptedBackend(fn))
     assert s.analysis_failed == 1 and s.reasks == {"requirements": 1} and s.status["kept"] == 1
     r = read_records(tmp_path / "o.jsonl")[0]
@@ -146,7 +147,7 @@ def test_both_flows_run_for_real_through_the_local_server(template, local_server
             max_prompt_words=80, profile=ProfileConfig(corpus=str(data), examples=2, example_words=30),
             llm=LLMConfig(base_url=local_server.base_url, concurrency=2, timeout_s=900,
                           params=GenParams(max_tokens=220, temperature=0.0)))
-    s = generate_records(records, c, tmp_path / "out.jsonl", show_progress=False)
+    s = run_generate_job(records, c, tmp_path / "out.jsonl", show_progress=False)
     out = read_records(tmp_path / "out.jsonl")
     assert [r.id for r in out] == [r.id for r in records] and s.records_done == 2 and s.drafts == 2
     assert s.usage["completion_tokens"] > 0 and s.usage["calls"] >= 5  # description + 3 steps (+ re-asks)

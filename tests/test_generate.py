@@ -19,6 +19,7 @@ from negforge.synth.config import GenerateConfig, LLMConfig, ProfileConfig
 from negforge.synth.errors import ConfigError
 from negforge.synth.draft_checks import copies_positive, talks_about_the_task
 from negforge.synth.generate import generate_records
+from negforge.synth.job import TooManyFailures, run_generate_job
 from negforge.synth.templates import TemplateSet
 from negforge.synth.io import read_records, write_records
 from negforge.synth.params import GenParams
@@ -108,7 +109,7 @@ def test_reask_with_the_error_then_reject_with_reason_and_counts(tmp_path):
 
     backend = ScriptedBackend(reply, model="smol-test")
     out = tmp_path / "out.jsonl"
-    summary = generate_records([rec(0), rec(1), rec(2)], cfg(), out, show_progress=False, backend=backend)
+    summary = run_generate_job([rec(0), rec(1), rec(2)], cfg(), out, show_progress=False, backend=backend)
     records = {r.id: r for r in read_records(out)}
     assert list(records) == ["q0", "q1", "q2"]
     # the re-ask carries the junk reply and the error, then the format again
@@ -135,7 +136,7 @@ def test_provenance_on_every_llm_negative(tmp_path):
     backend = ScriptedBackend(mar_reply, model="smol-test")
     c = cfg(num_negatives=3, seed=11)
     out = tmp_path / "out.jsonl"
-    generate_records([rec(0)], c, out, show_progress=False, backend=backend)
+    run_generate_job([rec(0)], c, out, show_progress=False, backend=backend)
     (r,) = read_records(out)
     assert r.meta["llm_analysis"]["entities"] == "protein X" and len(r.negatives) == 3
     expected_hash = TemplateSet("mar").hash
@@ -158,7 +159,7 @@ def test_drafts_about_the_task_are_rejected(tmp_path):
     meta = json.dumps({"passage": "The passage is hard yet does not answer the query, as it is hard to tell.",
                        "reasoning": "r"})
     backend = ScriptedBackend(lambda conv: meta if step(conv) == "generate" else mar_reply(conv))
-    s = generate_records([rec(0)], cfg(), tmp_path / "o.jsonl", show_progress=False, backend=backend)
+    s = run_generate_job([rec(0)], cfg(), tmp_path / "o.jsonl", show_progress=False, backend=backend)
     assert dict(s.reasons) == {"meta_text": 2} and dict(s.status) == {"dropped": 2}
     negs = read_records(tmp_path / "o.jsonl")[0].negatives
     assert len(negs) == 2 and all(n.verdict.rule == "meta_text" and n.verdict.status == Status.rejected
@@ -171,19 +172,31 @@ def test_filler_in_the_analysis_is_dropped(tmp_path):
     filler = json.dumps({"topic": "The main subject", "entities": "vitamin D", "intent": "x y", "time": "x y",
                          "place": "x y", "quantity": "quantity", "key_fact": "it cut influenza by 40%"})
     backend = ScriptedBackend(lambda conv: filler if step(conv) == "analyse" else mar_reply(conv))
-    s = generate_records([rec(0)], cfg(num_negatives=3), tmp_path / "o.jsonl", show_progress=False, backend=backend)
+    s = run_generate_job([rec(0)], cfg(num_negatives=3), tmp_path / "o.jsonl", show_progress=False, backend=backend)
     (r,) = read_records(tmp_path / "o.jsonl")
     assert r.meta["llm_analysis"] == {"entities": "vitamin D", "key_fact": "it cut influenza by 40%"}
     assert s.analysis_filler == 5 and "5 filler analysis values dropped" in s.table()
     assert all(n.provenance.attributes["flip"] == "entities" for n in r.negatives)  # the one real attribute
 
 
-def test_backend_failures_and_template_errors(tmp_path):
-    backend = ScriptedBackend(lambda conv: RuntimeError("boom") if step(conv) == "generate" else mar_reply(conv))
-    s = generate_records([rec(0)], cfg(), tmp_path / "o.jsonl", show_progress=False, backend=backend)
-    assert s.reasons["backend_error"] == 2 and s.reasks.get("generate", 0) == 0
+def test_backend_failures_fail_the_record_and_template_errors(tmp_path):
+    """A draft whose call failed at the backend fails its record: not in the output, listed with the error."""
+    backend = ScriptedBackend(lambda conv: RuntimeError("boom") if step(conv) == "generate" and "[r0]" in conv[0]["content"]
+                              else mar_reply(conv))
+    out = tmp_path / "o.jsonl"
+    with pytest.raises(TooManyFailures, match=r"1 of 2 records failed") as e:
+        run_generate_job([rec(0), rec(1)], cfg(), out, show_progress=False, backend=backend)
+    s = e.value.report
+    assert s.records_failed == 1 and s.records_done == 1 and s.reasks.get("generate", 0) == 0
+    assert s.drafts == 2 and "backend_error" not in s.reasons  # only the done record's drafts are counted
+    assert [r.id for r in read_records(out)] == ["q1"]
+    (row,) = [json.loads(x) for x in Path(f"{out}.failures.jsonl").read_text().splitlines()]
+    assert row["id"] == "q0" and row["step"] == "generate" and "boom" in row["error"]
+    # the pure stage: the same records, the failed one held back with its error
+    done, rep = generate_records([rec(0), rec(1)], None, cfg(), backend=backend, show_progress=False)
+    assert [r.id for r in done] == ["q1"] and [f.id for f in rep.failed] == ["q0"] and rep.outcome == "failures"
     with pytest.raises(ConfigError, match="no template set 'nope'.*built in: counterfactual, mar, mar_scifact"):
-        generate_records([rec(1)], cfg(template="nope"), tmp_path / "p.jsonl", show_progress=False, backend=backend)
+        run_generate_job([rec(1)], cfg(template="nope"), tmp_path / "p.jsonl", show_progress=False, backend=backend)
 
 
 # -- the real bundled model --------------------------------------------------------------------------
@@ -196,7 +209,7 @@ def test_real_run_through_the_local_server(tiny_beir, local_server, tmp_path):
                                            concurrency=2, timeout_s=900,
                                            params=GenParams(max_tokens=200, temperature=0.7, seed=0)))
     out = tmp_path / "gen.jsonl"
-    s = generate_records(records, c, out, show_progress=False)
+    s = run_generate_job(records, c, out, show_progress=False)
     got = read_records(out)
     assert [r.id for r in got] == [r.id for r in records]
     assert s.usage["completion_tokens"] > 0 and s.usage["failed"] == 0 and s.drafts == 3
@@ -209,7 +222,7 @@ def test_real_run_through_the_local_server(tiny_beir, local_server, tmp_path):
         assert n.provenance.attributes["flip"] and n.provenance.rounds == (0 if meta else 1)
     assert sum(s.status.values()) == s.drafts
     # a rerun resumes: nothing left to do, no server call
-    again = generate_records(records, c, out, show_progress=False)
+    again = run_generate_job(records, c, out, show_progress=False)
     assert again.records_skipped == 3 and again.records_done == 0 and read_records(out) == got
 
 
@@ -317,7 +330,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
     with FaultServer(reply_fn=mar_reply, delay_s=0.25) as srv:
         conf = write_cfg(tmp_path / "gen.yaml", srv.base_url, batch_size=1)
         ref = tmp_path / "ref.jsonl"
-        generate_records(records, load_config(GenerateConfig, conf), ref, show_progress=False)
+        run_generate_job(records, load_config(GenerateConfig, conf), ref, show_progress=False)
         out = tmp_path / "out.jsonl"
         cmd = [sys.executable, "-m", "negforge.synth.cli", "generate", str(conf), "--input", str(src), "--output", str(out), "-q"]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -334,7 +347,11 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
         res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stdout + res.stderr
     summary = json.loads(Path(f"{out}.summary.json").read_text())
-    assert summary["records_skipped"] == len(partial) and summary["records_done"] == 8 - len(partial)
+    last = summary["runs"][-1]  # the killed run's counts are in the file too (checkpointed per batch)
+    assert last["records_skipped"] == len(partial) and last["records_done"] == 8 - len(partial)
+    assert summary["records_in_output"] == 8 and summary["records_failed"] == 0 and last["outcome"] == "ok"
+    assert len(summary["runs"]) == 2 and summary["runs"][0]["outcome"] == "running"  # killed: never finished
+    assert not Path(f"{out}.lock").exists() and not Path(f"{out}.failures.jsonl").exists()
     assert read_records(out) == read_records(ref)  # record for record: no loss, no duplicate
     assert out.read_text() == ref.read_text()
 
@@ -346,25 +363,25 @@ def test_faults_retry_succeed_and_junk_is_rejected_with_counts(tmp_path, monkeyp
     monkeypatch.setattr(OpenAIBackend, "jitter_s", 0.02)
     plan = {"[r0]": [("429", 1), "500"],  # analyse: rate limited, then a server error, then fine
             "[r1]": [("hang", 2.5)],  # analyse: times out (timeout_s=1), retried
-            "[r2]": ["ok", "junk_body", "junk_body"],  # both drafts: HTTP 200 with a non-JSON body
+            "[r2]": ["ok", "junk_body", "no_choices"],  # both drafts: a malformed HTTP 200, retried
             "[r3]": ["ok", "junk_content"]}  # one draft: unparseable text, re-asked, fine
     records = [rec(0), rec(1), rec(2), rec(3), rec(4, " " + ALWAYS_JUNK), rec(5)]
     with FaultServer(plan, reply_fn=mar_reply) as srv:
         c = cfg(batch_size=6, llm=LLMConfig(base_url=srv.base_url, model="fault-mar", concurrency=4, timeout_s=1,
                                             max_retries=3, params=GenParams(max_tokens=200, temperature=0.0)))
-        s = generate_records(records, c, tmp_path / "out.jsonl", show_progress=False)
+        s = run_generate_job(records, c, tmp_path / "out.jsonl", show_progress=False)
         assert srv.count("429") == 1 and srv.count("500") == 1 and srv.count("hang") == 1
-        assert srv.count("junk_body") == 2 and srv.count("junk_content") == 1
+        assert srv.count("junk_body") == 1 and srv.count("no_choices") == 1 and srv.count("junk_content") == 1
         # each step sends its reply schema (json_schema response format), re-asks included
         required = {tuple(b["response_format"]["json_schema"]["schema"]["required"]) for b in srv.requests}
         assert ("passage", "reasoning") in required and ("reasoning", "decision", "reason") in required
         assert len(required) == 3 and all(b["response_format"]["type"] == "json_schema" for b in srv.requests)
     got = {r.id: r for r in read_records(tmp_path / "out.jsonl")}
     assert list(got) == [f"q{i}" for i in range(6)]
-    assert s.usage["retries"] == 3 and s.usage["failed"] == 2 and s.analysis_failed == 0
+    assert s.usage["retries"] == 5 and s.usage["failed"] == 0 and s.analysis_failed == 0
     assert s.reasks == {"generate": 3}  # one junk_content draft + the two always-junk drafts
-    assert dict(s.reasons) == {"backend_error": 2, "parse_error": 2}
-    assert dict(s.status) == {"kept": 8, "rejected": 4} and s.drafts == 12
-    assert got["q2"].negatives == [] and got["q4"].negatives == []
-    assert all(len(got[f"q{i}"].negatives) == 2 for i in (0, 1, 3, 5))
-    assert "backend_error 2, parse_error 2" in s.table()
+    assert dict(s.reasons) == {"parse_error": 2} and s.records_failed == 0
+    assert dict(s.status) == {"kept": 10, "rejected": 2} and s.drafts == 12
+    assert got["q4"].negatives == []  # the model's junk text: rejected drafts, the record is done
+    assert all(len(got[f"q{i}"].negatives) == 2 for i in (0, 1, 2, 3, 5))
+    assert "parse_error 2" in s.table()

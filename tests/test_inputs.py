@@ -140,7 +140,7 @@ def test_own_exports_read_back(tiny_beir, beir_records, tmp_path):
 def test_duplicate_ids_and_unknown_inputs(tmp_path):
     line = {"query": "q", "pos": ["p"], "neg": ["n"], "id": "7"}
     (tmp_path / "f.jsonl").write_text(json.dumps(line) + "\n" + json.dumps({**line, "query": "q2"}) + "\n")
-    with pytest.raises(InputError, match=r"f\.jsonl .*'7' appears"):
+    with pytest.raises(InputError, match=r"f\.jsonl:2: .*'7' appears again \(first at line 1\)"):
         read_input(tmp_path / "f.jsonl")
     (tmp_path / "rows.jsonl").write_text(json.dumps({"claim": "q", "abstract": "a"}) + "\n")
     assert read_input(tmp_path / "rows.jsonl", columns={"query": "claim", "positive": "abstract"}).format == "jsonl"

@@ -15,8 +15,8 @@ from negforge.synth.cli import app
 from negforge.synth.config import GenerateConfig
 from negforge.synth.generate import MarFlow
 from negforge.synth.templates import TemplateSet
-from negforge.synth.io import read_records
-from negforge.synth.job import JobSummary
+from negforge.synth.io import read_records, write_records
+from negforge.synth.gen_report import GenerateReport as JobSummary
 from negforge.synth.prompt_lab import parse_template, render_step, resolve_set, sample_records
 from negforge.synth.templates import builtin_sets_dir
 
@@ -82,8 +82,9 @@ def test_render_uses_a_generated_records_analysis_and_draft(tmp_path, tiny_beir)
 
     src = records_of(tiny_beir, 1)
     out = tmp_path / "gen.jsonl"
-    generate_records(src, GenerateConfig(cache_dir=None, num_negatives=2), out, show_progress=False,
-                     backend=ScriptedBackend(mar_reply))
+    generated, _ = generate_records(src, None, GenerateConfig(cache_dir=None, num_negatives=2), show_progress=False,
+                                    backend=ScriptedBackend(mar_reply))
+    write_records(out, generated)
     (rec,) = read_records(out)
     msgs, info = render_step(rec, GenerateConfig(), "reflect", 1)
     assert info == {"setting": {k: v for k, v in rec.negatives[1].provenance.attributes.items() if k != "flip_value"},

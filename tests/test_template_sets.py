@@ -19,7 +19,8 @@ from negforge.synth.errors import ConfigError
 from negforge.synth.flows import make_flow
 from negforge.synth.generate import generate_records
 from negforge.synth.io import read_records
-from negforge.synth.job import JobSummary
+from negforge.synth.gen_report import GenerateReport as JobSummary
+from negforge.synth.job import run_generate_job
 from negforge.synth.profile import corpus_profile
 from negforge.synth.templates import TemplateSet, builtin_sets, builtin_sets_dir
 
@@ -158,7 +159,7 @@ def test_a_user_set_changes_the_attributes_with_no_code_change(tmp_path, product
     assert list(ts.space.query_attributes) == ["product", "price", "feature"]
     cfg = _cfg(str(product_set), "trec-dl-2019", num_negatives=3, reflection_rounds=1)
     backend = ScriptedBackend(_shop_reply)
-    generate_records(records, cfg, tmp_path / "out.jsonl", show_progress=False, backend=backend)
+    run_generate_job(records, cfg, tmp_path / "out.jsonl", show_progress=False, backend=backend)
     analyse_prompt = backend.seen[0][0][0]["content"]
     assert "- product: the product or product line asked about" in analyse_prompt and "- entities:" not in analyse_prompt
     schema = backend.seen[0][1].json_schema  # the reply schema asks for the user's attributes

@@ -130,7 +130,7 @@ def run_generation(backend, records_path: str, gen_cfg_path: str, out_dir: Path,
         report["generation"] = f"skipped: negforge.synth.generate is not available ({e})"
         return
     from negforge.synth.config import GenerateConfig
-    from negforge.synth.io import read_records
+    from negforge.synth.io import read_records, write_records
 
     records = read_records(records_path)
     cfg = GenerateConfig.model_validate(json.loads(Path(gen_cfg_path).read_text()))
@@ -139,7 +139,8 @@ def run_generation(backend, records_path: str, gen_cfg_path: str, out_dir: Path,
     out = out_dir / "generated.jsonl"
     out.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    summary = generate_records(records, cfg, out, show_progress=False, backend=backend)
+    generated, summary = generate_records(records, None, cfg, backend=backend, show_progress=False)
+    write_records(out, generated)
     report["generation"] = {"records": len(read_records(out)), "wall_s": round(time.perf_counter() - t0, 2),
                             "summary": summary.to_dict()}
 

@@ -109,11 +109,18 @@ class BM25Index:
         retriever.index((ids, vocab), create_empty_token=False, show_progress=self.show_progress)
         del ids
         if self.path is not None:
+            from negforge.synth.outputs import clean_stale_temps
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            clean_stale_temps(self.path.parent)  # index folders of crashed jobs
             tmp = self.path.with_name(f".{self.key}.tmp{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
-            retriever.save(tmp, show_progress=False)
-            shutil.rmtree(self.path, ignore_errors=True)
-            os.replace(tmp, self.path)
+            try:
+                retriever.save(tmp, show_progress=False)
+                shutil.rmtree(self.path, ignore_errors=True)
+                os.replace(tmp, self.path)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
             log.info("BM25 index saved to %s (%d docs, %d terms)", self.path, len(self.corpus), len(vocab))
         return retriever
 

@@ -125,9 +125,15 @@ def dense_search(emb: np.ndarray, queries: np.ndarray, k: int, kind: str = "auto
     else:
         index = build_ann(emb, kind, show_progress, seed)
         if cache is not None:
+            from negforge.synth.outputs import clean_stale_temps
+
+            clean_stale_temps(cache.parent)
             tmp = cache.with_name(f".{cache.name}.tmp{os.getpid()}")
-            faiss.write_index(index, str(tmp))
-            os.replace(tmp, cache)
+            try:
+                faiss.write_index(index, str(tmp))
+                os.replace(tmp, cache)
+            finally:
+                tmp.unlink(missing_ok=True)
     if kind == "ivf":
         index.nprobe = max(8, index.nlist // 20)
     return ann_search(index, queries, k)

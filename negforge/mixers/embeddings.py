@@ -137,21 +137,28 @@ def corpus_embeddings(corpus: Corpus, encoder: str, cache_dir: str | os.PathLike
         return np.memmap(path, dtype=np.float32, mode="r", shape=tuple(meta["shape"]))
     model = model or get_encoder(encoder, max_seq_length, backend, precision, cache_dir)
     dim = _dim(model)
+    from negforge.synth.io import write_json
+    from negforge.synth.outputs import clean_stale_temps
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    out = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(len(corpus), dim))
+    clean_stale_temps(path.parent)  # full-size temp matrices of crashed jobs
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     texts = corpus.full_texts()
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(texts), desc="encode corpus", unit="doc", disable=not show_progress) as bar:
-        for start in range(0, len(texts), chunk):
-            part = texts[start:start + chunk]
-            out[start:start + len(part)] = encode_texts(part, encoder, batch_size, model=model)
-            bar.update(len(part))
-    out.flush()
-    del out
-    os.replace(tmp, path)
-    meta_path.write_text(json.dumps({"shape": [len(corpus), dim], "encoder": encoder, "backend": backend,
-                                     "precision": precision, "max_seq_length": max_seq_length,
-                                     "corpus": corpus.fingerprint()}))
+    try:
+        out = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(len(corpus), dim))
+        with tqdm(total=len(texts), desc="encode corpus", unit="doc", disable=not show_progress) as bar:
+            for start in range(0, len(texts), chunk):
+                part = texts[start:start + chunk]
+                out[start:start + len(part)] = encode_texts(part, encoder, batch_size, model=model)
+                bar.update(len(part))
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    write_json(meta_path, {"shape": [len(corpus), dim], "encoder": encoder, "backend": backend,
+                           "precision": precision, "max_seq_length": max_seq_length, "corpus": corpus.fingerprint()})
     return np.memmap(path, dtype=np.float32, mode="r", shape=(len(corpus), dim))

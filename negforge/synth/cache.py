@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -44,6 +45,9 @@ class CompletionCache:
         self.path = Path(cache_dir) / CACHE_FILE
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # created here so the umask decides its mode (sqlite's own default is 0644, and its -wal/-shm
+            # files copy the database file's mode)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666))
             self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")

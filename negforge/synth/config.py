@@ -65,7 +65,11 @@ class LLMConfig(_Cfg):
     # An OpenAI-compatible server's URL: setting it (and not the backend) means backend=openai. backend=openai
     # without one means the local server (as it always has); the OpenAI API is https://api.openai.com/v1.
     base_url: Optional[str] = None
-    api_key_env: str = "OPENAI_API_KEY"  # read from the environment, never from the file
+    # The key is read from this environment variable, never from a file, and sent as a bearer token to
+    # base_url. A name that is not the usual one for the provider (OPENAI_API_KEY for OpenAI and unknown
+    # hosts) with a non-local base_url draws a warning: a config from someone else could point both at
+    # another secret and at their own host.
+    api_key_env: str = "OPENAI_API_KEY"
     gguf: str = DEFAULT_GGUF  # local server model file (``bundled:...`` or a path)
     n_ctx: int = Field(4096, ge=512)
     concurrency: int = Field(4, ge=1, le=1024)
@@ -120,6 +124,9 @@ class GenerateConfig(_Cfg):
     batch_size: int = Field(16, ge=1)  # records per batch (each stage of the flow runs batched)
     shard: int = Field(0, ge=0)
     num_shards: int = Field(1, ge=1)
+    # A job whose share of failed records (LLM work failed after retries) passes this ends with exit 3;
+    # failed records are never in the output, they are listed in OUT.failures.jsonl and retried by a rerun.
+    max_failed_fraction: float = Field(0.01, ge=0, le=1)
 
     @field_validator("num_shards")
     @classmethod
@@ -285,13 +292,26 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     tree[keys[-1]] = value
 
 
+def yaml_problem(e: yaml.YAMLError) -> tuple[int, int, str]:
+    """(line, column, what is wrong) of a YAML error, 1-based; the message on one line."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    what = " ".join(str(getattr(e, "problem", None) or e).split())
+    return (mark.line + 1, mark.column + 1, what) if mark is not None else (0, 0, what)
+
+
 def parse_overrides(overrides: list[str] | None) -> dict:
     tree: dict = {}
     for item in overrides or []:
         key, eq, raw = item.partition("=")
         if not eq or not key.strip():
             raise ConfigError(f"override {item!r} must look like key.path=value")
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            _, col, what = yaml_problem(e)
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({what} at column {col}); "
+                              "quote it if it is meant as text") from None
+        _set_dotted(tree, key.strip(), value)
     return tree
 
 
@@ -311,10 +331,13 @@ def load_config(cls: type[C], path: str | os.PathLike | None = None, overrides: 
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"{p}: config file not found")
+        from .io import read_text
+
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
+            loaded = yaml.safe_load(read_text(p)) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({e})") from None
+            line, col, what = yaml_problem(e)
+            raise ConfigError(f"{p}:{line}: not valid YAML ({what} at column {col})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: the top level must be a mapping")
         data = loaded[section] if section and isinstance(loaded.get(section), dict) else loaded

@@ -76,8 +76,11 @@ class CounterfactualFlow(MarFlow):
         asks = [_Ask(self.analyse_messages(r), RequirementsReply, RequirementsReply.FORMAT) for r in records]
         self.ask("requirements", asks)
         out = []
-        for a in asks:
-            if a.value is None:
+        for ri, (r, a) in enumerate(zip(records, asks)):
+            if a.failed_backend:  # the record is held back as failed, not generated without requirements
+                self.fail(ri, r, "requirements", a.error)
+                out.append({})
+            elif a.value is None:
                 self.summary.analysis_failed += 1
                 out.append({})
             else:

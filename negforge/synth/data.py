@@ -2,6 +2,10 @@
 training JSONL ({query, pos: [...], neg: [...]}). Both become :class:`Record` lists plus a
 :class:`Dataset` (corpus, queries, qrels: each may be missing) that every stage takes:
 ``stage(records, dataset, config) -> (records, report)``.
+
+Every reader refuses a repeated id (document, query, record) naming both lines, before any work;
+what a reader leaves out (a query with no relevant document in the corpus, a qrels row naming an
+unknown document) is counted in the ``dropped`` dict the caller passes, and logged.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from .errors import InputError
-from .io import iter_jsonl
+from .io import check_unique_ids, iter_jsonl, read_text
 from .schema import Negative, Passage, Provenance, Record, Source, content_doc_id, join_title_text
 
 log = logging.getLogger(__name__)
@@ -64,10 +68,15 @@ class Corpus:
 
 def load_corpus(path: str | os.PathLike, limit: Optional[int] = None) -> Corpus:
     ids, titles, texts = [], [], []
+    seen: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path):
         doc_id, text = obj.get("_id"), obj.get("text")
         if doc_id is None or not isinstance(text, str):
             raise InputError(f"{path}:{lineno}: a corpus line needs '_id' and 'text'")
+        if str(doc_id) in seen:
+            raise InputError(f"{path}:{lineno}: document id {str(doc_id)!r} appears again (first at line "
+                             f"{seen[str(doc_id)]}); ids must be unique")
+        seen[str(doc_id)] = lineno
         ids.append(str(doc_id))
         titles.append(str(obj.get("title") or ""))
         texts.append(text)
@@ -77,11 +86,13 @@ def load_corpus(path: str | os.PathLike, limit: Optional[int] = None) -> Corpus:
 
 
 def load_queries(path: str | os.PathLike) -> dict[str, str]:
-    out = {}
+    out, lines = {}, []
     for lineno, obj in iter_jsonl(path):
         if obj.get("_id") is None or not isinstance(obj.get("text"), str):
             raise InputError(f"{path}:{lineno}: a query line needs '_id' and 'text'")
+        lines.append((str(obj["_id"]), lineno))
         out[str(obj["_id"])] = obj["text"]
+    check_unique_ids(lines, path, "query id")
     return out
 
 
@@ -91,7 +102,9 @@ def load_qrels(path: str | os.PathLike) -> Qrels:
     if not path.is_file():
         raise InputError(f"{path}: no such qrels file")
     qrels: Qrels = {}
-    with path.open(newline="", encoding="utf-8") as f:
+    import io
+
+    with io.StringIO(read_text(path), newline="") as f:
         for lineno, row in enumerate(csv.reader(f, delimiter="\t"), start=1):
             if not row or (lineno == 1 and row[0].strip().lower() in {"query-id", "query_id", "qid"}):
                 continue
@@ -101,7 +114,11 @@ def load_qrels(path: str | os.PathLike) -> Qrels:
                 score = int(float(row[2]))
             except ValueError:
                 raise InputError(f"{path}:{lineno}: score {row[2]!r} is not a number") from None
-            qrels.setdefault(row[0].strip(), {})[row[1].strip()] = score
+            q, d = row[0].strip(), row[1].strip()
+            if qrels.get(q, {}).get(d, score) != score:
+                raise InputError(f"{path}:{lineno}: query {q!r} and document {d!r} were already judged "
+                                 f"{qrels[q][d]}, now {score}; keep one row per pair")
+            qrels.setdefault(q, {})[d] = score
     return qrels
 
 
@@ -145,30 +162,39 @@ def load_beir(folder: str | os.PathLike, split: str = "train") -> Dataset:
     return Dataset(corpus, queries, qrels)
 
 
-def records_from_beir(data: Dataset, limit: Optional[int] = None) -> list[Record]:
+def records_from_beir(data: Dataset, limit: Optional[int] = None,
+                      dropped: Optional[dict[str, int]] = None) -> list[Record]:
     """One record per qrels query with at least one relevant (score > 0) document in the corpus.
 
     The positives are the query's documents with score > 0, in qrels order, each carrying its grade;
     a row with score 0 (or below) is a judged non-relevant document and never becomes a positive.
+    What is left out is counted into ``dropped`` (and logged): queries with no relevant document in the
+    corpus, qrels rows naming a document the corpus does not have.
     """
-    records, skipped = [], 0
+    records, skipped, unknown = [], 0, 0
     corpus = data.need_corpus("records_from_beir")
     for qid, rels in (data.qrels or {}).items():
+        if limit and len(records) >= limit:
+            break
+        unknown += sum(1 for d in rels if d not in corpus)
         pos = [corpus.passage(d).model_copy(update={"grade": s}) for d, s in rels.items() if s > 0 and d in corpus]
         if not pos:
             skipped += 1
             continue
         records.append(Record(id=qid, query=data.queries[qid], positives=pos))
-        if limit and len(records) >= limit:
-            break
-    if skipped:
-        log.warning("skipped %d queries with no relevant document in the corpus", skipped)
+    counts = {"queries with no relevant document in the corpus": skipped,
+              "qrels rows naming a document not in the corpus": unknown}
+    for k, v in counts.items():
+        if v:
+            log.warning("input: dropped %d %s", v, k)
+            if dropped is not None:
+                dropped[k] = dropped.get(k, 0) + v
     return records
 
 
 def records_from_flag_jsonl(path: str | os.PathLike, limit: Optional[int] = None) -> list[Record]:
     """FlagEmbedding training format: {"query": str, "pos": [str], "neg": [str]} per line."""
-    records = []
+    records, first = [], {}
     for lineno, obj in iter_jsonl(path):
         query, pos, neg = obj.get("query"), obj.get("pos"), obj.get("neg", [])
         where = f"{path}:{lineno}"
@@ -181,6 +207,9 @@ def records_from_flag_jsonl(path: str | os.PathLike, limit: Optional[int] = None
         if not isinstance(neg, list) or not all(isinstance(n, str) for n in neg):
             raise InputError(f"{where}: 'neg' must be a list of strings")
         rid = str(obj.get("id", obj.get("query_id", f"L{lineno}")))
+        if rid in first:
+            raise InputError(f"{where}: id {rid!r} appears again (first at line {first[rid]}); ids must be unique")
+        first[rid] = lineno
         records.append(Record(
             id=rid, query=query,
             positives=[Passage(text=p) for p in pos if p.strip()],

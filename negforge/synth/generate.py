@@ -14,7 +14,14 @@ batch that needs it (plus one call per re-ask round), so batching pays on vLLM:
 Replies are parsed with :mod:`negforge.synth.parsing`; a reply that fails is re-asked with the error
 appended (``max_reasks``), then counted and the draft rejected. Drafts the reflection drops stay
 on the record with a rejected verdict (rule ``reflection``); drafts with no usable passage are
-left out. Everything is counted in the :class:`~negforge.synth.job.JobSummary`.
+left out. A record any of whose calls failed at the backend (after the backend's retries) is
+*failed*, not done: it comes back as a :class:`~negforge.synth.gen_report.FailedRecord` with the error,
+never as a record with fewer negatives. Everything is counted in the
+:class:`~negforge.synth.gen_report.GenerateReport`.
+
+:func:`generate_records` is the stage, called like the others: ``(records, dataset, cfg) ->
+(records, report)``, the done records in input order. Writing them to a file with resume, a lock
+and a failures file is :func:`negforge.synth.job.run_generate_job`.
 
 The prompts come from the template set ``cfg.template`` (:class:`~negforge.synth.templates.TemplateSet`: its
 templates, attribute space and draft checks) and receive the corpus profile (:mod:`negforge.synth.profile`).
@@ -27,8 +34,7 @@ import time
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from .attributes import describe_setting, sample_setting, word_count
 from .asking import Ask as _Ask
@@ -36,8 +42,8 @@ from .asking import ask_all
 from .backends.base import Backend
 from .config import GenerateConfig
 from .draft_checks import copies_positive, talks_about_the_task
-from .io import RecordAppender
-from .job import JobSummary, run_batches, select_records
+from .gen_report import FailedRecord, GenerateReport
+from .job import run_batches, select_records
 from .params import GenParams
 from .parsing import DraftReply, ReflectionReply, analysis_format, analysis_model, reply_schema
 from .schema import Negative, Provenance, Record, Source, Status, Verdict, normalise_text
@@ -67,6 +73,7 @@ class _Draft:
     reasoning: str = ""
     status: str = "pending"  # pending -> kept | dropped (on the record, rejected verdict) | rejected (left out)
     rule: str = ""  # why dropped: "reflection" or "meta_text"
+    kind: str = ""  # why rejected (the summary's reason key)
     reason: str = ""
     rounds: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -85,9 +92,10 @@ class MarFlow:
     DRAFT_REPLY, REFLECT_REPLY = DraftReply, ReflectionReply  # reply models of the 2nd and 3rd step
     META_KEY = "llm_analysis"  # where the first step's result goes on the record
 
-    def __init__(self, backend: Backend, cfg: GenerateConfig, summary: JobSummary,
+    def __init__(self, backend: Backend, cfg: GenerateConfig, summary: GenerateReport,
                  templates: Optional[TemplateSet] = None, profile: Optional[CorpusProfile] = None):
         self.backend, self.cfg, self.summary = backend, cfg, summary
+        self.failed: dict[int, FailedRecord] = {}  # record index in the batch -> why (first failure)
         self.templates = templates or TemplateSet(cfg.template, cfg.template_dir)
         self.space = self.templates.space.attribute_space()
         self.checks = self.templates.space.draft_checks
@@ -149,8 +157,11 @@ class MarFlow:
         asks = [_Ask(self.analyse_messages(r), self.analysis_model, fmt) for r in records]
         self.ask("analyse", asks)
         out = []
-        for a in asks:
-            if a.value is None:
+        for ri, (r, a) in enumerate(zip(records, asks)):
+            if a.failed_backend:
+                self.fail(ri, r, "analyse", a.error)
+                out.append({})
+            elif a.value is None:
                 self.summary.analysis_failed += 1
                 out.append({})
             else:
@@ -170,14 +181,17 @@ class MarFlow:
     def write(self, records: list[Record], analyses: list[dict[str, str]]) -> list[_Draft]:
         drafts, asks = [], []
         for ri, (r, an) in enumerate(zip(records, analyses)):
+            if ri in self.failed:
+                continue
             for i in range(self.cfg.num_negatives):
                 setting = self.setting(r, i, an)
                 drafts.append(_Draft(ri, i, setting))
                 asks.append(_Ask(self.generate_messages(r, an, setting), self.DRAFT_REPLY, self.DRAFT_REPLY.FORMAT))
-        self.summary.drafts += len(drafts)
         self.ask(self.STEPS[1], asks)
         for d, a in zip(drafts, asks):
             self.summary.repaired += a.repaired
+            if a.failed_backend:
+                self.fail(d.rec, records[d.rec], self.STEPS[1], a.error)
             if a.value is None:
                 self._reject(d, "backend_error" if a.failed_backend else "parse_error", a.error)
             else:
@@ -186,13 +200,15 @@ class MarFlow:
         return drafts
 
     def reflect(self, records: list[Record], drafts: list[_Draft], rnd: int) -> None:
-        open_ = [d for d in drafts if d.status == "pending"]
+        open_ = [d for d in drafts if d.status == "pending" and d.rec not in self.failed]
         asks = [_Ask(self.reflect_messages(records[d.rec], d.text, d.setting, rnd), self.REFLECT_REPLY,
                      self.REFLECT_REPLY.FORMAT) for d in open_]
         self.ask(self.STEPS[2], asks)
         last = rnd == self.cfg.reflection_rounds
         for d, a in zip(open_, asks):
             self.summary.repaired += a.repaired
+            if a.failed_backend:
+                self.fail(d.rec, records[d.rec], self.STEPS[2], a.error)
             if a.value is None:
                 self._reject(d, "reflect_backend_error" if a.failed_backend else "reflect_parse_error", a.error)
                 continue
@@ -217,8 +233,12 @@ class MarFlow:
         return v.decision, v.reason
 
     def _reject(self, d: _Draft, reason: str, detail: str) -> None:
-        d.status, d.reason = "rejected", f"{reason}: {detail}" if detail else reason
-        self.summary.reasons[reason] += 1
+        d.status, d.kind, d.reason = "rejected", reason, f"{reason}: {detail}" if detail else reason
+
+    def fail(self, ri: int, record: Record, step: str, error: str) -> None:
+        """Record ``ri`` of the batch failed at the backend in ``step``: it is held back, not finished."""
+        if ri not in self.failed:
+            self.failed[ri] = FailedRecord(id=record.id, step=step, error=error)
 
     def _check(self, d: _Draft, record: Record, drafts: list[_Draft]) -> None:
         if talks_about_the_task(d.text, self.checks.meta_phrases):  # kept, rejected: visible in reports, never mixed
@@ -230,22 +250,36 @@ class MarFlow:
             self._reject(d, "duplicate", "")
 
     # -- a batch -------------------------------------------------------------------------------
-    def run_batch(self, records: list[Record]) -> list[Record]:
+    def run_batch(self, records: list[Record]) -> tuple[list[Record], list[FailedRecord]]:
+        """The done records (input order) and the failed ones of one batch; only done records are counted
+        in drafts / status / reasons."""
+        self.failed = {}
         analyses = self.analyse(records)
         drafts = self.write(records, analyses)
         for rnd in range(1, self.cfg.reflection_rounds + 1):
-            if not any(d.status == "pending" for d in drafts):
+            if not any(d.status == "pending" and d.rec not in self.failed for d in drafts):
                 break
             self.reflect(records, drafts, rnd)
-        for d in drafts:
-            if d.status == "pending":  # reflection_rounds = 0
-                d.status = "kept"
-            self.summary.status[d.status] += 1
-            if d.status == "dropped":
-                self.summary.reasons["reflection_drop" if d.rule == "reflection" else d.rule] += 1
-        self.summary.records_done += len(records)
-        return [self._finish(r, an, [d for d in drafts if d.rec == ri])
-                for ri, (r, an) in enumerate(zip(records, analyses))]
+        done = []
+        for ri, (r, an) in enumerate(zip(records, analyses)):
+            if ri in self.failed:
+                continue
+            mine = [d for d in drafts if d.rec == ri]
+            for d in mine:
+                if d.status == "pending":  # reflection_rounds = 0
+                    d.status = "kept"
+                self.summary.status[d.status] += 1
+                if d.status == "dropped":
+                    self.summary.reasons["reflection_drop" if d.rule == "reflection" else d.rule] += 1
+                elif d.status == "rejected":
+                    self.summary.reasons[d.kind] += 1
+            self.summary.drafts += len(mine)
+            done.append(self._finish(r, an, mine))
+        self.summary.records_done += len(done)
+        failed = [self.failed[ri] for ri in sorted(self.failed)]
+        for f in failed:
+            self.summary.add_failure(f)
+        return done, failed
 
     def stored_analysis(self, analysis: dict[str, Any]) -> Any:
         return analysis
@@ -291,38 +325,61 @@ class MarFlow:
         return out
 
 
-def generate_records(records: list[Record], cfg: GenerateConfig, out_path: str | Path, show_progress: bool = True,
-                     backend: Optional[Backend] = None) -> JobSummary:
-    """Generate LLM negatives for ``records`` (after ``cfg.limit`` and the shard) into ``out_path``.
+def run_flow(todo: Sequence[Record], cfg: GenerateConfig, backend: Backend, report: GenerateReport,
+             on_batch: Callable[[list[Record], list[FailedRecord]], None], show_progress: bool = True,
+             profile_records: Optional[Sequence[Record]] = None) -> None:
+    """Run the set's flow over ``todo`` batch by batch (no selection), counting into ``report`` and handing
+    each batch's (done, failed) to ``on_batch`` as soon as it is finished. The corpus profile is built from
+    ``profile_records`` (default ``todo``; a resumed job passes all its records, so the profile stays the same)."""
+    usage = getattr(backend, "usage", None)
+    before = usage.snapshot() if usage is not None else None
+    profile = corpus_profile(cfg.profile, list(profile_records if profile_records is not None else todo), backend,
+                             cfg.llm.params, cfg.cache_dir)
+    flow = make_flow(backend, cfg, report, profile)
+    try:
+        run_batches(todo, cfg.batch_size, flow.run_batch, on_batch, show_progress,
+                    tokens=lambda: usage.since(before).completion_tokens if usage is not None else 0,
+                    kept=lambda: report.status["kept"])
+    finally:
+        if usage is not None:
+            report.usage = usage.since(before).to_dict()
 
-    Each finished record (the input record plus its new ``source="llm"`` negatives) is appended
-    as its batch finishes; ids already in ``out_path`` are skipped, so a rerun resumes. Without
-    ``backend``, one is opened from ``cfg.llm`` (a local server when no base_url) with the
-    on-disk cache in ``cfg.cache_dir``.
+
+def open_generation_backend(cfg: GenerateConfig, stack: ExitStack, backend: Optional[Backend] = None) -> Backend:
+    """``backend`` itself, or one opened from ``cfg.llm`` (a local server when no base_url) with the on-disk
+    cache in ``cfg.cache_dir``, closed with ``stack``. A bad template set fails before a server starts."""
+    TemplateSet(cfg.template, cfg.template_dir)
+    if backend is not None:
+        return backend
+    from .backends.factory import open_backend
+
+    return stack.enter_context(open_backend(cfg.llm, cache_dir=cfg.cache_dir))
+
+
+def generate_records(records: Sequence[Record], dataset: Any, cfg: GenerateConfig, *, backend: Optional[Backend] = None,
+                     show_progress: bool = True) -> tuple[list[Record], GenerateReport]:
+    """Generate LLM negatives for ``records`` (after ``cfg.limit`` and the shard): the stage's shape,
+    ``(records, dataset, config) -> (records, report)``.
+
+    Returns the done records (each the input record plus its new ``source="llm"`` negatives), in input
+    order, and the report; a record whose LLM work failed is left out of the list and is in
+    ``report.failed`` with its error. ``dataset`` is not needed by the flows (None is fine; the corpus
+    profile comes from ``cfg.profile``). Without ``backend``, one is opened from ``cfg.llm`` (see
+    :func:`open_generation_backend`). For a file that resumes, with a lock and a failures file, use
+    :func:`negforge.synth.job.run_generate_job`.
     """
+    from .stages import stage_dataset
+
+    stage_dataset("generate_records", dataset, cfg, GenerateConfig)  # the old (records, cfg, out) call fails here
     t0 = time.perf_counter()
     todo = select_records(records, cfg.limit, cfg.shard, cfg.num_shards)
-    summary = JobSummary(out_path=str(out_path), records_total=len(todo))
-    with RecordAppender(out_path) as out, ExitStack() as stack:
-        pending = [r for r in todo if r.id not in out.done]
-        summary.records_skipped = len(todo) - len(pending)
-        if summary.records_skipped:
-            log.info("%s: %d of %d records already done; resuming", out_path, summary.records_skipped, len(todo))
-        if pending:
-            TemplateSet(cfg.template, cfg.template_dir)  # a bad template name fails before a server starts
-            if backend is None:
-                from .backends.factory import open_backend
-
-                backend = stack.enter_context(open_backend(cfg.llm, cache_dir=cfg.cache_dir))
-            usage = getattr(backend, "usage", None)
-            before = usage.snapshot() if usage is not None else None
-            profile = corpus_profile(cfg.profile, records, backend, cfg.llm.params, cfg.cache_dir)
-            flow = make_flow(backend, cfg, summary, profile)
-            run_batches(pending, cfg.batch_size, flow.run_batch, out.append, show_progress,
-                        tokens=lambda: usage.since(before).completion_tokens if usage is not None else 0,
-                        kept=lambda: summary.status["kept"])
-            if usage is not None:
-                summary.usage = usage.since(before).to_dict()
-    summary.wall_s = time.perf_counter() - t0
-    log.info("generate: %s", summary.to_dict())
-    return summary
+    report = GenerateReport(records_total=len(todo))
+    done: list[Record] = []
+    with ExitStack() as stack:
+        if todo:
+            b = open_generation_backend(cfg, stack, backend)
+            run_flow(todo, cfg, b, report, lambda d, f: done.extend(d), show_progress, profile_records=records)
+    report.wall_s = time.perf_counter() - t0
+    report.outcome = "ok" if not report.records_failed else "failures"
+    log.info("generate: %s", report.to_dict())
+    return done, report

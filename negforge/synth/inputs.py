@@ -89,19 +89,23 @@ def detect_format(source: Any) -> str:
 
 
 def read_input(source: Any, *, fmt: Optional[str] = None, columns: Optional[dict] = None, split: str = "train",
-               corpus: Optional[Any] = None, limit: Optional[int] = None) -> LoadedInput:
+               corpus: Optional[Any] = None, limit: Optional[int] = None, dropped: Optional[dict[str, int]] = None,
+               allow_empty: bool = False) -> LoadedInput:
     """Records (plus the corpus and qrels where the input has them) from any format above.
 
     ``fmt`` overrides detection; ``columns`` maps roles to columns for the column formats;
-    ``split`` is a BEIR qrels split or a dataset split; ``corpus`` a Tevatron corpus file.
+    ``split`` is a BEIR qrels split or a dataset split; ``corpus`` a Tevatron corpus file. What a reader
+    leaves out (BEIR: queries with no relevant document in the corpus, ...) is counted into ``dropped``;
+    no records at all is an InputError unless ``allow_empty``.
     """
+    dropped = {} if dropped is None else dropped
     fmt = fmt or detect_format(source)
     if fmt not in INPUT_FORMATS:
         raise ConfigError(f"unknown input format {fmt!r}; valid: {', '.join(INPUT_FORMATS)}")
     name = "the dataset" if hasattr(source, "column_names") else str(source)
     if columns and fmt not in ("hf-dataset", "parquet", "csv", "tsv", "jsonl"):
         raise ConfigError(f"{name} ({fmt}): columns= only applies to hf-dataset, parquet, csv, tsv and jsonl inputs")
-    loaded = _READERS[fmt](source, name, columns, split, corpus)
+    loaded = _READERS[fmt](source, name, columns, split, corpus, **({"dropped": dropped} if fmt == "beir" else {}))
     if isinstance(loaded, list):
         loaded = LoadedInput(loaded, fmt)
     loaded.format = fmt
@@ -110,8 +114,10 @@ def read_input(source: Any, *, fmt: Optional[str] = None, columns: Optional[dict
         seen: set[str] = set()
         dup = next(i for i in ids if i in seen or seen.add(i))
         raise InputError(f"{name} ({fmt}): query id {dup!r} appears more than once; ids must be unique")
-    if not loaded.records:
-        raise InputError(f"{name} ({fmt}): no records in the input")
+    if not loaded.records and not allow_empty:
+        why = "; ".join(f"{v} {k}" for k, v in dropped.items())
+        raise InputError(f"{name} ({fmt}): no records in the input{f' (dropped: {why})' if why else ''}; "
+                         "pass --allow-empty where an empty result is expected")
     if limit:
         loaded.records = loaded.records[:limit]
     log.info("read %d records from %s (%s)", len(loaded.records), name, fmt)
@@ -123,9 +129,9 @@ def _records(source, name, columns, split, corpus):
     return read_records(source)
 
 
-def _beir(source, name, columns, split, corpus):
+def _beir(source, name, columns, split, corpus, dropped=None):
     data = load_beir(source, split)
-    return LoadedInput(records_from_beir(data), "beir", data)
+    return LoadedInput(records_from_beir(data, dropped=dropped), "beir", data)
 
 
 def _flag(source, name, columns, split, corpus):
@@ -254,6 +260,8 @@ def _table(source, name, columns, split, corpus, delimiter):
 
 def _jsonl(source, name, columns, split, corpus):
     rows = list(iter_jsonl(source))
+    if not rows:  # an empty file: no records (an error unless allow_empty), not a missing column
+        return []
     cols = list(dict.fromkeys(k for _, obj in rows for k in obj))
     return records_from_rows(rows, cols, columns, f"{source} (jsonl)", "line")
 

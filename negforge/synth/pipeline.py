@@ -5,8 +5,12 @@
     test queries ─────────────────────────────── evaluate base ─────────────── evaluate fine-tuned
 
 Every stage writes its records under ``out_dir`` and a ``<stage>.done.json`` stamp holding the
-hash of its config and input; a rerun reuses a stage whose stamp matches and redoes it otherwise
-(generation also resumes record by record inside the stage).
+hash of its config and input and the sha256 of the output it stamps; a rerun reuses a stage whose
+stamp matches both (the key, and the output file as it is now) and redoes it otherwise. The old stamp
+is removed before a stage writes, so a kill between output and stamp never leaves an output under
+another config's stamp. Generation also resumes record by record inside the stage, and is stamped
+only when no record failed (a rerun retries the failed ones). ``out_dir/run.lock`` keeps a second
+run off the same folder.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from typing import Any, Callable, Optional
 from .config import RunConfig
 from .data import load_beir, records_from_beir
 from .io import read_records, write_json, write_records
+from .outputs import OutputLock, file_digest
 from .schema import Record
 
 log = logging.getLogger(__name__)
@@ -48,14 +53,6 @@ def _digest(*parts: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
 class _Stages:
     """Runs named stages with timing and stamp-based reuse."""
 
@@ -65,19 +62,30 @@ class _Stages:
     def records(self, name: str, key: str, fn: Callable[[], tuple[list[Record], Any]]) -> list[Record]:
         out, stamp = self.out_dir / f"{name}.jsonl", self.out_dir / f"{name}.done.json"
         if not self.fresh and out.exists() and stamp.exists():
-            saved = json.loads(stamp.read_text())
-            if saved.get("key") == key:
+            try:
+                saved = json.loads(stamp.read_text())
+            except ValueError:
+                saved = {}
+            if saved.get("key") == key and saved.get("sha256") == file_digest(out):
                 log.info("stage %s: reusing %s (config and input unchanged)", name, out)
                 self.result.summaries[name] = saved.get("summary")
                 self.result.timings[name] = 0.0
                 return read_records(out)
+            if saved.get("key") == key:
+                log.warning("stage %s: %s does not match its stamp %s (written by another run, or changed since); "
+                            "redoing the stage", name, out, stamp)
         t = time.perf_counter()
         records, summary = fn()
         self.result.timings[name] = round(time.perf_counter() - t, 1)
+        stamp.unlink(missing_ok=True)  # no window where the new output sits under the old stamp
         write_records(out, records)
+        complete = not getattr(summary, "records_failed", 0)  # failed LLM records: redo (retry them) next run
         summary = summary.to_dict() if hasattr(summary, "to_dict") else summary
         self.result.summaries[name] = summary
-        write_json(stamp, {"key": key, "summary": summary})
+        if complete:
+            write_json(stamp, {"key": key, "sha256": file_digest(out), "records": len(records), "summary": summary})
+        else:
+            log.warning("stage %s: not stamped: some records failed; the next run retries them", name)
         return records
 
     def timed(self, name: str, fn: Callable[[], Any]) -> Any:
@@ -100,16 +108,22 @@ SHORTCUT_PER_SOURCE = 100  # negatives per source in the run's shortcut check (e
 
 
 def run_pipeline(cfg: RunConfig, fresh: bool = False, show_progress: bool = True) -> RunResult:
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with OutputLock(out_dir, lock_path=out_dir / "run.lock"):
+        return _run(cfg, out_dir, fresh, show_progress)
+
+
+def _run(cfg: RunConfig, out_dir: Path, fresh: bool, show_progress: bool) -> RunResult:
     from negforge.mixers.hybrid import mix_records
     from negforge.mixers.mine import mine_records
     from negforge.trainer.evaluate import evaluate_model
     from negforge.trainer.train import train_model
 
-    from .generate import generate_records
+    from .errors import InputError
+    from .job import run_generate_job
     from .verifiers import verify_records
 
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     result = RunResult(out_dir)
     stages = _Stages(out_dir, result, fresh)
     write_json(out_dir / "config.json", cfg.model_dump(mode="json"))
@@ -117,6 +131,8 @@ def run_pipeline(cfg: RunConfig, fresh: bool = False, show_progress: bool = True
     train = load_beir(cfg.data, cfg.train_split)
     test = load_beir(cfg.data, cfg.eval.split)
     records = records_from_beir(train)
+    if not records:
+        raise InputError(f"{cfg.data}: no train query has a relevant document in the corpus; nothing to run on")
     data_key = _digest(train.corpus.fingerprint(), sorted(train.qrels.items()))
     n_llm = len(records) if cfg.llm_queries is None else min(cfg.llm_queries, len(records))
     log.info("%d train queries; the LLM stage writes negatives for %d of them", len(records), n_llm)
@@ -129,14 +145,15 @@ def run_pipeline(cfg: RunConfig, fresh: bool = False, show_progress: bool = True
         from .profile import with_corpus
 
         gcfg = with_corpus(cfg.generate, Path(cfg.data))  # the prompts see this corpus's profile
-        summary = generate_records(records[:n_llm], gcfg, partial, show_progress=show_progress)
+        summary = run_generate_job(records[:n_llm], gcfg, partial, show_progress=show_progress)
         by_id = {r.id: r for r in read_records(partial)}
         return [by_id.get(r.id, r) for r in records], summary
 
     generated = stages.records("generated", gen_key, _generate)
 
     # 2. mine BM25 + dense negatives for every train query
-    mine_key = _digest(gen_key, cfg.mine.model_dump(mode="json"))
+    # (with the generated file's digest: a generate stage that retried failed records changes what mining sees)
+    mine_key = _digest(gen_key, file_digest(out_dir / "generated.jsonl"), cfg.mine.model_dump(mode="json"))
     mined = stages.records("mined", mine_key,
                            lambda: mine_records(generated, train, cfg.mine, show_progress=show_progress))
 

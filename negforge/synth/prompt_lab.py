@@ -27,7 +27,7 @@ from .flows import FLOWS, flow_class, make_flow
 from .generate import generate_records
 from .profile import corpus_profile
 from .templates import TemplateSet
-from .job import JobSummary
+from .gen_report import GenerateReport as JobSummary
 from .schema import Record, Source
 
 log = logging.getLogger(__name__)
@@ -128,15 +128,18 @@ def run_trial(records: list[Record], cfg: GenerateConfig, out_dir: Path, backend
               shortcut_encoder: Optional[str] = "bundled") -> Trial:
     """Generate for ``records`` (fresh, into ``out_dir/label.jsonl``), score with the verifiers and run the
     shortcut check on the usable negatives (``shortcut_encoder`` None: style features only)."""
-    from .io import read_records, write_records
+    from .io import write_records
     from .verifiers import verify_records
 
     cfg = cfg.model_copy(update={"limit": None, "shard": 0, "num_shards": 1})
     ts = TemplateSet(cfg.template, cfg.template_dir)
     path = Path(out_dir) / f"{label}.jsonl"
-    path.unlink(missing_ok=True)  # a trial is always fresh (the LLM cache makes a rerun cheap)
-    summary = generate_records(records, cfg, path, show_progress=show_progress, backend=backend)
-    generated = read_records(path)
+    # a trial is always fresh (the LLM cache makes a rerun cheap)
+    generated, summary = generate_records(records, None, cfg, backend=backend, show_progress=show_progress)
+    if summary.records_failed:
+        log.warning("%s: %d records failed at the backend: %s", label, summary.records_failed,
+                    "; ".join(f"{f.id}: {f.error}" for f in summary.failed[:3]))
+    write_records(path, generated)
     # the flow's own drops (reflection, meta text) are remembered; the verifiers judge every negative afresh
     dropped = {}
     for r in generated:

@@ -3,7 +3,7 @@
 ================  ==========================================  =============================
 stage             function                                    report
 ================  ==========================================  =============================
-generate          ``negforge.synth.generate.generate_records``  ``JobSummary``
+generate          ``negforge.synth.generate.generate_records``  ``GenerateReport``
 mine              ``negforge.mixers.mine.mine_records``         ``MineReport``
 verify            ``negforge.synth.verifiers.verify_records``   ``VerifyReport``
 fn-report         ``negforge.synth.fn_report.fn_report``        ``FNReport``

@@ -20,8 +20,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import (FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, TemplateSyntaxError,
+                    UndefinedError)
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from .errors import ConfigError
 from .space import SPACE_FILE, SetSpace, load_space
@@ -55,14 +56,31 @@ def _env(folder: str) -> SandboxedEnvironment:
 
 
 def _render_file(folder: Path, file: str, label: str, variables: dict[str, Any]) -> str:
+    path = folder / file
     try:
         return _env(str(folder)).get_template(file).render(**variables).strip()
     except UndefinedError as e:
-        raise ConfigError(f"template {label!r}: {e.message}; pass it when rendering") from None
+        raise ConfigError(f"{_where(e, path)}: template {label!r}: {e.message}; pass it when rendering") from None
     except TemplateNotFound as e:
-        raise ConfigError(f"template {label!r} includes missing template {e.name!r}") from None
+        raise ConfigError(f"{path}: template {label!r} includes missing template {e.name!r}") from None
     except TemplateSyntaxError as e:
         raise ConfigError(f"{folder / (e.name or file)}:{e.lineno}: template syntax error: {e.message}") from None
+    except SecurityError as e:
+        raise ConfigError(f"{_where(e, path)}: template {label!r} does what the sandbox forbids ({e}); "
+                          "templates may only read the variables they are given") from None
+    except TemplateError as e:
+        raise ConfigError(f"{_where(e, path)}: template {label!r} failed: {e}") from None
+
+
+def _where(e: BaseException, path: Path) -> str:
+    """``file:line`` of the template frame an error was raised in (Jinja maps frames to template lines)."""
+    tb, where = e.__traceback__, str(path)
+    while tb is not None:
+        fname = tb.tb_frame.f_code.co_filename
+        if fname.endswith(SUFFIX):
+            where = f"{fname}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
 
 
 def render(name: str, template_dir: Optional[str | Path] = None, **variables: Any) -> str:

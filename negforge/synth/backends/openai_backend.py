@@ -3,8 +3,9 @@
 ``generate`` is synchronous to callers; inside, a batch runs on the backend's own event loop
 thread (so it works from any thread, with or without a running loop) with at most
 ``cfg.concurrency`` requests in flight. Retries are ours (tenacity; the client's own are off):
-429 / 5xx / timeouts / connection errors, exponential backoff with jitter, ``Retry-After``
-honoured (capped at :data:`MAX_RETRY_AFTER_S`), at most ``cfg.max_retries`` extra attempts.
+429 / 5xx / timeouts / connection errors / malformed 200 replies (a body that is not JSON, no
+``choices``, no text), exponential backoff with jitter, ``Retry-After`` honoured (capped at
+:data:`MAX_RETRY_AFTER_S`), at most ``cfg.max_retries`` extra attempts.
 
 Failure rule: a row that fails (non-retryable status, retries exhausted, malformed response)
 comes back with ``ok=False`` and the reason. The batch raises :class:`BackendError` only when
@@ -56,8 +57,45 @@ def request_kwargs(params: GenParams, json_mode: Optional[bool] = None) -> dict[
     return kw
 
 
+# The usual key variable per provider host (suffix match); any other host: OPENAI_API_KEY, the variable
+# every OpenAI-compatible client reads.
+CONVENTIONAL_KEY_ENV = {"openai.com": "OPENAI_API_KEY", "openai.azure.com": "AZURE_OPENAI_API_KEY",
+                        "together.xyz": "TOGETHER_API_KEY", "together.ai": "TOGETHER_API_KEY",
+                        "groq.com": "GROQ_API_KEY", "mistral.ai": "MISTRAL_API_KEY", "deepseek.com": "DEEPSEEK_API_KEY",
+                        "openrouter.ai": "OPENROUTER_API_KEY", "fireworks.ai": "FIREWORKS_API_KEY",
+                        "deepinfra.com": "DEEPINFRA_API_KEY", "anthropic.com": "ANTHROPIC_API_KEY",
+                        "googleapis.com": "GEMINI_API_KEY", "x.ai": "XAI_API_KEY",
+                        "perplexity.ai": "PERPLEXITY_API_KEY"}
+
+
+def conventional_key_env(base_url: str) -> str:
+    host = (urlsplit(base_url).hostname or "").lower()
+    for suffix, name in CONVENTIONAL_KEY_ENV.items():
+        if host == suffix or host.endswith("." + suffix):
+            return name
+    return "OPENAI_API_KEY"
+
+
+def is_local(base_url: str) -> bool:
+    host = (urlsplit(base_url).hostname or "").lower()
+    return host in LOCAL_HOSTS or host.startswith("127.")
+
+
+def warn_unusual_key_env(env_var: str, base_url: str) -> bool:
+    """Warn (and return True) when ``env_var`` is not the usual key variable for ``base_url``'s provider and
+    the host is not local: a config from someone else could ship any secret of yours to their host."""
+    usual = conventional_key_env(base_url)
+    if env_var in (usual, "NEGFORGE_API_KEY") or is_local(base_url):
+        return False
+    log.warning("llm.api_key_env=%s: the value of that environment variable is sent as a bearer token to %s, "
+                "where the usual variable is %s; check that this config is yours before running it",
+                env_var, base_url, usual)
+    return True
+
+
 def resolve_api_key(env_var: str, base_url: str) -> str:
     """The key from ``$env_var``; a placeholder for servers that need none; an error for OpenAI."""
+    warn_unusual_key_env(env_var, base_url)
     key = os.environ.get(env_var, "").strip()
     if key:
         return key
@@ -71,6 +109,10 @@ def resolve_api_key(env_var: str, base_url: str) -> str:
     return "none"
 
 
+class MalformedReply(Exception):
+    """A 200 answer that is not a usable chat completion (not JSON, no choices, no text): retried like a 5xx."""
+
+
 def _status(exc: BaseException) -> Optional[int]:
     return getattr(exc, "status_code", None)
 
@@ -78,7 +120,7 @@ def _status(exc: BaseException) -> Optional[int]:
 def is_retryable(exc: BaseException) -> bool:
     import openai
 
-    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+    if isinstance(exc, (openai.APIConnectionError, MalformedReply)):  # includes APITimeoutError
         return True
     status = _status(exc)
     return status is not None and (status in RETRYABLE_STATUS or status >= 500)
@@ -234,6 +276,9 @@ class OpenAIBackend(BaseBackend):
             with attempt:
                 self.usage.add(requests=1)
                 resp = await client.chat.completions.create(model=self.model, messages=conv, **kwargs)
+                done = to_completion(resp)
+                if not done.ok:
+                    raise MalformedReply(done.error)
         return resp
 
     def _wait(self, state: Any) -> float:

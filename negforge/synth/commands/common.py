@@ -89,18 +89,20 @@ def stage_config(cls: type[C], config: Optional[Path], sets: Optional[list[str]]
 
 
 def load_inputs(path: Path, split: str = "train", limit: Optional[int] = None, data: Optional[Path] = None,
-                columns: Optional[str] = None):
+                columns: Optional[str] = None, dropped: Optional[dict[str, int]] = None, allow_empty: bool = False):
     """``(records, dataset)`` from any input :func:`negforge.synth.inputs.read_input` reads (records,
     BEIR, FlagEmbedding, Tevatron, a datasets folder or Hub name, Parquet, CSV/TSV, JSONL columns).
 
     The dataset holds the corpus, queries and qrels where the input has them (a BEIR folder, a
     Tevatron corpus), else it is empty; with ``data`` (a BEIR folder) they come from there instead.
-    ``columns`` is a ``--columns`` value (``query=COL,positive=COL``).
+    ``columns`` is a ``--columns`` value (``query=COL,positive=COL``). What the reader left out is counted
+    into ``dropped``; no records at all is an InputError unless ``allow_empty``.
     """
     from ..data import load_beir
     from ..inputs import parse_columns, read_input
 
-    loaded = read_input(path, columns=parse_columns(columns), split=split, limit=limit)
+    loaded = read_input(path, columns=parse_columns(columns), split=split, limit=limit, dropped=dropped,
+                        allow_empty=allow_empty)
     dataset = load_beir(data, split) if data is not None else loaded.dataset
     return loaded.records, dataset
 
@@ -139,7 +141,8 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except NegforgeError as e:
-            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-            sys.exit(2)
+            line = " ".join(str(e).split())  # one line, whatever the message carried
+            typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
+            sys.exit(getattr(e, "exit_code", 2))
 
     return wrapper

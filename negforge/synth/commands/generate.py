@@ -10,13 +10,15 @@ from .common import (ConfigOpt, QuietOpt, SetOpt, VerboseOpt, example, handle_er
                      stage_config)
 
 
-def _records(data: Optional[Path], input: Optional[Path], split: str):
+def _records(data: Optional[Path], input: Optional[Path], split: str, dropped: Optional[dict] = None,
+             allow_empty: bool = False):
     from ..errors import ConfigError
 
     if (data is None) == (input is None):
         raise ConfigError("give exactly one of --data BEIR_DIR (records from its qrels split) or --input FILE "
                           "(records JSONL, FlagEmbedding JSONL, or a BEIR folder)")
-    return load_inputs(data if data is not None else input, split)[0]  # type: ignore[arg-type]
+    return load_inputs(data if data is not None else input, split, dropped=dropped,  # type: ignore[arg-type]
+                       allow_empty=allow_empty)[0]
 
 
 def register(app: typer.Typer) -> None:
@@ -31,23 +33,28 @@ def register(app: typer.Typer) -> None:
         input: Optional[Path] = typer.Option(None, "--input", "-i", help="Records JSONL, FlagEmbedding JSONL or a "
                                              "BEIR folder."),
         out: Path = typer.Option(..., "--output", "-o", help="Output records JSONL. Records already in it are skipped "
-                                 "(a killed job resumes); summary: OUTPUT.summary.json."),
+                                 "(a killed job resumes); failed records: OUTPUT.failures.jsonl (retried by a rerun); "
+                                 "summary over all runs: OUTPUT.summary.json; lock while running: OUTPUT.lock."),
         split: str = typer.Option("train", "--split", help="qrels split of a BEIR folder."),
         limit: Optional[int] = typer.Option(None, "--limit", help="First N records only (before sharding). \\[default: all]"),
         shard: Optional[int] = typer.Option(None, "--shard", help="This job's shard, 0 <= shard < --num-shards. \\[default: 0]"),
         num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Split the records into this many "
                                                  "shards by a stable hash of their id; join with `negforge merge`. \\[default: 1]"),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the on-disk LLM cache."),
+        fresh: bool = typer.Option(False, "--fresh", help="Start over: remove OUT, its failures and summary first "
+                                   "(needed when the config changed since OUT was started)."),
+        allow_empty: bool = typer.Option(False, "--allow-empty", help="An input with no records is not an error."),
         config: Optional[Path] = ConfigOpt,
         sets: Optional[list[str]] = SetOpt,
         quiet: bool = QuietOpt,
         verbose: bool = VerboseOpt,
     ) -> None:
-        """Write hard negatives with the LLM (analyse -> generate -> reflect), batched, resumable, shardable."""
+        """Write hard negatives with the LLM (analyse -> generate -> reflect), batched, resumable, shardable.
+        Exit 0: done (a few failed records, under generate.max_failed_fraction, are listed and retried by a
+        rerun); 2: a user error (one line); 3: too many records failed (summary printed; rerun to retry them)."""
         from ..config import GenerateConfig
         from ..errors import ConfigError
-        from ..generate import generate_records
-        from ..io import write_json
+        from ..job import TooManyFailures, run_generate_job
 
         setup_logging(quiet, verbose)
         if config_file is not None and config is not None:
@@ -59,7 +66,16 @@ def register(app: typer.Typer) -> None:
         from ..profile import with_corpus
 
         cfg = with_corpus(cfg, data if data is not None else input)  # profile the corpus the records come from
-        records = _records(data, input, split)
-        summary = generate_records(records, cfg, out, show_progress=not quiet)
-        write_json(Path(f"{out}.summary.json"), summary.to_dict())
-        typer.echo(summary.table())
+        dropped: dict[str, int] = {}
+        records = _records(data, input, split, dropped, allow_empty)
+        try:
+            report = run_generate_job(records, cfg, out, show_progress=not quiet, fresh=fresh,
+                                      input_path=data if data is not None else input, input_dropped=dropped)
+        except TooManyFailures as e:
+            typer.echo(e.report.table())
+            raise
+        typer.echo(report.table())
+        if report.records_failed:
+            typer.secho(f"warning: {report.records_failed} records failed (listed in {out}.failures.jsonl); "
+                        "rerun the same command to retry them", err=True, fg=typer.colors.YELLOW)
+
