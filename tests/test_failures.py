@@ -39,7 +39,8 @@ def fast_backoff(monkeypatch):
 def conf(path: Path, base_url: str, **extra) -> Path:
     doc = {"llm": {"base_url": base_url, "model": "fault-mar", "concurrency": 4, "timeout_s": 5, "max_retries": 2,
                    "params": {"max_tokens": 200, "temperature": 0.0}},
-           "num_negatives": 2, "reflection_rounds": 1, "seed": 3, "cache_dir": None, "batch_size": 3, **extra}
+           "num_negatives": 2, "reflection_rounds": 1, "seed": 3, "cache_dir": None, "batch_size": 3,
+           "profile": {"describe_with_llm": False}, **extra}  # no description call: request counts stay exact
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -180,7 +181,7 @@ def test_output_lock_unit(tmp_path):
 
 # -- resume checks the config --------------------------------------------------------------------------
 def test_config_change_on_resume_is_named_and_fresh_starts_over(tmp_path):
-    from negforge.synth.templates import builtin_dir
+    from negforge.synth.templates import builtin_sets_dir
 
     src, out = inputs(tmp_path, 3), tmp_path / "out.jsonl"
     with FaultServer(reply_fn=mar_reply) as srv:
@@ -192,9 +193,9 @@ def test_config_change_on_resume_is_named_and_fresh_starts_over(tmp_path):
         assert "--fresh" in line
         line = one_error_line(cli(*base, "--set", "llm.params.temperature=0.5", "--set", "llm.model=other", code=2))
         assert "params.temperature 0.0 -> 0.5" in line and "model 'fault-mar' -> 'other'" in line
-        tdir = tmp_path / "tpl"
-        shutil.copytree(builtin_dir(), tdir)
-        (tdir / "mar_generate.jinja2").write_text((tdir / "mar_generate.jinja2").read_text() + "\nBe brief.\n")
+        tdir = tmp_path / "tpl"  # a folder of sets: its "mar" is found before the built-in one
+        shutil.copytree(builtin_sets_dir() / "mar", tdir / "mar")
+        (tdir / "mar" / "generate.jinja2").write_text((tdir / "mar" / "generate.jinja2").read_text() + "\nBe brief.\n")
         assert "template_hash" in one_error_line(cli(*base, "--set", f"template_dir={tdir}", code=2))
         # the same config resumes (concurrency, batch size and limit are not part of the fingerprint)
         assert "2 already done, 1 generated" in cli(*base, "--set", "llm.concurrency=2", "--set", "batch_size=1")
@@ -277,14 +278,14 @@ def _case(name: str, tmp_path: Path) -> tuple[list[str], str]:
         return ["--data", d], ("no records in the input (dropped: 1 queries with no relevant document in the corpus; "
                                "1 qrels rows naming a document not in the corpus)")
     if name == "jinja_security_error":
-        from negforge.synth.templates import builtin_dir
+        from negforge.synth.templates import builtin_sets_dir
 
         tdir = tmp_path / "tpl"
-        shutil.copytree(builtin_dir(), tdir)
-        (tdir / "mar_analyse.jinja2").write_text("Look:\n{{ query.__class__.__mro__ }}\n")
+        shutil.copytree(builtin_sets_dir() / "mar", tdir / "mar")
+        (tdir / "mar" / "analyse.jinja2").write_text("Look:\n{{ query.__class__.__mro__ }}\n")
         p = tmp_path / "in.jsonl"
         p.write_text(good)
-        return ["--input", p, "--set", f"template_dir={tdir}"], f"{tdir / 'mar_analyse.jinja2'}:2: template 'mar_analyse' does what the sandbox forbids"
+        return ["--input", p, "--set", f"template_dir={tdir}"], f"{tdir / 'mar' / 'analyse.jinja2'}:2: template"
     raise KeyError(name)
 
 
