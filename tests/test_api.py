@@ -78,3 +78,30 @@ def test_mine_hard_negatives_end_to_end_on_scifact(tiny_beir, tmp_path):
     flag = negforge.mine_hard_negatives(tiny_beir, sources=["bm25"], num_negatives=2, output_format="bge",
                                         mine_options=opts, verify_options=opts, show_progress=False)
     assert {"query", "pos", "neg", "pos_scores", "neg_scores"} <= set(flag.column_names) and len(flag) > 0
+
+
+def test_web_corpus_pairs_to_tevatron(scifact_dir, tmp_path):
+    """A second corpus (TREC DL 2019 web passages): its test queries as a TSV of pairs, mined against
+    the passages with BM25, qrels-verified (judged zeros are not positives) and read back by Tevatron."""
+    from consumer_loaders import TevatronTrainDataset
+
+    trec = scifact_dir.parent / "trec-dl-2019"
+    records, data = negforge.read(trec, split="test")
+    assert len(records) == 43 and all(p.grade > 0 for r in records for p in r.positives)
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("qid\tquery\tpositive\n" + "".join(f"{r.id}\t{r.query}\t{p.full_text}\n" for r in records[:10]
+                                                    for p in r.positives[:3]))
+    pairs, _ = negforge.read(tsv)
+    assert [r.id for r in pairs] == [r.id for r in records[:10]] and all(len(r.positives) <= 3 for r in pairs)
+    mined, _ = negforge.mine(pairs, data, sources=["bm25"], num_negatives=4, show_progress=False)
+    verified, rep = negforge.verify(mined, data, verifiers=["qrels"], show_progress=False)
+    assert rep.checked == 40 and rep.kept == 40  # mining already skips every qrels positive, not only the pairs' 3
+    out = negforge.export(verified, "tevatron", tmp_path / "tev")
+    ds = TevatronTrainDataset(tmp_path / "tev" / "train.jsonl", tmp_path / "hf", 4,
+                              corpus_path=tmp_path / "tev" / "corpus.jsonl")
+    assert len(ds) == out.records_written
+    for i in range(len(ds)):
+        query, texts, _ = ds[i]
+        rels = data.qrels[ds.train_data[i]["query_id"]]
+        ids = {t: d for d, t in zip(data.corpus.ids, data.corpus.full_texts())}
+        assert all(rels.get(ids[t], 0) <= 0 for t in texts[1:])  # no judged-relevant passage as a negative
