@@ -21,7 +21,6 @@ of texts, a corpus JSONL). Nothing heavy is imported until a function runs.
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
@@ -108,18 +107,22 @@ def mix(records: list[Record], dataset: Any = None, config: Any = None, *, epoch
 
 def generate(records: list[Record], dataset: Any = None, config: Any = None, *, out_path: Optional[str] = None,
              backend: Any = None, show_progress: bool = True, **fields: Any):
-    """LLM-written negatives (``fields``: :class:`~negforge.synth.config.GenerateConfig`). With
-    ``out_path`` the job appends there and resumes from it; without, it runs in a temporary file."""
+    """LLM-written negatives (``fields``: :class:`~negforge.synth.config.GenerateConfig`):
+    :func:`negforge.synth.generate.generate_records`. With ``out_path`` it runs as the resumable job
+    (:func:`negforge.synth.job.run_generate_job`: appends there, resumes, failures file) and returns
+    every input record, the done ones with their new negatives."""
     from .synth.config import GenerateConfig
     from .synth.generate import generate_records
-    from .synth.io import read_records
 
     cfg = _config(GenerateConfig, config, fields)
-    with tempfile.TemporaryDirectory(prefix="negforge-gen-") as tmp:
-        path = Path(out_path) if out_path else Path(tmp) / "generated.jsonl"
-        summary = generate_records(records, cfg, path, show_progress=show_progress, backend=backend)
-        by_id = {r.id: r for r in read_records(path)} if path.exists() else {}
-    return [by_id.get(r.id, r) for r in records], summary
+    if out_path is None:
+        return generate_records(records, _dataset(dataset), cfg, backend=backend, show_progress=show_progress)
+    from .synth.io import read_records
+    from .synth.job import run_generate_job
+
+    report = run_generate_job(records, cfg, out_path, backend=backend, show_progress=show_progress)
+    by_id = {r.id: r for r in read_records(out_path)} if Path(out_path).exists() else {}
+    return [by_id.get(r.id, r) for r in records], report
 
 
 def to_dataset(records: list[Record], format: str = "sentence-transformers", *, num_negatives: Optional[int] = None,

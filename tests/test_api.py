@@ -105,3 +105,22 @@ def test_web_corpus_pairs_to_tevatron(scifact_dir, tmp_path):
         rels = data.qrels[ds.train_data[i]["query_id"]]
         ids = {t: d for d, t in zip(data.corpus.ids, data.corpus.full_texts())}
         assert all(rels.get(ids[t], 0) <= 0 for t in texts[1:])  # no judged-relevant passage as a negative
+
+
+@pytest.mark.slow
+def test_generate_through_the_local_server(tiny_beir, local_server, tmp_path):
+    """negforge.generate with the bundled SmolLM2 server: the pure stage, then the resumable job
+    (the second call is answered from the on-disk cache the first one wrote)."""
+    from negforge.synth.config import LLMConfig
+    from negforge.synth.params import GenParams
+
+    records, _ = negforge.read(tiny_beir, limit=2)
+    llm = LLMConfig(base_url=local_server.base_url, model="SmolLM2-135M-Instruct", concurrency=2, timeout_s=900,
+                    params=GenParams(max_tokens=200, temperature=0.7, seed=0))
+    opts = {"llm": llm, "num_negatives": 1, "max_prompt_words": 80, "cache_dir": str(tmp_path / "llm")}
+    done, rep = negforge.generate(records, None, show_progress=False, **opts)
+    assert [r.id for r in done] == [r.id for r in records] and rep.drafts == 2
+    assert all(n.source == negforge.Source.llm for r in done for n in r.negatives)
+    again, job = negforge.generate(records, None, opts, out_path=str(tmp_path / "gen.jsonl"), show_progress=False)
+    assert [r.id for r in again] == [r.id for r in records]
+    assert [[n.text for n in r.negatives] for r in again] == [[n.text for n in r.negatives] for r in done]
