@@ -142,6 +142,11 @@ def test_duplicate_ids_and_unknown_inputs(tmp_path):
     (tmp_path / "f.jsonl").write_text(json.dumps(line) + "\n" + json.dumps({**line, "query": "q2"}) + "\n")
     with pytest.raises(InputError, match=r"f\.jsonl:2: .*'7' appears again \(first at line 1\)"):
         read_input(tmp_path / "f.jsonl")
+    tev = {"query_id": "5", "query": "q", "positive_passages": [{"docid": "d", "title": "", "text": "p"}],
+           "negative_passages": []}
+    (tmp_path / "t.jsonl").write_text(json.dumps(tev) + "\n" + json.dumps({**tev, "query": "other"}) + "\n")
+    with pytest.raises(InputError, match=r"t\.jsonl:2: query id '5' appears again \(first at line 1\)"):
+        read_input(tmp_path / "t.jsonl")
     (tmp_path / "rows.jsonl").write_text(json.dumps({"claim": "q", "abstract": "a"}) + "\n")
     assert read_input(tmp_path / "rows.jsonl", columns={"query": "claim", "positive": "abstract"}).format == "jsonl"
     with pytest.raises(InputError, match=r"rows\.jsonl \(jsonl\): no query column"):

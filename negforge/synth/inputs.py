@@ -33,7 +33,7 @@ from typing import Any, Optional
 
 from .data import Corpus, Dataset, load_beir, records_from_beir, records_from_flag_jsonl
 from .errors import ConfigError, InputError
-from .io import iter_jsonl, read_records
+from .io import check_unique_ids, iter_jsonl, read_records
 from .schema import Negative, Passage, Provenance, Record, Source
 from .columns import ROLES, parse_columns, records_from_rows, resolve_columns
 
@@ -157,7 +157,7 @@ def _tevatron(source, name, columns, split, corpus):
         raise InputError(f"{train} (tevatron): the id-based format needs its corpus (docid, text); none at {cpath}; "
                          "pass corpus= (--corpus FILE)")
     docs = _tevatron_corpus(cpath)
-    records = []
+    records, ids = [], []
     for lineno, obj in iter_jsonl(train):
         where = f"{train}:{lineno} (tevatron)"
         pos, neg = obj.get("positive_document_ids"), obj.get("negative_document_ids") or []
@@ -169,16 +169,18 @@ def _tevatron(source, name, columns, split, corpus):
         missing = [str(d) for d in [*pos, *neg] if str(d) not in docs]
         if missing:
             raise InputError(f"{where}: document id {missing[0]!r} is not in {cpath}")
+        ids.append((str(obj.get("query_id", f"L{lineno}")), lineno))
         records.append(Record(
-            id=str(obj.get("query_id", f"L{lineno}")), query=query,
+            id=ids[-1][0], query=query,
             positives=[docs.passage(str(d)) for d in pos],
             negatives=[Negative(**docs.passage(str(d)).model_dump(), source=Source.imported,
                                 provenance=Provenance(rank=i + 1)) for i, d in enumerate(neg)]))
+    check_unique_ids(ids, train, "query id")
     return LoadedInput(records, "tevatron", Dataset(corpus=docs))
 
 
 def _tevatron_legacy(source, name, columns, split, corpus):
-    records = []
+    records, ids = [], []
     for lineno, obj in iter_jsonl(source):
         where = f"{source}:{lineno} (tevatron-legacy)"
         try:
@@ -189,9 +191,11 @@ def _tevatron_legacy(source, name, columns, split, corpus):
                    for i, p in enumerate(obj.get("negative_passages") or [])]
             records.append(Record(id=str(obj.get("query_id", f"L{lineno}")), query=obj["query"], positives=pos,
                                   negatives=neg))
+            ids.append((records[-1].id, lineno))
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"{where}: needs query, positive_passages [{{docid, title, text}}] "
                              f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    check_unique_ids(ids, source, "query id")
     return records
 
 
