@@ -32,10 +32,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = QuietOpt,
         verbose: bool = VerboseOpt,
     ) -> None:
-        """Write records in a trainer's format: kept negatives only; records left without one are skipped.
-
-        Example: negforge export -i runs/x/mixed.jsonl -f flagembedding -o runs/x/train.flag.jsonl
-        """
+        """Write records in a trainer's format: kept negatives only; records left without one are skipped."""
         from negforge.trainer.export import export_records
 
         setup_logging(quiet, verbose)
