@@ -163,7 +163,8 @@ def test_both_flows_run_for_real_through_the_local_server(template, local_server
     assert stored["source"] == str(data) and stored["n_docs"] == 9139 and len(stored["examples"]) == 2
     print(f"\n[{template}] description: {stored['description']!r}; summary: {s.to_dict()}")
     for r in out:
-        print(f"[{template}] {r.query!r} -> {[(n.text[:200], n.verdict.reason if n.verdict else 'kept') for n in r.negatives]}")
+        shown = [(n.text[:200], n.verdict.reason if n.verdict else "kept") for n in r.negatives]
+        print(f"[{template}] {r.query!r} -> {shown}")
 
 
 def test_an_echoed_format_is_not_a_requirement():

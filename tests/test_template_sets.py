@@ -27,8 +27,8 @@ from negforge.synth.templates import TemplateSet, builtin_sets, builtin_sets_dir
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CORPORA = {"scifact": "train", "nfcorpus": "train", "trec-dl-2019": "test"}
 # words of scientific text that must never come from a template, a space file or generic code
-DOMAIN_WORDS = re.compile(r"scientific|\babstracts?\b|\bstud(y|ies|ied)\b|\bgenes?\b|protein|\bdrugs?\b|patient|\bmice\b|"
-                          r"research|clinical|disease", re.I)
+DOMAIN_WORDS = re.compile(r"scientific|\babstracts?\b|\bstud(y|ies|ied)\b|\bgenes?\b|protein|\bdrugs?\b|"
+                          r"patient|\bmice\b|research|clinical|disease", re.I)
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,8 @@ def test_a_user_set_changes_the_attributes_with_no_code_change(tmp_path, product
     backend = ScriptedBackend(_shop_reply)
     run_generate_job(records, cfg, tmp_path / "out.jsonl", show_progress=False, backend=backend)
     analyse_prompt = backend.seen[0][0][0]["content"]
-    assert "- product: the product or product line asked about" in analyse_prompt and "- entities:" not in analyse_prompt
+    assert "- product: the product or product line asked about" in analyse_prompt
+    assert "- entities:" not in analyse_prompt
     schema = backend.seen[0][1].json_schema  # the reply schema asks for the user's attributes
     assert set(schema["properties"]) == {"product", "price", "feature", "key_fact"}
     out = read_records(tmp_path / "out.jsonl")

@@ -60,7 +60,8 @@ class ShortcutReport(Report):
         rows = [f"{'source':<10} {'negatives':>9} {'real':>6}  AUC [{self.level:.0%} interval]"]
         for s in self.sources:
             auc = f"{s.auc:.3f} [{s.low:.3f}, {s.high:.3f}]" if s.auc is not None else f"- ({s.note})"
-            rows.append(f"{s.source:<10} {s.negatives:>9} {s.real:>6}  {auc}{'  EASY TO SPOT' if s.easy_to_spot else ''}")
+            flag = "  EASY TO SPOT" if s.easy_to_spot else ""
+            rows.append(f"{s.source:<10} {s.negatives:>9} {s.real:>6}  {auc}{flag}")
         return "\n".join(rows)
 
 
