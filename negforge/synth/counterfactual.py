@@ -24,7 +24,7 @@ import random
 from typing import Any
 
 from .attributes import stable_seed, target_length, word_count
-from .generate import PLACEHOLDER_DRAFT, MarFlow, _Ask, _stored_draft
+from .generate import PLACEHOLDER_DRAFT, MarFlow, _stored_draft
 from .parsing import CounterfactualCheck, RequirementsReply, RewriteReply
 from .schema import Record
 
@@ -72,20 +72,11 @@ class CounterfactualFlow(MarFlow):
                           hints=self._hints(setting), round=rnd, output_format=CounterfactualCheck.FORMAT)
 
     # -- steps ---------------------------------------------------------------------------------
-    def analyse(self, records: list[Record]) -> list[dict[str, Any]]:
-        asks = [_Ask(self.analyse_messages(r), RequirementsReply, RequirementsReply.FORMAT) for r in records]
-        self.ask("requirements", asks)
-        out = []
-        for ri, (r, a) in enumerate(zip(records, asks)):
-            if a.failed_backend:  # the record is held back as failed, not generated without requirements
-                self.fail(ri, r, "requirements", a.error)
-                out.append({})
-            elif a.value is None:
-                self.summary.analysis_failed += 1
-                out.append({})
-            else:
-                out.append({"requirements": a.value.requirements[: self.max_requirements]})
-        return out
+    def first_reply(self) -> tuple[Any, str]:
+        return RequirementsReply, RequirementsReply.FORMAT
+
+    def read_analysis(self, value: RequirementsReply) -> dict[str, Any]:
+        return {"requirements": value.requirements[: self.max_requirements]}
 
     def judge(self, v: CounterfactualCheck) -> tuple[str, str]:
         if v.decision == "keep" and v.broken is False:

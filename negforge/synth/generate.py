@@ -153,20 +153,28 @@ class MarFlow:
 
     # -- the steps -----------------------------------------------------------------------------
     def analyse(self, records: list[Record]) -> list[dict[str, str]]:
-        fmt = analysis_format(self.names)
-        asks = [_Ask(self.analyse_messages(r), self.analysis_model, fmt) for r in records]
-        self.ask("analyse", asks)
+        """The first step over the batch (MAR: the attributes; a flow's own reply model and reading)."""
+        model, fmt = self.first_reply()
+        asks = [_Ask(self.analyse_messages(r), model, fmt) for r in records]
+        self.ask(self.STEPS[0], asks)
         out = []
         for ri, (r, a) in enumerate(zip(records, asks)):
             if a.failed_backend:
-                self.fail(ri, r, "analyse", a.error)
+                self.fail(ri, r, self.STEPS[0], a.error)  # held back as failed (counterfactual: requirements)
                 out.append({})
             elif a.value is None:
                 self.summary.analysis_failed += 1
                 out.append({})
             else:
-                out.append(self._clean_analysis(a.value.model_dump()))
+                out.append(self.read_analysis(a.value))
         return out
+
+    def first_reply(self) -> tuple[Any, str]:
+        """The first step's reply model and the JSON format shown for it."""
+        return self.analysis_model, analysis_format(self.names)
+
+    def read_analysis(self, value: Any) -> dict[str, Any]:
+        return self._clean_analysis(value.model_dump())
 
     def _clean_analysis(self, values: dict[str, str]) -> dict[str, str]:
         """Drop filler a weak model writes instead of an attribute: an attribute's name or description copied
