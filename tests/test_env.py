@@ -97,13 +97,13 @@ def test_generate_uses_openai_base_url_and_the_served_model(local_server, tiny_b
 def test_cache_defaults_follow_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("NEGFORGE_CACHE_DIR", str(tmp_path / "nf"))
     assert GenerateConfig().cache_dir == str(tmp_path / "nf" / "llm")
-    assert MineConfig().cache_dir == VerifyConfig().cache_dir == str(tmp_path / "nf" / "embeddings")
+    assert MineConfig().encoder.cache_dir == VerifyConfig().encoder.cache_dir == str(tmp_path / "nf" / "embeddings")
     monkeypatch.delenv("NEGFORGE_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert MineConfig().cache_dir == str(tmp_path / "xdg" / "negforge" / "embeddings")
+    assert MineConfig().encoder.cache_dir == str(tmp_path / "xdg" / "negforge" / "embeddings")
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert MineConfig().cache_dir == str(tmp_path / "home" / ".cache" / "negforge" / "embeddings")
+    assert MineConfig().encoder.cache_dir == str(tmp_path / "home" / ".cache" / "negforge" / "embeddings")
 
 
 def test_caches_live_outside_the_working_directory(tiny_beir, tmp_path):

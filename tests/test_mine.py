@@ -142,16 +142,16 @@ def test_dense_respects_windows_and_positives(beir, records, emb_cache, encoder_
     stats = report.miners["dense"]
     assert stats.mined > 0 and stats.removed["labelled_positive"] > 0 and stats.removed["range_min"] > 0
     assert stats.removed["max_score"] + stats.removed["relative_margin"] > 0
-    emb = corpus_embeddings(beir.corpus, cfg.encoder, emb_cache, show_progress=False)
+    emb = corpus_embeddings(beir.corpus, cfg.encoder.model, emb_cache, show_progress=False)
 
     class NoModel:  # the cached matrix is reused: the encoder is never touched again
         def __getattr__(self, name):
             raise AssertionError(f"corpus re-encoded ({name})")
 
-    again = corpus_embeddings(beir.corpus, cfg.encoder, emb_cache, show_progress=False, model=NoModel())
+    again = corpus_embeddings(beir.corpus, cfg.encoder.model, emb_cache, show_progress=False, model=NoModel())
     assert isinstance(again, np.memmap) and again.mode == "r" and again.shape == (len(beir.corpus), 384)
     assert again.filename and Path(again.filename).stat().st_size == len(beir.corpus) * 384 * 4
-    q = encode_texts([r.query for r in out], cfg.encoder, max_seq_length=256)
+    q = encode_texts([r.query for r in out], cfg.encoder.model, max_seq_length=cfg.encoder.max_seq_length)
     for qi, r in zip(q, out):
         negs = r.negatives_from("dense")
         assert not {n.doc_id for n in negs} & _positive_ids(beir, r)
@@ -252,7 +252,7 @@ def test_config_errors_name_the_fix(beir, records):
         mine_records(records, beir, MineConfig(num_negatives=9, range_min=0, range_max=5))
     with pytest.raises(ConfigError, match="valid: bm25, click, dense"):
         mine_records(records, beir, MineConfig(sources=["bm26"]))
-    with pytest.raises(ConfigError, match="click_log"):
+    with pytest.raises(ConfigError, match=r"mine\.click\.log"):
         mine_records(records, beir, MineConfig(sources=["click"]))
 
 
@@ -308,8 +308,8 @@ def _click_setup(tmp_path):
 
 def test_click_miner_skips_related_dwell_and_min_impressions(tmp_path):
     corpus, recs, path = _click_setup(tmp_path)
-    cfg = MineConfig(sources=["click"], click_log=str(path), num_negatives=5, range_max=10,
-                     propensities=[1.0, 0.5, 0.33, 0.25, 0.2], min_impressions=2)
+    cfg = MineConfig(sources=["click"], num_negatives=5, range_max=10,
+                     click={"log": str(path), "propensities": [1.0, 0.5, 0.33, 0.25, 0.2], "min_impressions": 2})
     out, report = mine_records(recs, Dataset(corpus=corpus), cfg, show_progress=False)
     negs = out[0].negatives_from("click")
     # d1, d2 shown above the click three times (d2's 2-second click is a bounce); d4 right below it,
@@ -327,9 +327,12 @@ def test_click_miner_skips_related_dwell_and_min_impressions(tmp_path):
     out, _ = mine_records(recs, Dataset(corpus=corpus), cfg, show_progress=False, miner_options={"click": {"min_dwell_s": 0}})
     assert [n.doc_id for n in out[0].negatives] == ["d1", "d4", "d6"]
     # position bias: with a flatter examination curve, d4 (below the click) counts as seen more often
-    flat, _ = mine_records(recs, Dataset(corpus=corpus), cfg.model_copy(update={"propensities": [1.0] * 5}), show_progress=False)
+    flat_cfg = cfg.model_copy(update={"click": cfg.click.model_copy(update={"propensities": [1.0] * 5})})
+    flat, _ = mine_records(recs, Dataset(corpus=corpus), flat_cfg, show_progress=False)
     assert {n.doc_id: n.scores["click"] for n in flat[0].negatives}["d4"] == pytest.approx(3.0)
-    strict, rep = mine_records(recs, Dataset(corpus=corpus), cfg.model_copy(update={"min_impressions": 4}), show_progress=False)
+    # the same through the config instead of miner_options
+    strict_cfg = MineConfig.model_validate({**cfg.model_dump(), "click": {**cfg.click.model_dump(), "min_impressions": 4}})
+    strict, rep = mine_records(recs, Dataset(corpus=corpus), strict_cfg, show_progress=False)
     assert [n.doc_id for n in strict[0].negatives] == [] and rep.miners["click"].removed["min_impressions"] > 1
 
 

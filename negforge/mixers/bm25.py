@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -169,15 +169,17 @@ class BM25Miner:
     score_window = False  # BM25 scores are not on a scale that max_score / relative_margin assume
     model = None
 
-    def __init__(self, corpus: Corpus, cfg, qrels=None, show_progress: bool = True, **bm25: object):
+    def __init__(self, corpus: Corpus, cfg, qrels=None, show_progress: bool = True, **bm25: Any):
+        """Parameters from ``cfg.bm25`` (k1, b, method, stopwords, stemmer); keywords override them."""
         from negforge.synth.schema import Source
 
         self.source = Source.bm25
         self.cfg = cfg
-        self.index = BM25Index(corpus, cache_dir=Path(cfg.cache_dir), show_progress=show_progress, **bm25)
+        params = {**cfg.bm25.model_dump(), **bm25}
+        self.index = BM25Index(corpus, cache_dir=Path(cfg.encoder.cache_dir), show_progress=show_progress, **params)
 
     def rank(self, records, depth: int):
         from .mine import Ranking
 
-        scores, rows = self.index.search([r.query for r in records], depth, batch_size=max(self.cfg.batch_size, 256))
+        scores, rows = self.index.search([r.query for r in records], depth)
         return [Ranking(rows=rw, scores=sc) for rw, sc in zip(rows, scores)]

@@ -168,20 +168,26 @@ class ClickLog:
 
 
 class ClickMiner:
-    """The ``click`` miner (see the module doc). Needs ``mine.click_log``."""
+    """The ``click`` miner (see the module doc). Needs ``mine.click.log``; settings from ``mine.click``
+    (keywords override them)."""
 
     score_window = False
     model = None
 
-    def __init__(self, corpus: Corpus, cfg, qrels=None, show_progress: bool = True, min_dwell_s: float = 10.0,
-                 max_ctr: float = 0.1, related_text_sim: float = 0.5, impressions: Optional[list[Impression]] = None):
-        if impressions is None and not cfg.click_log:
-            raise ConfigError("the click miner needs a click log: set mine.click_log (or --click-log FILE); "
+    def __init__(self, corpus: Corpus, cfg, qrels=None, show_progress: bool = True,
+                 min_dwell_s: Optional[float] = None, max_ctr: Optional[float] = None,
+                 related_text_sim: Optional[float] = None, impressions: Optional[list[Impression]] = None):
+        c = cfg.click
+        if impressions is None and not c.log:
+            raise ConfigError("the click miner needs a click log: set mine.click.log (or --click-log FILE); "
                               "`negforge clicklog --data BEIR --output clicks.jsonl` writes a demo one")
         self.source, self.corpus, self.cfg = Source.click, corpus, cfg
-        self.min_dwell_s, self.max_ctr, self.related_text_sim = min_dwell_s, max_ctr, related_text_sim
-        imps = impressions if impressions is not None else load_click_log(cfg.click_log)
-        self.log = ClickLog.build(imps, cfg.propensities, min_dwell_s)
+        self.min_dwell_s = c.min_dwell_s if min_dwell_s is None else min_dwell_s
+        self.max_ctr = c.max_ctr if max_ctr is None else max_ctr
+        self.related_text_sim = c.related_text_sim if related_text_sim is None else related_text_sim
+        self.min_impressions = c.min_impressions
+        imps = impressions if impressions is not None else load_click_log(c.log)
+        self.log = ClickLog.build(imps, c.propensities, self.min_dwell_s)
         self.removed: dict[str, int] = defaultdict(int)
         log.info("click log: %d impressions, %d queries; propensities %s", len(imps), len(self.log.pairs),
                  np.round(self.log.propensities[:10], 3).tolist())
@@ -234,7 +240,7 @@ class ClickMiner:
             cands: list[tuple[float, str, dict]] = []
             for doc, s in stats.items():
                 rule = ("unknown_doc" if doc not in self.corpus else "min_impressions"
-                        if s.impressions < self.cfg.min_impressions else "clicked" if s.ctr > self.max_ctr
+                        if s.impressions < self.min_impressions else "clicked" if s.ctr > self.max_ctr
                         else "not_skipped" if not (s.skip_above or s.skip_next) else None)
                 if rule:
                     self.removed[rule] += 1
@@ -248,7 +254,7 @@ class ClickMiner:
                 for doc, s in self.log.pairs[k2].items():
                     if doc in stats or doc not in self.corpus or not s.clicks or s.ctr <= self.max_ctr:
                         continue
-                    if s.impressions < self.cfg.min_impressions:
+                    if s.impressions < self.min_impressions:
                         self.removed["min_impressions"] += 1
                         continue
                     score = strength * s.ctr

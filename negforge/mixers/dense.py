@@ -150,15 +150,15 @@ class DenseMiner:
 
     def __init__(self, corpus: Corpus, cfg, qrels=None, show_progress: bool = True,
                  embeddings: Optional[np.ndarray] = None, query_embeddings: Optional[np.ndarray] = None,
-                 max_seq_length: int = 256):
-        self.source, self.model = Source.dense, cfg.encoder
-        self.corpus, self.cfg, self.show_progress = corpus, cfg, show_progress
-        self.max_seq_length = max_seq_length
+                 ):
+        enc = cfg.encoder  # mine.encoder: model, max_seq_length, batch_size, cache_dir
+        self.source, self.model = Source.dense, enc.model
+        self.corpus, self.cfg, self.enc, self.show_progress = corpus, cfg, enc, show_progress
         if embeddings is None:
             from .embeddings import corpus_embeddings
 
-            embeddings = corpus_embeddings(corpus, cfg.encoder, cfg.cache_dir, cfg.batch_size, max_seq_length,
-                                           show_progress=show_progress, backend=cfg.backend, precision=cfg.precision)
+            embeddings = corpus_embeddings(corpus, enc.model, enc.cache_dir, enc.batch_size, enc.max_seq_length,
+                                           show_progress=show_progress, backend=enc.backend, precision=enc.precision)
         if len(embeddings) != len(corpus):
             raise ConfigError(f"dense: {len(embeddings)} embeddings for a corpus of {len(corpus)} documents")
         self.emb, self.query_emb = embeddings, query_embeddings
@@ -166,9 +166,9 @@ class DenseMiner:
     def _encode(self, texts: list[str]) -> np.ndarray:
         from .embeddings import encode_texts
 
-        return encode_texts(texts, self.cfg.encoder, self.cfg.batch_size, self.max_seq_length,
-                            show_progress=self.show_progress, backend=self.cfg.backend, precision=self.cfg.precision,
-                            cache_dir=self.cfg.cache_dir)
+        return encode_texts(texts, self.enc.model, self.enc.batch_size, self.enc.max_seq_length,
+                            show_progress=self.show_progress, backend=self.enc.backend, precision=self.enc.precision,
+                            cache_dir=self.enc.cache_dir)
 
     def _positive_scores(self, records: list[Record], q: np.ndarray) -> list[Optional[float]]:
         """Lowest positive score per record: corpus rows where the positive has a doc id there,
@@ -197,7 +197,7 @@ class DenseMiner:
             q = np.asarray(self.query_emb, dtype=np.float32)
         else:
             q = self._encode([r.query for r in records])
-        scores, rows = dense_search(self.emb, q, depth, self.cfg.index, self.cfg.ann_threshold,
+        scores, rows = dense_search(self.emb, q, depth, self.cfg.dense.index, self.cfg.dense.ann_threshold,
                                     self.show_progress, self.cfg.seed)
         pos = self._positive_scores(records, q) if self.cfg.relative_margin is not None else [None] * len(records)
         return [Ranking(rows=rw, scores=sc, positive_score=p) for rw, sc, p in zip(rows, scores, pos)]

@@ -295,7 +295,7 @@ def mine_records(records: list[Record], dataset: Optional[Dataset], cfg: MineCon
             from .rescore import rescore
 
             rankings = rescore(records, rankings, corpus, [ex.positive_rows(r) for r in records], cfg.cross_encoder,
-                               miner.source.value, cfg.batch_size, show_progress)
+                               miner.source.value, cfg.encoder.batch_size, show_progress)
             stats.rescored += sum(len(k.rows) for k in rankings)
         for rule, n in getattr(miner, "removed", {}).items():  # the miner's own filters (click)
             stats.removed[rule] = stats.removed.get(rule, 0) + n

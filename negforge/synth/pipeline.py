@@ -98,7 +98,7 @@ class _Stages:
 def _shortcut(verified: list[Record], train: Any, cfg: RunConfig, out_dir: Path) -> dict[str, Any]:
     from .shortcut import shortcut_records
 
-    _, report = shortcut_records(verified, train, cfg.verify.encoder, max_per_source=SHORTCUT_PER_SOURCE,
+    _, report = shortcut_records(verified, train, cfg.verify.encoder.model, max_per_source=SHORTCUT_PER_SOURCE,
                                  seed=cfg.mix.seed)
     report.write_json(out_dir / "shortcut.json")
     return report.to_dict()

@@ -117,11 +117,12 @@ def retrieve(encoder: str, data: BeirData, cfg: EvalConfig, show_progress: bool 
         raise InputError(f"{len(missing)} qrels queries have no text in queries.jsonl, e.g. {missing[0]!r}")
     # A fresh model, not the per-process cache: a folder retrained in this process must be re-read
     # (with backend onnx/openvino, the fine-tuned folder is exported here, once per content).
-    model = get_encoder(encoder, cfg.max_seq_length, cfg.backend, cfg.precision, cfg.cache_dir, fresh=True)
-    docs = corpus_embeddings(data.corpus, encoder, embedding_cache_dir(encoder, cfg.cache_dir), cfg.batch_size,
-                             cfg.max_seq_length, show_progress=show_progress, model=model, backend=cfg.backend,
-                             precision=cfg.precision)
-    queries = encode_texts([data.queries[q] for q in qids], encoder, cfg.batch_size, model=model)
+    enc = cfg.encoder  # eval.encoder: max_seq_length, batch_size, cache_dir, runtime (``encoder`` is the model evaluated)
+    model = get_encoder(encoder, enc.max_seq_length, enc.backend, enc.precision, enc.cache_dir, fresh=True)
+    docs = corpus_embeddings(data.corpus, encoder, embedding_cache_dir(encoder, enc.cache_dir), enc.batch_size,
+                             enc.max_seq_length, show_progress=show_progress, model=model, backend=enc.backend,
+                             precision=enc.precision)
+    queries = encode_texts([data.queries[q] for q in qids], encoder, enc.batch_size, model=model)
     return run_from_embeddings(qids, queries, data.corpus.ids, docs, k, cfg.ignore_identical_ids)
 
 

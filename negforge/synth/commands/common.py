@@ -28,7 +28,10 @@ VerboseOpt = typer.Option(False, "--verbose", "-v", help="Debug logging.")
 
 def config_default(cls: type, field: str, key: str) -> str:
     """`` [default: V (config KEY)]`` for a flag whose None means: the config's value. Escaped for rich."""
-    value = cls.model_fields[field].get_default(call_default_factory=True)  # type: ignore[attr-defined]
+    *path, name = field.split(".")  # a dotted field reaches into sub-sections (encoder.model)
+    for part in path:
+        cls = cls.model_fields[part].annotation  # type: ignore[attr-defined]
+    value = cls.model_fields[name].get_default(call_default_factory=True)  # type: ignore[attr-defined]
     shown = (",".join(map(str, value)) if isinstance(value, (list, tuple)) else "none" if value is None
              else ("on" if value else "off") if isinstance(value, bool) else value)
     return f" \\[default: {shown} (config {key})]"

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def eval_(
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder, hub name, or 'bundled'."
-                                            + config_default(EvalConfig, "encoder", "eval.encoder")),
+                                            + config_default(EvalConfig, "encoder.model", "eval.encoder.model")),
         data: Path = typer.Option(Path(DEFAULT_DATA), "--data", "-d", help="BEIR folder."),
         split: Optional[str] = typer.Option(None, "--split", help="qrels split."
                                              + config_default(EvalConfig, "split", "eval.split")),
@@ -43,10 +43,11 @@ def register(app: typer.Typer) -> None:
         from negforge.trainer.evaluate import evaluate_model, metrics_table
 
         setup_logging(quiet, verbose)
-        cfg = stage_config(EvalConfig, config, sets, "eval", encoder=model, split=split)
+        cfg = stage_config(EvalConfig, config, sets, "eval", **{"encoder.model": model}, split=split)
         beir = load_beir(data, cfg.split)
-        metrics = evaluate_model(cfg.encoder, beir, cfg, show_progress=not quiet)
-        out = output or _default_eval_path(cfg.encoder, cfg.split)
-        write_json(out, {"model": cfg.encoder, "data": str(data), "split": cfg.split, "metrics": metrics})
-        typer.echo(metrics_table({cfg.encoder: metrics}))
+        name = cfg.encoder.model
+        metrics = evaluate_model(name, beir, cfg, show_progress=not quiet)
+        out = output or _default_eval_path(name, cfg.split)
+        write_json(out, {"model": name, "data": str(data), "split": cfg.split, "metrics": metrics})
+        typer.echo(metrics_table({name: metrics}))
         typer.echo(f"metrics: {out}")

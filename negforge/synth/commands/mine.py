@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         from ..io import write_records
 
         setup_logging(quiet, verbose)
-        cfg = stage_config(MineConfig, config, sets, "mine", click_log=click_log,
+        cfg = stage_config(MineConfig, config, sets, "mine", **{"click.log": click_log},
                            sources=[s.strip() for s in sources.split(",") if s.strip()] if sources else None)
         records, dataset = load_inputs(input, split, limit, data=data, columns=columns)
         if corpus is not None:

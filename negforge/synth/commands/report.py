@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
         inp = ReportInputs(
             train_result=res, records=read_records(records) if records else [],
             base_encoder=base or res.get("encoder"), corpus=load_corpus(data / "corpus.jsonl") if data else None,
-            metrics=_load_metrics(files, model), max_records=sample, cache_dir=ecfg.cache_dir,
-            max_seq_length=ecfg.max_seq_length, batch_size=ecfg.batch_size)
+            metrics=_load_metrics(files, model), max_records=sample, cache_dir=ecfg.encoder.cache_dir,
+            max_seq_length=ecfg.encoder.max_seq_length, batch_size=ecfg.encoder.batch_size)
         md = build_report(output or model / "report", inp, show_progress=not quiet)
         typer.echo(f"report: {md}")

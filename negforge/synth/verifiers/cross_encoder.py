@@ -68,7 +68,7 @@ class CrossEncoderVerifier:
         todo = [(r.query, p.full_text) for r in records for p in r.positives]
         todo += [(r.query, n.full_text) for r, n in pairs]
         unique = list(dict.fromkeys(todo))
-        probs = dict(zip(unique, predict_probs(self.model, unique, self.cfg.batch_size, self.show_progress)))
+        probs = dict(zip(unique, predict_probs(self.model, unique, self.cfg.encoder.batch_size, self.show_progress)))
         pos_score = {r.id: max(probs[(r.query, p.full_text)] for p in r.positives) for r in records}
         return [positive_aware(self.name, probs[(r.query, n.full_text)], pos_score[r.id], self.cfg.perc_pos,
                                self.cfg.abs_margin, what="P(relevant)") for r, n in pairs]

@@ -26,17 +26,16 @@ from .base import Check, Pair, VerifyContext, positive_aware
 
 log = logging.getLogger(__name__)
 
-MAX_SEQ_LENGTH = 256  # the corpus cache key includes it; mine and eval use the same
-
-
 class PassageVectors:
     """Vectors for queries and passages, each text encoded at most once per call."""
 
     def __init__(self, encoder: str, corpus: Optional[Corpus], cache_dir: str, batch_size: int,
-                 show_progress: bool = False, backend: str = "torch", precision: str = "fp32"):
+                 show_progress: bool = False, backend: str = "torch", precision: str = "fp32",
+                 max_seq_length: int = 256):
         self.encoder, self.corpus, self.cache_dir = encoder, corpus, cache_dir
         self.runtime = {"backend": backend, "precision": precision}
         self.batch_size, self.show_progress = batch_size, show_progress
+        self.max_seq_length = max_seq_length  # in the corpus cache key: the same as mine's to share its cache
         self._corpus_matrix = None
 
     def _corpus_row(self, p: Passage) -> Optional[int]:
@@ -51,7 +50,8 @@ class PassageVectors:
             from negforge.mixers.embeddings import corpus_embeddings
 
             self._corpus_matrix = corpus_embeddings(self.corpus, self.encoder, self.cache_dir, self.batch_size,
-                                                    MAX_SEQ_LENGTH, show_progress=self.show_progress, **self.runtime)
+                                                    self.max_seq_length, show_progress=self.show_progress,
+                                                    **self.runtime)
         return self._corpus_matrix
 
     def encode(self, queries: list[str], passages: list[Passage]) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +62,7 @@ class PassageVectors:
         texts = list(dict.fromkeys(queries + [p.full_text for p, r in zip(passages, rows) if r is None]))
         log.info("embedding verifier: encoding %d texts; %d passages from the corpus cache",
                  len(texts), sum(r is not None for r in rows))
-        vecs = encode_texts(texts, self.encoder, self.batch_size, MAX_SEQ_LENGTH, show_progress=self.show_progress,
+        vecs = encode_texts(texts, self.encoder, self.batch_size, self.max_seq_length, show_progress=self.show_progress,
                             cache_dir=self.cache_dir, **self.runtime)
         at = {t: i for i, t in enumerate(texts)}
         q = vecs[[at[t] for t in queries]] if queries else vecs[:0]
@@ -81,8 +81,9 @@ class EmbeddingVerifier:
 
     def __init__(self, ctx: VerifyContext):
         self.cfg = ctx.cfg
-        self.vectors = PassageVectors(ctx.cfg.encoder, ctx.corpus, ctx.cfg.cache_dir, ctx.cfg.batch_size,
-                                      ctx.show_progress, ctx.cfg.backend, ctx.cfg.precision)
+        enc = ctx.cfg.encoder
+        self.vectors = PassageVectors(enc.model, ctx.corpus, enc.cache_dir, enc.batch_size, ctx.show_progress,
+                                      enc.backend, enc.precision, enc.max_seq_length)
 
     def check(self, pairs: list[Pair]) -> list[Check]:
         if not pairs:
