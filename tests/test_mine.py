@@ -193,6 +193,25 @@ def test_exact_search_over_a_memmap_matches_numpy(tmp_path, monkeypatch):
     assert (rows == want).mean() > 0.99  # ties aside
 
 
+def test_bf16_search_finds_the_exact_top_k(tmp_path, monkeypatch):
+    import negforge.mixers.dense as dense
+
+    monkeypatch.setattr(dense, "CHUNK_ROWS", 1500)  # several chunks, the last one short
+    x = _clustered(5000, dim=64)
+    mm = np.memmap(tmp_path / "e.f32", dtype=np.float32, mode="w+", shape=x.shape)
+    mm[:] = x
+    mm.flush()
+    ro = np.memmap(tmp_path / "e.f32", dtype=np.float32, mode="r", shape=x.shape)
+    q = x[:40] + 0.05
+    scores, rows = dense.bf16_search(ro, q, 25)
+    full = q @ x.T
+    want = np.argsort(-full, axis=1, kind="stable")[:, :25]
+    assert np.mean([len(set(a) & set(b)) / 25 for a, b in zip(rows, want)]) >= 0.99
+    np.testing.assert_allclose(scores, np.take_along_axis(full, rows, 1), rtol=1e-5)  # exact fp32 scores
+    assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
+    assert dense.choose_index(10, "auto", 100) == ("flat_bf16" if dense.bf16_native() else "flat")
+
+
 def _status_mb(field):
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -200,7 +219,8 @@ def _status_mb(field):
     return None
 
 
-def test_exact_search_never_holds_a_second_copy(tmp_path):
+@pytest.mark.parametrize("search", ["exact_search", "bf16_search"])
+def test_exact_search_never_holds_a_second_copy(tmp_path, search):
     """Peak RSS during a flat search over a 200 MB memmap stays far below the matrix size."""
     import negforge.mixers.dense as dense
 
@@ -214,12 +234,14 @@ def test_exact_search_never_holds_a_second_copy(tmp_path):
     del mm
     emb = np.memmap(path, dtype=np.float32, mode="r", shape=(n, dim))
     q = rng.standard_normal((64, dim), dtype=np.float32)
+    import faiss  # noqa: F401 - the libraries' own pages are not the search's memory
+    import torch  # noqa: F401
     try:
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM (the peak) to the current RSS
     except OSError:
         pytest.skip("cannot reset the peak RSS counter here")
     before = _status_mb("VmRSS")
-    scores, rows = dense.exact_search(emb, q, 20)
+    scores, rows = getattr(dense, search)(emb, q, 20)
     peak = _status_mb("VmHWM") - before
     matrix_mb = n * dim * 4 / 2**20
     assert peak < 0.35 * matrix_mb, (peak, matrix_mb)  # one chunk of 65,536 rows is 32 MB

@@ -7,7 +7,12 @@ Memory stays linear in the corpus with at most one float32 copy of the embedding
 * ``ivf`` (``IndexIVFFlat``, trained on a sample) and ``hnsw`` (``IndexHNSWFlat``) are filled
   chunk by chunk: the index holds the one copy. Built indexes are saved next to the
   embeddings cache and reused;
-* ``auto`` = ``flat`` up to ``ann_threshold`` documents, ``ivf`` above.
+* ``flat_bf16``: the exact top-k by fp32 inner product, found faster: a bf16 pass over the chunks
+  (torch; 3x the fp32 matmul rate on CPUs with native bf16) keeps the ``k + max(32, k)`` best rows
+  per query, whose fp32 scores are then computed exactly and sorted. A row of the true top-k is
+  missed only if bf16 rounding (~0.4% of a score) moves it below that margin;
+* ``auto`` = ``flat_bf16`` (CPUs with native bf16: AVX512-BF16 / AMX) or ``flat`` up to
+  ``ann_threshold`` documents, ``ivf`` above.
 
 After each chunk the memmap pages just read are dropped from this process (``madvise``), so
 the resident set does not grow into a second copy (the OS page cache still keeps them warm).
@@ -69,6 +74,60 @@ def exact_search(emb: np.ndarray, queries: np.ndarray, k: int, show_progress: bo
     return heap.D, heap.I
 
 
+def bf16_native() -> bool:
+    """Whether this CPU multiplies bf16 natively (Linux ``/proc/cpuinfo`` flags; False elsewhere)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def bf16_search(emb: np.ndarray, queries: np.ndarray, k: int, show_progress: bool = False, query_batch: int = 128):
+    """Exact top-k (scores, rows) by fp32 inner product, candidates from a bf16 pass (see the module doc).
+
+    Per chunk: bf16 scores of every row, the ``k + max(32, k)`` best per query re-scored in fp32 from
+    the chunk while it is resident, merged into the running exact top-k; then the chunk's pages go."""
+    import warnings
+
+    import torch
+    from tqdm.auto import tqdm
+
+    k = min(k, len(emb))
+    m = min(len(emb), k + max(32, k))
+    nq = len(queries)
+    q32 = np.ascontiguousarray(queries, dtype=np.float32)
+    qb = torch.from_numpy(q32).to(torch.bfloat16)
+    best_s = np.empty((nq, 0), dtype=np.float32)
+    best_i = np.empty((nq, 0), dtype=np.int64)
+    size = min(CHUNK_ROWS, len(emb))
+    # one bf16 block and one score buffer, reused (per-chunk temporaries would stay in the C heap)
+    block = torch.empty((size, emb.shape[1]), dtype=torch.bfloat16)
+    score_buf = torch.empty(nq * size, dtype=torch.bfloat16)
+    for start, stop in tqdm(list(_chunks(len(emb), size)), desc="dense search", unit="chunk", disable=not show_progress):
+        n = stop - start
+        view = np.ascontiguousarray(emb[start:stop], dtype=np.float32)  # no copy for a float32 memmap
+        with warnings.catch_warnings():  # a read-only view: torch only reads it
+            warnings.simplefilter("ignore")
+            block[:n].copy_(torch.from_numpy(view))
+        scores_b = score_buf[:nq * n].view(nq, n)
+        torch.matmul(qb, block[:n].T, out=scores_b)
+        cand = torch.topk(scores_b, min(m, n), dim=1).indices.numpy()
+        exact = np.empty(cand.shape, dtype=np.float32)
+        for b in range(0, nq, query_batch):
+            exact[b:b + query_batch] = np.einsum("qmd,qd->qm", view[cand[b:b + query_batch]], q32[b:b + query_batch])
+        all_s, all_i = np.concatenate([best_s, exact], 1), np.concatenate([best_i, cand + start], 1)
+        if all_s.shape[1] > k:
+            keep = np.argpartition(-all_s, k - 1, axis=1)[:, :k]
+            all_s, all_i = np.take_along_axis(all_s, keep, 1), np.take_along_axis(all_i, keep, 1)
+        best_s, best_i = all_s, all_i
+        del view
+        _drop_pages(emb, start, stop)
+    del block, score_buf
+    order = np.argsort(-best_s, axis=1, kind="stable")
+    return np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1)
+
+
 def build_ann(emb: np.ndarray, kind: str, show_progress: bool = False, seed: int = 0):
     """An ``ivf`` or ``hnsw`` faiss index over ``emb``, trained on a sample, filled in chunks."""
     import faiss
@@ -102,10 +161,10 @@ def ann_search(index, queries: np.ndarray, k: int):
 
 
 def choose_index(n_docs: int, kind: str, ann_threshold: int) -> str:
-    if kind not in ("auto", "flat", "ivf", "hnsw"):
-        raise ConfigError(f"unknown dense index {kind!r}; valid: auto, flat, ivf, hnsw")
+    if kind not in ("auto", "flat", "flat_bf16", "ivf", "hnsw"):
+        raise ConfigError(f"unknown dense index {kind!r}; valid: auto, flat, flat_bf16, ivf, hnsw")
     if kind == "auto":
-        return "flat" if n_docs <= ann_threshold else "ivf"
+        return ("flat_bf16" if bf16_native() else "flat") if n_docs <= ann_threshold else "ivf"
     return kind
 
 
@@ -116,6 +175,8 @@ def dense_search(emb: np.ndarray, queries: np.ndarray, k: int, kind: str = "auto
     k = min(k, len(emb))
     if kind == "flat":
         return exact_search(emb, queries, k, show_progress)
+    if kind == "flat_bf16":
+        return bf16_search(emb, queries, k, show_progress)
     import faiss
 
     cache = Path(f"{emb.filename}.{kind}.faiss") if getattr(emb, "filename", None) else None

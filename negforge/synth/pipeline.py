@@ -98,8 +98,9 @@ class _Stages:
 def _shortcut(verified: list[Record], train: Any, cfg: RunConfig, out_dir: Path) -> dict[str, Any]:
     from .shortcut import shortcut_records
 
-    _, report = shortcut_records(verified, train, cfg.verify.encoder.model, max_per_source=SHORTCUT_PER_SOURCE,
-                                 seed=cfg.mix.seed)
+    enc = cfg.verify.encoder
+    _, report = shortcut_records(verified, train, enc.model, max_per_source=SHORTCUT_PER_SOURCE, seed=cfg.mix.seed,
+                                 runtime={"backend": enc.backend, "precision": enc.precision})
     report.write_json(out_dir / "shortcut.json")
     return report.to_dict()
 

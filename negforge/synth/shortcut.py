@@ -185,8 +185,10 @@ def negatives_by_source(records: Sequence[Record], only_kept: bool = True) -> di
 
 def check_sources(by_source: dict[str, list[str]], corpus_texts: Sequence[str], encoder: Optional[str] = "bundled",
                   max_per_source: int = 300, min_negatives: int = 5, folds: int = 5, seed: int = 0,
-                  level: float = 0.95, warn_auc: float = WARN_AUC) -> ShortcutReport:
-    """One :class:`SourceShortcut` per source of ``by_source`` (source -> negative texts)."""
+                  level: float = 0.95, warn_auc: float = WARN_AUC,
+                  runtime: Optional[dict[str, str]] = None) -> ShortcutReport:
+    """One :class:`SourceShortcut` per source of ``by_source`` (source -> negative texts).
+    ``runtime``: the encoder's ``backend`` / ``precision`` (:mod:`negforge.mixers.runtime`; default torch)."""
     embed = None
     if encoder is not None:
         from negforge.mixers.embeddings import encode_texts
@@ -194,7 +196,7 @@ def check_sources(by_source: dict[str, list[str]], corpus_texts: Sequence[str], 
         from .models import DEFAULT_ENCODER
 
         name = DEFAULT_ENCODER if encoder == "bundled" else encoder
-        embed = lambda texts: encode_texts(texts, name)  # noqa: E731
+        embed = lambda texts: encode_texts(texts, name, **(runtime or {}))  # noqa: E731
     report = ShortcutReport(features="style" + (f" + embeddings ({encoder})" if encoder else ""), folds=folds,
                             level=level, warn_auc=warn_auc)
     corpus = list(dict.fromkeys(corpus_texts))
