@@ -275,6 +275,7 @@ def test_verifier_train_cli_trains_saves_and_plugs_into_verify(tiny_beir, tmp_pa
     assert rep["steps"] == 3 and [d["step"] for d in rep["dev"]] == [1, 2, 3]
     best = max(rep["dev"], key=lambda d: d["dev_roc_auc"])
     assert rep["best_step"] == best["step"]
+    assert rep["kept_dev_roc_auc"] == pytest.approx(best["dev_roc_auc"], abs=1e-4)  # the saved weights are those
     assert "ROC-AUC" in res.output and "kept step" in res.output
     records = tmp_path / "in.jsonl"
     write_records(records, mined[:2])

@@ -91,12 +91,18 @@ def fit(pairs: list[tuple[str, str]], labels: list[int], dev_pairs: list[tuple[s
              len(pairs), n_pos, steps, cfg.batch_size, every, len(dev_pairs))
     trainer.train()
     shutil.rmtree(output / "_trainer", ignore_errors=True)
+    kept_auc = None
     if dev.best_state is not None:
+        from .cross_encoder import predict_probs
+        from .train import roc_auc
+
         model.model.load_state_dict(dev.best_state)
-        log.info("verifier train: kept the weights of step %d (dev ROC-AUC %.3f)", dev.best_step, dev.best_auc)
+        model.model.eval()
+        kept_auc = roc_auc(dev_labels, predict_probs(model, dev_pairs, cfg.batch_size * 2))  # the restore, checked
+        log.info("verifier train: kept the weights of step %d (dev ROC-AUC %.3f)", dev.best_step, kept_auc)
     losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
     return model, {"losses": losses, "dev": dev.history, "best_step": dev.best_step if dev.best_state else steps,
-                   "steps": steps}
+                   "steps": steps, "kept_dev_roc_auc": kept_auc}
 
 
 def _freeze(hf_model, n: int) -> None:

@@ -96,6 +96,7 @@ class VerifierTrainResult:
     dev: list[dict[str, Any]] = field(default_factory=list)  # {"step", "epoch", "dev_roc_auc", "loss", "elapsed_s"}
     best_step: int = 0
     steps: int = 0
+    kept_dev_roc_auc: Optional[float] = None  # dev ROC-AUC of the saved (restored best) weights
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -223,7 +224,7 @@ def train_verifier(data_dir: str | Path, output: str | Path, cfg: VerifierTrainC
         roc_auc=roc_auc(held_labels, probs), train_s=round(train_s, 1),
         pairs_per_s=round(len(train_pairs) * cfg.epochs / train_s, 2), eval_s=round(eval_s, 1),
         losses=info["losses"], dev_queries=len(dev_recs), dev_pairs=len(dev_pairs), dev=info["dev"],
-        best_step=info["best_step"], steps=info["steps"])
+        best_step=info["best_step"], steps=info["steps"], kept_dev_roc_auc=info["kept_dev_roc_auc"])
     write_json(Path(output) / "train_report.json", {"result": result.to_dict(), "config": cfg.model_dump(mode="json"),
                                                     "data": str(data_dir),
                                                     "heldout_query_ids": sorted(r.id for r in held_recs),
