@@ -97,7 +97,14 @@ def run_dataset(spec: str, args) -> dict:
     t = time.perf_counter()
     # --no-corpus-vectors-for: encode only the texts scored here, not the whole corpus (when it is not cached)
     corpus = None if name in args.no_corpus_vectors_for.split(",") else data.corpus
-    scores = score_negatives(planted, cfg, ["embedding", "cross_encoder"], data.qrels, corpus)
+    # scores are reused when the same cross-encoder scored the same planted negatives before
+    key = f"{(ce_dir / 'train_report.json').stat().st_mtime_ns}-{args.max_positives}-{len(fn)}"
+    cached = run / f"scores-{key}.npz"
+    if cached.is_file():
+        scores = dict(np.load(cached))
+    else:
+        scores = score_negatives(planted, cfg, ["embedding", "cross_encoder"], data.qrels, corpus)
+        np.savez(cached, **scores)
     score_s = time.perf_counter() - t
     res = fn_curves(planted, scores, fn, cfg)
     res.update(name=name, score_s=round(score_s, 1), train=train,
