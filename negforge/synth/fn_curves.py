@@ -203,13 +203,14 @@ def plot_curves(res: dict[str, Any], path: str | Path, title: str = "", goal: tu
     for i, (name, c) in enumerate(res["curves"].items()):
         xs = [p["dropped"] for p in c["points"]]
         ys = [p["recall"] for p in c["points"]]
-        style = "o-" if len(xs) <= 3 else ("--" if " any " in name or " both " in name else "-")
-        (line,) = ax.plot(xs, ys, style, drawstyle="steps-post" if len(xs) > 3 else "default", label=name,
-                          markersize=4)
+        style = ("--" if " any " in name or " both " in name else "-") + ("o" if len(xs) <= 5 else "")
+        # steps: between two front points only the left one's recall is reached
+        (line,) = ax.plot(xs, ys, style, drawstyle="steps-post", label=name, markersize=4)
         if c["default"]:
             ax.plot([c["default"]["dropped"]], [c["default"]["recall"]], "*", color=line.get_color(), markersize=13,
                     markeredgecolor="black")
-    ax.axvspan(0, goal[0], ymin=goal[1], ymax=1.0, color="tab:green", alpha=0.12, label="goal")
+    ax.fill_between([0, goal[0]], goal[1], 1.02, color="tab:green", alpha=0.12,
+                    label=f"goal: ≥ {goal[1]:.0%} caught, ≤ {goal[0]:.0%} dropped")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("share of other negatives dropped")
