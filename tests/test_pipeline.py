@@ -65,3 +65,51 @@ def test_mixed_records_hold_only_kept_negatives(run_dir):
     assert mixed and all(len(r.negatives) <= 3 for r in mixed)
     assert all(n.verdict.status == Status.kept for r in mixed for n in r.negatives)
     assert (path / "model").is_dir()
+
+
+def test_run_writes_the_report(run_dir):
+    """report/: the loss at every logged step, metrics before/after, the verifier's summary and the
+    cosine histograms with every source, the LLM's included."""
+    path, _ = run_dir
+    rep = path / "report"
+    md = (rep / "report.md").read_text()
+    assert (rep / "training.png").stat().st_size > 5000 and (rep / "cosines.png").stat().st_size > 5000
+    metrics = json.loads((path / "metrics.json").read_text())
+    steps = metrics["summaries"]["train"][0]["steps"]
+    assert f"Training loss at {steps} logged steps" in md  # every step, not every 10th
+    assert "| base model (test) |" in md and "| fine-tuned (test) |" in md
+    rows = {line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ")}
+    assert {"llm", "bm25", "dense"} <= rows  # the verifier's table, one row per source
+    cos = md[md.index("## Cosine similarity"):]
+    groups = {line.split("|")[1].strip() for line in cos.splitlines() if line.startswith("| ")}
+    assert "positive" in groups and {"llm", "llm rejected"} & groups and {"bm25", "bm25 rejected"} & groups
+    assert "report" in metrics["timings_s"]
+
+
+def test_report_takes_the_model_given_not_the_path_stored_at_training(run_dir, tmp_path):
+    """A model folder moved elsewhere (its train_result.json names a path that is gone), reported from
+    another working directory, with the run's metrics.json as the metrics."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path, _ = run_dir
+    moved = tmp_path / "moved-model"
+    shutil.copytree(path / "model", moved)
+    res_file = moved / "train_result.json"
+    res_file.write_text(res_file.read_text().replace(str(path / "model"), "gone/model"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-m", "negforge", "report", "-m", str(moved), "-r", str(path / "verified.jsonl"),
+           "--metrics", str(path / "metrics.json"), "-o", str(tmp_path / "rep"), "--sample", "6", "-q",
+           "--set", "max_seq_length=64"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert f"# Training report: {moved}" in md and "| fine-tuned (test) |" in md and "6 of " in md
+    # the run folder form picks everything up by itself
+    res = subprocess.run([sys.executable, "-m", "negforge", "report", str(path), "-o", str(tmp_path / "rep2"),
+                          "--sample", "6", "-q"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "## Verifier" in (tmp_path / "rep2" / "report.md").read_text()

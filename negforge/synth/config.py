@@ -361,7 +361,7 @@ class TrainConfig(_Cfg):
         "in-batch negatives); no_duplicates: sentence-transformers' sampler (texts only)."))
     seed: int = Field(0, description="Seed of the data order, the sampler and the model's new weights.")
     output_dir: str = Field("runs/default/model", description="Where the model is saved.")
-    logging_steps: int = Field(10, ge=1, description="Record the training loss every N steps.")
+    logging_steps: int = Field(1, ge=1, description="Record the training loss every N steps (the report plots each).")
     max_steps: Optional[int] = Field(None, ge=1, description="Stop after N optimizer steps (overrides epochs).")
     save_steps: Optional[int] = Field(None, ge=1, description="Checkpoint every N steps into output_dir/checkpoints.")
     resume_from: Optional[str] = Field(None, description=(
@@ -399,6 +399,7 @@ class RunConfig(_Cfg):
         "run near 15 minutes on a 2-core CPU machine."))
     shortcut_check: bool = Field(True, description=(
         "After verify: per source, how well a classifier tells the kept negatives from real documents (shortcut.json)."))
+    report: bool = Field(True, description="Write out_dir/report (report.md + PNGs) at the end.")
     encoder: EncoderConfig = Field(default_factory=EncoderConfig, description=(
         "The encoder and embedding cache that mine, verify and eval share (a section's own `encoder` overrides it)."))
     generate: GenerateConfig = Field(default_factory=GenerateConfig, description="The generate stage.")

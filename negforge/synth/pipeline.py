@@ -196,4 +196,27 @@ def _run(cfg: RunConfig, out_dir: Path, fresh: bool, show_progress: bool) -> Run
     # 6. fine-tuned model on the test split
     result.metrics_after = stages.timed("eval_after", lambda: evaluate_model(encoder, test, cfg.eval, show_progress))
     write_json(out_dir / "metrics.json", result.to_dict())
+
+    # 7. the report (report/report.md + PNGs): loss per logged step, metrics before/after, the verifier's
+    # summary, cosine histograms per negative source before/after (the corpus embeddings come from eval's cache)
+    if cfg.report:
+        stages.timed("report", lambda: _write_report(out_dir, verified, test, cfg, show_progress))
+        write_json(out_dir / "metrics.json", result.to_dict())
     return result
+
+
+def _write_report(out_dir: Path, records: list[Record], test: Any, cfg: RunConfig, show_progress: bool) -> None:
+    from negforge.trainer.report import build_report, run_inputs
+
+    from .errors import NegforgeError
+
+    try:
+        enc = cfg.eval.encoder
+        inp = run_inputs(out_dir, records, corpus=test.corpus, cache_dir=enc.cache_dir,
+                         max_seq_length=enc.max_seq_length, batch_size=enc.batch_size)
+        md = build_report(out_dir / "report", inp, show_progress)
+    except (ImportError, OSError, NegforgeError) as e:  # the run's results stand without the report
+        log.warning("the report could not be written (%s: %s); `negforge report %s` retries it",
+                    type(e).__name__, e, out_dir)
+        return
+    log.info("report: %s", md)

@@ -264,6 +264,7 @@ def train_model(records: list[Record], cfg: TrainConfig, show_progress: bool = T
     validator = build_validator(eval_data, cfg) if eval_data is not None else None
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(cols), loss=loss,
                                          evaluator=validator)
+    _quiet_log_lines(trainer)
     log.info("training %s with %s on %d examples (%s, %d process%s)", cfg.encoder, cfg.loss, stats.examples,
              "cuda" if torch.cuda.is_available() else "cpu", world, "es" if world > 1 else "")
     t = time.perf_counter()
@@ -280,6 +281,23 @@ def train_model(records: list[Record], cfg: TrainConfig, show_progress: bool = T
         (out_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     log.info("saved %s (%d steps, %.1f samples/s)", out_dir, result.steps, result.samples_per_s)
     return result
+
+
+def _quiet_log_lines(trainer: Any) -> None:
+    """No raw log dict per logging step on the console (transformers prints ``{'loss': ...}``: through the
+    bar, or with ``print`` when the bar is off): the bar shows the latest loss instead; the losses are
+    kept in the result either way."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class _LossOnBar(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
+                self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+
+    trainer.remove_callback(PrinterCallback)
+    if any(isinstance(cb, ProgressCallback) for cb in trainer.callback_handler.callbacks):
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_LossOnBar())
 
 
 def load_result(path: str | os.PathLike) -> dict[str, Any]:
