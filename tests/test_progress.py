@@ -55,3 +55,16 @@ def test_disabled_bar_draws_nothing():
         p.start_batch(2)
         p.finish_batch(2)
     assert buf.getvalue() == ""
+
+
+def test_the_estimate_learns_what_a_record_takes():
+    calls, buf = Counter(), io.StringIO()
+    with JobProgress(4, per_record=2, calls=lambda: calls.n, interval=10, file=buf) as p:
+        p.start_batch(2)
+        calls.add(10)  # re-asks: 5 requests per record, not 2
+        p.finish_batch(2)
+        assert p.per_record == 5
+        p.start_batch(2)
+        calls.add(5)  # half of the second batch's 10
+        assert p._position() == 2 + 2 * 0.5
+        p.finish_batch(2)

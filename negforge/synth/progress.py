@@ -20,7 +20,8 @@ class JobProgress:
     """``with JobProgress(n, per_record, calls=..., tokens=...) as p: p.start_batch(k); ...; p.finish_batch(done, failed)``.
 
     ``calls`` and ``tokens`` return the job's finished requests and completion tokens so far;
-    ``per_record`` is the number of requests one record needs (an estimate: re-asks add more);
+    ``per_record`` is the number of requests one record needs (a first estimate; after each batch the
+    bar uses what the records so far took, re-asks included);
     ``kept`` returns the drafts kept so far.
     """
 
@@ -32,6 +33,7 @@ class JobProgress:
         self.desc, self.disable, self.interval, self.file = desc, disable, interval, file
         self.records = self.failed = 0
         self._batch, self._calls0, self._shown = 0, 0, 0.0
+        self._seen_calls = self._seen_records = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._t0 = time.perf_counter()
@@ -64,6 +66,11 @@ class JobProgress:
 
     def finish_batch(self, done: int, failed: int = 0) -> None:
         with self._lock:
+            calls = self._safe(self.calls) - self._calls0
+            if self._batch and calls > 0:  # what a record took so far, for the next batch's estimate
+                self._seen_calls += calls
+                self._seen_records += self._batch
+                self.per_record = max(1.0, self._seen_calls / self._seen_records)
             self.records += done + failed
             self.failed += failed
             self._batch = 0
