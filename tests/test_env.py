@@ -78,7 +78,7 @@ def test_resolve_endpoint_order(monkeypatch, models_server):
 @pytest.mark.slow
 def test_generate_uses_openai_base_url_and_the_served_model(local_server, tiny_beir, tmp_path):
     """With OPENAI_BASE_URL pointing at a running server (the real xllamacpp one), generate starts no
-    server of its own and sends the model the server lists."""
+    server of its own and sends the model the server lists; its bar moves per finished request."""
     served = served_models(local_server.base_url, "local")
     assert len(served) == 1
     out = tmp_path / "gen.jsonl"
@@ -92,6 +92,13 @@ def test_generate_uses_openai_base_url_and_the_served_model(local_server, tiny_b
     assert len(recs) == 1
     models = {n.provenance.model for n in recs[0].negatives if n.provenance is not None}
     assert models <= {served[0]}
+    # the bar moved inside the one batch, per finished request, before the record was done
+    import re
+
+    frames = [f for f in re.split(r"[\r\n]", res.stderr) if f.startswith("generate:") and "%|" in f]
+    partial = [f for f in frames if "0/1 rec" in f and not re.match(r"generate:\s+0%", f)]
+    assert partial and all(" req, " in f and "tok/s" in f for f in partial), frames
+    assert "1/1 rec" in frames[-1] and "100%" in frames[-1]
 
 
 def test_cache_defaults_follow_the_environment(monkeypatch, tmp_path):

@@ -59,6 +59,13 @@ class GenerateReport(Report):
     outcome: str = "running"  # running | ok | failures (over the threshold) | aborted: <error>
     failed: list[FailedRecord] = Field(default_factory=list, exclude=True)  # the rows (in OUT.failures.jsonl)
 
+    def sentence(self) -> str:
+        """One log line: records done/failed/skipped, drafts kept/dropped/rejected, tokens, time."""
+        u, st = self.usage, self.status
+        return (f"{self.records_done} records generated, {self.records_failed} failed, {self.records_skipped} already "
+                f"done; drafts {st['kept']} kept, {st['dropped']} dropped, {st['rejected']} rejected; "
+                f"{u.get('completion_tokens', 0):,} completion tokens in {self.wall_s:.1f} s ({self.outcome})")
+
     def add_failure(self, f: FailedRecord) -> None:
         self.failed.append(f)
         self.records_failed += 1

@@ -347,7 +347,10 @@ def run_flow(todo: Sequence[Record], cfg: GenerateConfig, backend: Backend, repo
     try:
         run_batches(todo, cfg.batch_size, flow.run_batch, on_batch, show_progress,
                     tokens=lambda: usage.since(before).completion_tokens if usage is not None else 0,
-                    kept=lambda: report.status["kept"])
+                    kept=lambda: report.status["kept"],
+                    calls=lambda: usage.since(before).calls if usage is not None else 0,
+                    per_record=getattr(flow, "requests_per_record",  # a first guess; the bar learns the rest
+                                       1 + cfg.num_negatives * (1 + cfg.reflection_rounds)))
     finally:
         if usage is not None:
             report.usage = usage.since(before).to_dict()
@@ -389,5 +392,5 @@ def generate_records(records: Sequence[Record], dataset: Any, cfg: GenerateConfi
             run_flow(todo, cfg, b, report, lambda d, f: done.extend(d), show_progress, profile_records=records)
     report.wall_s = time.perf_counter() - t0
     report.outcome = "ok" if not report.records_failed else "failures"
-    log.info("generate: %s", report.to_dict())
+    log.info("generate: %s", report.sentence())
     return done, report

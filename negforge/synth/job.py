@@ -66,26 +66,26 @@ JobSummary = GenerateReport  # the old name
 def run_batches(todo: Sequence[Record], batch_size: int,
                 process: Callable[[list[Record]], tuple[list[Record], list[FailedRecord]]],
                 write: Callable[[list[Record], list[FailedRecord]], None], show_progress: bool = True,
-                tokens: Callable[[], int] = lambda: 0, kept: Callable[[], int] = lambda: 0) -> int:
+                tokens: Callable[[], int] = lambda: 0, kept: Callable[[], int] = lambda: 0,
+                calls: Callable[[], int] = lambda: 0, per_record: float = 1.0) -> int:
     """Process ``todo`` in batches and ``write`` each batch's (done records in input order, failed ones)
-    as soon as the batch is finished. The bar shows records/s and ETA, with completion tokens/s, the
-    drafts kept and the records failed so far as postfix. Returns the number of records done."""
-    from tqdm.auto import tqdm
+    as soon as the batch is finished. The bar (:class:`~negforge.synth.progress.JobProgress`) moves with
+    every finished request (``calls``; ``per_record`` requests expected per record), with a live clock,
+    ETA, completion tokens/s, the drafts kept and the records failed. Returns the number of records done."""
+    from .progress import JobProgress
 
-    t0, written, failed = time.perf_counter(), 0, 0
-    with tqdm(total=len(todo), desc="generate", unit="rec", disable=not show_progress, dynamic_ncols=True) as bar:
+    written = 0
+    with JobProgress(len(todo), per_record, calls=calls, tokens=tokens, kept=kept, disable=not show_progress) as bar:
         for start in range(0, len(todo), batch_size):
             batch = list(todo[start:start + batch_size])
+            bar.start_batch(len(batch))
             out, bad = process(batch)
             back = {r.id for r in out} | {f.id for f in bad}
             if back != {r.id for r in batch} or len(out) + len(bad) != len(batch):
                 raise RuntimeError("a batch came back with other records than it was given")
             write(out, bad)
-            written, failed = written + len(out), failed + len(bad)
-            elapsed = time.perf_counter() - t0
-            bar.set_postfix(tok_s=f"{tokens() / elapsed:.1f}" if elapsed > 0 else "0", kept=kept(), failed=failed,
-                            refresh=False)
-            bar.update(len(batch))
+            written += len(out)
+            bar.finish_batch(len(out), len(bad))
     return written
 
 
@@ -272,7 +272,7 @@ def run_generate_job(records: Sequence[Record], cfg: "GenerateConfig", out_path:
             over = report.failed_fraction > cfg.max_failed_fraction
             report.outcome = "failures" if over else "ok"
             checkpoint()
-    log.info("generate: %s", report.to_dict())
+    log.info("generate: %s", report.sentence())
     if over:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(report.failure_kinds.items()))
         raise TooManyFailures(

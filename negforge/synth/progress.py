@@ -17,7 +17,8 @@ BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}
 
 
 class JobProgress:
-    """``with JobProgress(n, per_record, calls=..., tokens=...) as p: p.start_batch(k); ...; p.finish_batch(done, failed)``.
+    """``with JobProgress(n, per_record, calls=..., tokens=...) as p:``, then per batch ``p.start_batch(k)``
+    and ``p.finish_batch(done, failed)``.
 
     ``calls`` and ``tokens`` return the job's finished requests and completion tokens so far;
     ``per_record`` is the number of requests one record needs (a first estimate; after each batch the
