@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
     def shortcut_cmd(
         input: Path = typer.Option(..., "--input", "-i", help="Records JSONL with negatives (e.g. verified)."),
         data: Path = typer.Option(..., "--data", "-d", help="BEIR folder: its corpus holds the real documents."),
-        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report as JSON here. \\[default: printed only]"),
+        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report as JSON here. "
+                                              "\\[default: printed only]"),
         encoder: str = typer.Option("bundled", "--encoder", help="Sentence-transformers model for the embedding "
                                     "features, or 'none' (length and punctuation features only)."),
         max_per_source: int = typer.Option(300, "--max-per-source", help="Negatives per source (seeded sample)."),
