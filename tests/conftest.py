@@ -45,6 +45,12 @@ def _slice_beir(src: Path, dst: Path, n_train: int, n_test: int, n_extra: int) -
 
 
 @pytest.fixture(scope="session")
+def generic_beir() -> Path:
+    """tests/data/tiny-beir: 30 made-up household passages, 10 queries, graded qrels (no model, no ../shared)."""
+    return ROOT / "tests" / "data" / "tiny-beir"
+
+
+@pytest.fixture(scope="session")
 def tiny_beir(scifact_dir, tmp_path_factory) -> Path:
     """20 train + 20 test queries, their positives and 200 other real SciFact abstracts."""
     return _slice_beir(scifact_dir, tmp_path_factory.mktemp("beir") / "scifact-tiny", 20, 20, 200)

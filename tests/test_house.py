@@ -77,3 +77,57 @@ def test_validation_message_is_one_line_with_locations():
     with pytest.raises(ValidationError) as e:
         M.model_validate([])
     assert validation_message(e.value, root="record").startswith("record: ")
+
+
+def test_stages_chain_on_the_generic_fixture(generic_beir, tmp_path):
+    """mine (BM25) -> verify (qrels) -> fn-report -> mix, each called the same way, on tests/data: no model."""
+    from negforge.synth.data import load_beir, records_from_beir
+    from negforge.synth.reports import Report
+
+    data = load_beir(generic_beir, "train")
+    records = records_from_beir(data)
+    assert len(records) == 6 and {len(r.positives) for r in records} == {1, 2}  # grade 0 is not a positive
+    cfg = MineConfig(sources=["bm25"], num_negatives=3, range_max=10, encoder={"cache_dir": str(tmp_path)})
+    mined, mine_rep = mine_records(records, data, cfg, show_progress=False)
+    verified, ver_rep = verify_records(mined, data, VerifyConfig(verifiers=["qrels"]), show_progress=False)
+    same, fn_rep = fn_report(verified, data, VerifyConfig(verifiers=["qrels"]), show_progress=False)
+    mixed, mix_rep = mix_records(verified, data, MixConfig(k=2, ratios={"bm25": 1.0}))
+    assert all(isinstance(r, Report) for r in (mine_rep, ver_rep, fn_rep, mix_rep)) and same is verified
+    assert mine_rep.miners["bm25"].mined == sum(len(r.negatives) for r in mined) > 0
+    q6 = next(r for r in mined if r.id == "q6")
+    assert "d17" in {n.doc_id for n in q6.negatives}  # judged 0: a fair negative, found by BM25 ("compost")
+    assert all(n.doc_id not in r.positive_ids() for r in mined for n in r.negatives)
+    assert ver_rep.checked == mine_rep.miners["bm25"].mined and fn_rep.sources["all"]["certain_fn"] == 0
+    # BM25 on 30 short passages finds few overlapping terms for some queries: each gets what there is, up to k
+    kept = {r.id: len(r.negatives) for r in verified}
+    assert [len(r.negatives) for r in mixed] == [min(2, kept[r.id]) for r in mixed]
+    assert mix_rep.epochs[0].short == sum(n < 2 for n in kept.values())
+    for rep in (mine_rep, ver_rep, fn_rep, mix_rep):
+        rep.write_json(tmp_path / "r.json")
+        assert json.loads((tmp_path / "r.json").read_text()) == json.loads(json.dumps(rep.to_dict()))
+
+
+def test_cli_chain_on_the_generic_fixture(generic_beir, tmp_path):
+    """The same chain through the real CLI entry point, ending in a trainer file."""
+    from typer.testing import CliRunner
+
+    from negforge.synth.cli import app
+    from negforge.synth.io import read_records
+
+    run = CliRunner()
+    steps = [["mine", "-i", str(generic_beir), "-o", str(tmp_path / "m.jsonl"), "--sources", "bm25", "-q",
+              "--set", "num_negatives=3", "--set", f"encoder.cache_dir={tmp_path}"],
+             ["verify", "-i", str(tmp_path / "m.jsonl"), "-d", str(generic_beir), "-o", str(tmp_path / "v.jsonl"),
+              "--verifiers", "qrels", "-q"],
+             ["mix", "-i", str(tmp_path / "v.jsonl"), "-o", str(tmp_path / "x.jsonl"), "--k", "2", "-q",
+              "--set", "ratios={bm25: 1.0}"],
+             ["export", "-i", str(tmp_path / "x.jsonl"), "-f", "flag", "-o", str(tmp_path / "train.jsonl")]]
+    for args in steps:
+        res = run.invoke(app, args)
+        assert res.exit_code == 0, f"{args[0]}: {res.output}"
+    mined = read_records(tmp_path / "m.jsonl")
+    assert json.loads((tmp_path / "v.jsonl.report.json").read_text())["checked"] == sum(len(r.negatives) for r in mined)
+    mixed = read_records(tmp_path / "x.jsonl")
+    assert [len(r.negatives) for r in mixed] == [min(2, len(r.negatives)) for r in mined]
+    rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(1 <= len(r["neg"]) <= 2 and r["pos"] for r in rows)

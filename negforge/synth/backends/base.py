@@ -40,9 +40,17 @@ class Completion(BaseModel):
 
 @runtime_checkable
 class Backend(Protocol):
-    name: str  # registry name, e.g. "openai"
-    model: str  # model name as the server / engine knows it
     usage: Usage  # every row returned, counted (shared with a cache wrapper)
+
+    @property
+    def name(self) -> str:
+        """Registry name, e.g. "openai"."""
+        ...
+
+    @property
+    def model(self) -> str:
+        """Model name as the server / engine knows it."""
+        ...
 
     @property
     def cache_model(self) -> str:

@@ -99,8 +99,9 @@ def verify_records(records: list[Record], dataset: Optional[Dataset], cfg: Verif
                 rejected.add(id(n))
                 if c.false_negative:
                     flagged[id(n)] = (v.name, c)
-        if getattr(v, "usage", None) is not None:
-            report.usage = v.usage.to_dict()
+        usage = getattr(v, "usage", None)  # verifiers with an LLM count its usage
+        if usage is not None:
+            report.usage = usage.to_dict()
         log.info("%s: checked %d, dropped %d", v.name, len(pending), sum(not c.passed for c in checks))
     for _, n in todo:
         report.total(_src(n))["checked"] += 1

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from ..asking import Ask, ask_all
+from ..backends.usage import Usage
 from ..config import LLMConfig
 from ..params import GenParams
 from ..templates import render
@@ -106,7 +107,7 @@ class LLMJudgeVerifier:
         self.cfg, self.show_progress = ctx.cfg, ctx.show_progress
         self.llm = ctx.cfg.judge or DEFAULT_JUDGE
         render(ctx.cfg.judge_template, query="q", passage="p")  # a bad template name fails before any call
-        self.usage = None
+        self.usage: Optional[Usage] = None
 
     def check(self, pairs: list[Pair]) -> list[Check]:
         if not pairs:
