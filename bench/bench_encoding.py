@@ -42,7 +42,7 @@ def _encode(model, texts, batch_size=64):
 
 def measure(variant: str, texts: list[str], args, data) -> dict:
     from negforge.mixers.embeddings import get_encoder
-    from negforge.synth.config import EvalConfig
+    from negforge.synth.config import EncoderConfig, EvalConfig
     from negforge.trainer.evaluate import metrics_from_run, retrieve
 
     backend, precision = variant.split("-")
@@ -61,8 +61,8 @@ def measure(variant: str, texts: list[str], args, data) -> dict:
            "cpu_ms_per_doc": round(1000 * statistics.median(cpus) / len(texts), 1),
            "walls_s": [round(x, 2) for x in walls], "vecs": vecs}
     if variant in args.ndcg:
-        cfg = EvalConfig(encoder="bundled", backend=backend, precision=precision, cache_dir=args.cache_dir,
-                         max_seq_length=MAX_SEQ)
+        cfg = EvalConfig(encoder=EncoderConfig(model="bundled", backend=backend, precision=precision,
+                                               cache_dir=args.cache_dir, max_seq_length=MAX_SEQ))
         t = time.perf_counter()
         m = metrics_from_run(data.qrels, retrieve("bundled", data, cfg, show_progress=False))
         row.update({"ndcg@10": round(m["ndcg@10"], 4), "recall@100": round(m["recall@100"], 4),

@@ -158,13 +158,17 @@ def _dump(spec, negs: dict[str, list[str]]) -> None:
 def child_negforge(spec) -> dict:
     import numpy as np
 
+    import faiss  # noqa: F401 - imported before the clock, as the libraries are in the ST child
+    import torch  # noqa: F401
+
     from negforge.mixers.mine import mine_records
-    from negforge.synth.config import MineConfig
+    from negforge.synth.config import DenseConfig, EncoderConfig, MineConfig
     from negforge.synth.data import Dataset
 
     beir, corpus, records = _load(spec)
     src = spec["source"]
-    cfg = MineConfig(sources=[src], cache_dir=spec["cache_dir"], index=spec.get("index", "auto"),
+    cfg = MineConfig(sources=[src], encoder=EncoderConfig(cache_dir=spec["cache_dir"]),
+                     dense=DenseConfig(index=spec.get("index", "auto")),
                      num_negatives=SETTINGS["num_negatives"], range_min=SETTINGS["range_min"],
                      range_max=SETTINGS["range_max"],
                      relative_margin=SETTINGS["relative_margin"] if src == "dense" else None)
@@ -173,15 +177,17 @@ def child_negforge(spec) -> dict:
         emb = np.load(spec["npy"], mmap_mode="r")
         options = {"dense": {"embeddings": emb, "query_embeddings": np.load(spec["queries"])}}
     before = current_rss_mb()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     out, report = mine_records(records, Dataset(corpus=corpus, qrels=beir.qrels), cfg, show_progress=False,
                                miner_options=options)
-    wall = time.perf_counter() - t
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
     _dump(spec, {r.id: [n.doc_id for n in r.negatives] for r in out})
-    return {"wall_s": wall, "rss_before_mb": before, "mined": report.miners[src].mined, "queries": len(out)}
+    return {"wall_s": wall, "cpu_s": cpu, "rss_before_mb": before, "mined": report.miners[src].mined,
+            "queries": len(out)}
 
 
 def child_st(spec) -> dict:
+    import faiss  # noqa: F401 - imported before the clock (use_faiss imports it inside)
     import numpy as np
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
@@ -218,13 +224,13 @@ def child_st(spec) -> dict:
     link.symlink_to(spec["npy"])
     del st_corpus
     before = current_rss_mb()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     ds = mine_hard_negatives(dataset, model, corpus=texts, range_min=SETTINGS["range_min"],
                              range_max=SETTINGS["range_max"], relative_margin=SETTINGS["relative_margin"],
                              num_negatives=SETTINGS["num_negatives"], sampling_strategy="top",
                              output_format="n-tuple", use_faiss=spec["faiss"], cache_folder=str(cache),
                              batch_size=64, verbose=False)
-    wall = time.perf_counter() - t
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
     ids = {t: corpus.ids[i] for i, t in enumerate(texts)}
     by_query = {r.query: r.id for r in records}
     negs: dict[str, list[str]] = {}
@@ -232,7 +238,7 @@ def child_st(spec) -> dict:
         negs.setdefault(by_query[row["anchor"]], [ids[row[f"negative_{i}"]]
                                                    for i in range(1, SETTINGS["num_negatives"] + 1)])
     _dump(spec, negs)
-    return {"wall_s": wall, "rss_before_mb": before, "mined": len(negs) * SETTINGS["num_negatives"],
+    return {"wall_s": wall, "cpu_s": cpu, "rss_before_mb": before, "mined": len(negs) * SETTINGS["num_negatives"],
             "queries": len(negs), "rows": len(ds)}
 
 
@@ -287,24 +293,32 @@ def plan(args, sci: dict, syn: dict | None, work: Path) -> list[dict]:
                 "queries": sci["queries"], "corpus_name": corpus_name}
         bm25_cache = work / f"bm25-cache-{tag}"
         shutil.rmtree(bm25_cache, ignore_errors=True)
-        runs += [
-            {**base, "kind": "negforge", "source": "bm25", "cache_dir": str(bm25_cache), "label": "negforge bm25 (build index)"},
-            {**base, "kind": "negforge", "source": "bm25", "cache_dir": str(bm25_cache), "label": "negforge bm25 (saved index)"},
-        ]
-        if tag == "sci":
-            runs.append({**base, "kind": "rank_bm25", "label": "rank_bm25 (retrieval only, reference)"})
+        if not args.skip_bm25:
+            runs += [
+                {**base, "kind": "negforge", "source": "bm25", "cache_dir": str(bm25_cache),
+                 "label": "negforge bm25 (build index)"},
+                {**base, "kind": "negforge", "source": "bm25", "cache_dir": str(bm25_cache),
+                 "label": "negforge bm25 (saved index)"},
+            ]
+            if tag == "sci":
+                runs.append({**base, "kind": "rank_bm25", "label": "rank_bm25 (retrieval only, reference)"})
         ivf = Path(f"{meta['npy']}.ivf.faiss")
         ivf.unlink(missing_ok=True)
         runs += [
             {**base, "kind": "negforge", "source": "dense", "index": "flat", "cache_dir": str(work),
              "label": "negforge dense flat", "ref": True},
-            {**base, "kind": "negforge", "source": "dense", "index": "ivf", "cache_dir": str(work),
-             "label": "negforge dense ivf (build index)"},
-            {**base, "kind": "negforge", "source": "dense", "index": "ivf", "cache_dir": str(work),
-             "label": "negforge dense ivf (saved index)"},
-            {**base, "kind": "st", "faiss": False, "cache_dir": str(work / f"st-cache-{tag}"),
-             "label": "ST mine_hard_negatives (torch)"},
+            {**base, "kind": "negforge", "source": "dense", "index": "flat_bf16", "cache_dir": str(work),
+             "label": "negforge dense flat_bf16 (auto here)", "ours": True},
         ]
+        if not args.skip_ivf:
+            runs += [
+                {**base, "kind": "negforge", "source": "dense", "index": "ivf", "cache_dir": str(work),
+                 "label": "negforge dense ivf (build index)"},
+                {**base, "kind": "negforge", "source": "dense", "index": "ivf", "cache_dir": str(work),
+                 "label": "negforge dense ivf (saved index)"},
+            ]
+        runs.append({**base, "kind": "st", "faiss": False, "cache_dir": str(work / f"st-cache-{tag}"),
+                     "label": "ST mine_hard_negatives (torch)"})
         if not args.skip_st_faiss:
             runs.append({**base, "kind": "st", "faiss": True, "cache_dir": str(work / f"st-cache-{tag}"),
                          "label": "ST mine_hard_negatives (faiss)"})
@@ -322,6 +336,8 @@ def main() -> None:
     ap.add_argument("--work", default=str(ROOT / ".cache" / "negforge" / "bench-mining"))
     ap.add_argument("--n-total", type=int, default=1_000_000, help="passages in the synthetic corpus (0: skip it)")
     ap.add_argument("--skip-st-faiss", action="store_true")
+    ap.add_argument("--skip-bm25", action="store_true", help="dense rows only")
+    ap.add_argument("--skip-ivf", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=int, default=900, help="per run, seconds")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
@@ -350,6 +366,8 @@ def main() -> None:
         st = next((r for r in runs if r["corpus_name"] == spec["corpus_name"] and r["kind"] == "st"), None)
         rows.append({"corpus": spec["corpus_name"], "run": spec["label"], "queries": res["queries"],
                      "negatives": res["mined"], "mining_s": round(res["wall_s"], 2),
+                     "cpu_s": round(res["cpu_s"], 2) if "cpu_s" in res else None, "ours": bool(spec.get("ours")),
+                     "is_st": spec["kind"] == "st",
                      "process_s": round(res["process_s"], 1), "rss_before_mb": round(res["rss_before_mb"]),
                      "peak_rss_mb": round(res["peak_rss_mb"]), "dump": spec["dump"], "ref": ref and ref["dump"],
                      "st": st and st["dump"], "dense": spec.get("source") == "dense" or spec["kind"] == "st"})
@@ -375,20 +393,34 @@ def write_results(args, rows: list[dict], prep_s: float, syn: dict | None, done:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "mining.json").write_text(json.dumps(result, indent=2) + "\n")
-    head = ["corpus", "run", "queries", "negatives", "mining s", "RSS before MB", "peak RSS MB",
+    head = ["corpus", "run", "queries", "negatives", "mining s", "CPU s", "RSS before MB", "peak RSS MB",
             "overlap vs flat", "overlap vs ST"]
     fmt = lambda v: "–" if v is None else str(v)  # noqa: E731
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in out_rows:
         lines.append("| " + " | ".join(fmt(v) for v in (
-            r["corpus"], r["run"], r["queries"], r["negatives"], r["mining_s"], r["rss_before_mb"],
+            r["corpus"], r["run"], r["queries"], r["negatives"], r["mining_s"], r.get("cpu_s"), r["rss_before_mb"],
             r["peak_rss_mb"], r.get("overlap_vs_flat"), r.get("overlap_vs_st"))) + " |")
     table = "\n".join(lines)
+    summary = []
+    for corpus in dict.fromkeys(r["corpus"] for r in out_rows):
+        ours = next((r for r in out_rows if r["corpus"] == corpus and r["ours"]), None)
+        sts = [r for r in out_rows if r["corpus"] == corpus and r["is_st"]]
+        if ours and sts:
+            fast = min(sts, key=lambda r: r["mining_s"])
+            lean = min(sts, key=lambda r: r["peak_rss_mb"])
+            summary.append(f"- {corpus}: ST's fastest ({fast['run']}) takes {fast['mining_s'] / ours['mining_s']:.1f}x "
+                           f"the wall time of {ours['run']} ({fast['cpu_s'] / max(ours['cpu_s'], 1e-9):.1f}x the CPU "
+                           f"time); ours peaks at {ours['peak_rss_mb'] / lean['peak_rss_mb']:.2f} of ST's leanest "
+                           f"({lean['run']}); overlap with ST {ours.get('overlap_vs_st')}, with exact flat "
+                           f"{ours.get('overlap_vs_flat')}.")
+    table += "\n\n" + "\n".join(summary)
     (out / "mining.md").write_text(
         "# Mining benchmark\n\n" + table + f"\n\n{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} "
         f"at the end: other jobs shared the CPU); settings {json.dumps(SETTINGS)}; preparation (not timed above) "
         f"{prep_s:.0f} s.{'' if done else ' INCOMPLETE: the run was cut short.'} "
-        "See bench/bench_mining.py for what each row measures.\n")
+        "See bench/bench_mining.py for what each row measures.\n\nCommand: `python bench/bench_mining.py "
+        + " ".join(sys.argv[1:]) + "`\n")
     return table
 
 if __name__ == "__main__":

@@ -209,7 +209,8 @@ def test_bf16_search_finds_the_exact_top_k(tmp_path, monkeypatch):
     assert np.mean([len(set(a) & set(b)) / 25 for a, b in zip(rows, want)]) >= 0.99
     np.testing.assert_allclose(scores, np.take_along_axis(full, rows, 1), rtol=1e-5)  # exact fp32 scores
     assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
-    assert dense.choose_index(10, "auto", 100) == ("flat_bf16" if dense.bf16_native() else "flat")
+    assert dense.choose_index(10, "auto", 100) == "flat"
+    assert dense.choose_index(200_000, "auto", 10**6) == ("flat_bf16" if dense.bf16_native() else "flat")
 
 
 def _status_mb(field):

@@ -193,14 +193,17 @@ def _rule_codes(records: Sequence[Record], rankings: Sequence[Ranking], rows: np
     labelled = _member(safe, [ex.positive_rows(r) for r in records])
     # positive_text / empty_text: only candidates whose ASCII-alphanumeric count matches a positive's
     # (or is 0) can normalise to a positive's text (or to ""): only those are normalised.
-    pos_norm = [r.positive_texts() for r in records]
+    # The positives themselves are normalised only for records with such a candidate.
+    pos_counts = [{ascii_alnum_count(t) for p in r.positives for t in (p.full_text, p.text)} for r in records]
     counts = np.full(rows.shape, -1, dtype=np.int64)
     need = valid & ~labelled
     counts[need] = ex.alnum_counts(rows[need])
-    maybe = need & ((counts == 0) | _member(counts, [{ascii_alnum_count(t) for t in ts} for ts in pos_norm]))
+    maybe = need & ((counts == 0) | _member(counts, pos_counts))
     tid = np.full(rows.shape, -1, dtype=np.int64)
     tid[maybe] = ex.text_ids(rows[maybe])
-    pos_ids = [{ex.text_id(t, normalised=True) for t in ts} for ts in pos_norm]
+    any_maybe = maybe.any(axis=1)
+    pos_ids = [{ex.text_id(t, normalised=True) for t in r.positive_texts()} if any_maybe[i] else set()
+               for i, r in enumerate(records)]
     positive_text = _member(np.where(maybe, tid, 0), pos_ids) & maybe
     corpus = ex.corpus
     already = _member(safe, [[corpus.index(n.doc_id) for n in r.negatives

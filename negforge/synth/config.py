@@ -168,9 +168,9 @@ class DenseConfig(_Cfg):
     """The dense miner's index (faiss) over the encoder's corpus embeddings."""
 
     index: Literal["auto", "flat", "flat_bf16", "ivf", "hnsw"] = Field("auto", description=(
-        "flat: exact inner product (faiss); flat_bf16: the same top-k, candidates from a bf16 pass (torch) and "
-        "their scores computed exactly in fp32; ivf / hnsw: faiss ANN; auto: flat_bf16 on CPUs with native bf16 "
-        "(else flat) up to ann_threshold documents, ivf above."))
+        "flat: exact inner product (BLAS); flat_bf16: the same top-k, candidates from a bf16 pass (torch) and "
+        "their scores computed exactly in fp32; ivf / hnsw: faiss ANN; auto: flat below 100k documents, flat_bf16 "
+        "(on CPUs with native bf16, else flat) up to ann_threshold documents, ivf above."))
     ann_threshold: int = Field(500_000, ge=1, description="index=auto: corpus size above which ivf is used.")
 
 
