@@ -131,3 +131,9 @@ def test_cli_chain_on_the_generic_fixture(generic_beir, tmp_path):
     assert [len(r.negatives) for r in mixed] == [min(2, len(r.negatives)) for r in mined]
     rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and all(1 <= len(r["neg"]) <= 2 and r["pos"] for r in rows)
+
+
+def test_text_rng_is_the_string_seeded_random_the_trainer_used():
+    from negforge.synth.seeding import text_rng
+
+    assert text_rng(0, 2, "q1").random() == random.Random("0:2:q1").random()

@@ -2,11 +2,11 @@
 
 Every seeded choice in negforge (which attributes a draft gets, which shard a record is in, which
 mined negatives are sampled, what the mixer draws per epoch) is a function of its parts (seed,
-record id, epoch, source, ...) through one of these two, so a rerun, a resumed job or another
+record id, epoch, source, ...) through one of these, so a rerun, a resumed job or another
 shard makes the same choice.
 
-The two join their parts differently (``\\x1f`` vs ``\\x00``) because each kept the scheme its
-first user had: changing either changes every draw made with it, and so every output written so far.
+The three join their parts differently (``\\x1f``, ``\\x00``, ``:``) because each kept the scheme its
+first users had: changing one changes every draw made with it, and so every output written so far.
 """
 from __future__ import annotations
 
@@ -27,3 +27,9 @@ def stable_seed(*parts: Any) -> int:
 def seeded_rng(*parts: Any) -> random.Random:
     """A local ``random.Random`` seeded by sha256 of the parts (mining samples, mixer draws)."""
     return random.Random(_digest64(parts, "\x00"))
+
+
+def text_rng(*parts: Any) -> random.Random:
+    """A local ``random.Random`` seeded by the text ``"a:b:c"`` of the parts (Python hashes a str seed with
+    sha512: stable across processes). Training-side draws: positives, batch order, held-out samples."""
+    return random.Random(":".join(map(str, parts)))

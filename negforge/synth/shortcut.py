@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from .reports import Report
 from .schema import Record, normalise_text
+from .seeding import text_rng
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ def check_sources(by_source: dict[str, list[str]], corpus_texts: Sequence[str], 
                             level=level, warn_auc=warn_auc)
     corpus = list(dict.fromkeys(corpus_texts))
     for source in sorted(by_source):
-        rng = random.Random(f"{seed}:{source}")
+        rng = text_rng(seed, source)
         texts = list(dict.fromkeys(by_source[source]))
         if len(texts) > max_per_source:
             texts = rng.sample(texts, max_per_source)

@@ -13,11 +13,11 @@ An example carries up to ``max_positives`` positives of its query (``None``: all
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from negforge.synth.schema import Passage, Record
+from negforge.synth.seeding import text_rng
 
 POSITIVE_RULES = ("first", "grade", "sample")
 
@@ -29,7 +29,7 @@ def select_positives(record: Record, cap: Optional[int], rule: str, seed: int = 
         pos.sort(key=lambda p: -(p.grade if p.grade is not None else 1))  # stable: ties keep record order
     elif rule == "sample":
         if cap is not None and len(pos) > cap:
-            rng = random.Random(f"{seed}:{epoch}:{record.id}")
+            rng = text_rng(seed, epoch, record.id)
             keep = sorted(rng.sample(range(len(pos)), cap))
             pos = [pos[i] for i in keep]
     elif rule != "first":

@@ -18,11 +18,12 @@ Deferred rows start the next batch, so every row is used once per epoch. With ``
 from __future__ import annotations
 
 import math
-import random
 from collections import Counter
 from typing import Iterator, Optional, Sequence
 
 from sentence_transformers.base.sampler import DefaultBatchSampler
+
+from negforge.synth.seeding import text_rng
 
 from .positives import RowKeys
 
@@ -69,7 +70,7 @@ class QueryAwareBatchSampler(DefaultBatchSampler):
 
     def __iter__(self) -> Iterator[list[int]]:
         rows = self._block_rows()
-        order = random.Random(f"{self.seed}:{self.epoch}").sample(rows, len(rows))
+        order = text_rng(self.seed, self.epoch).sample(rows, len(rows))
         # Rows that clash with many others go first (shuffled within each power-of-two class), so that a
         # group of queries sharing their positives is spread over the batches instead of left to the end.
         order.sort(key=lambda i: -self.hardness[i])

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from negforge.synth.data import BeirData
 from negforge.synth.errors import ConfigError, InputError
 from negforge.synth.models import resolve_encoder
 from negforge.synth.schema import Passage, Record, Status
+from negforge.synth.seeding import text_rng
 
 from .losses import build_loss, is_multi_positive
 from .positives import RowKeys, select_positives
@@ -67,7 +67,7 @@ def _pick(texts: list[str], n: int, seed: int, record_id: str, stats: ColumnStat
         return [texts[i % len(texts)] for i in range(n)]
     if len(texts) > n:
         stats.sampled_negatives += 1
-        return random.Random(f"{seed}:{record_id}").sample(texts, n)
+        return text_rng(seed, record_id).sample(texts, n)
     return texts
 
 

@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..io import write_json
 from ..models import DEFAULT_ENCODER
 from ..schema import Record
+from ..seeding import text_rng
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def labelled_pairs(records: list[Record], max_positives: Optional[int] = None,
     for r in records:
         pos = r.positives
         if max_positives is not None and len(pos) > max_positives:
-            pos = random.Random(f"{seed}:{r.id}").sample(pos, max_positives)
+            pos = text_rng(seed, r.id).sample(pos, max_positives)
         for p in pos:
             pairs.append((r.query, p.full_text))
             labels.append(1)
