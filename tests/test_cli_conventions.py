@@ -137,3 +137,32 @@ def test_quiet_silences_library_bars_and_verbose_adds_levels(tiny_beir, tmp_path
     verbose = _cli(*args, "-o", tmp_path / "v.jsonl", "-v", env=env)
     assert any("INFO negforge.mixers.mine:" in ln for ln in verbose.stderr.splitlines()), verbose.stderr
     assert read_records(tmp_path / "q.jsonl") == read_records(tmp_path / "v.jsonl")
+
+
+def test_other_libraries_info_lines_only_with_verbose(capsys):
+    """Any library's INFO line (the HTTP client's one per request, a model loader's) stays out by default,
+    shows with -v; ours show as plain sentences; warnings show unless -q."""
+    import logging
+
+    from negforge.synth.logs import configure
+
+    def emit():
+        logging.getLogger("httpx2").info("HTTP Request: POST http://x/v1/chat/completions")
+        logging.getLogger("some_library.sub").warning("library warning")
+        logging.getLogger("negforge.synth.job").info("generated 3 records")
+        logging.getLogger("negforge.synth.job").debug("a debug detail")
+        return capsys.readouterr().err
+
+    try:
+        configure()
+        err = emit()
+        assert "HTTP Request" not in err and "library warning" in err and "generated 3 records" in err
+        assert "a debug detail" not in err and "INFO" not in err
+        configure(verbose=True)
+        err = emit()
+        assert "HTTP Request" in err and "DEBUG negforge.synth.job: a debug detail" in err
+        configure(quiet=True)
+        err = emit()
+        assert err == ""
+    finally:
+        configure()

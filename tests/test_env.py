@@ -88,6 +88,7 @@ def test_generate_uses_openai_base_url_and_the_served_model(local_server, tiny_b
     assert res.returncode == 0, res.stderr
     assert f"using model {served[0]} at {local_server.base_url}" in res.stderr
     assert "local LLM server" not in res.stderr  # no bundled server was started
+    assert "HTTP Request" not in res.stderr  # the HTTP client's INFO lines stay out (they are for -v)
     recs = read_records(out)
     assert len(recs) == 1
     models = {n.provenance.model for n in recs[0].negatives if n.provenance is not None}
@@ -95,8 +96,8 @@ def test_generate_uses_openai_base_url_and_the_served_model(local_server, tiny_b
     # the bar moved inside the one batch, per finished request, before the record was done
     import re
 
-    frames = [f for f in re.split(r"[\r\n]", res.stderr) if f.startswith("generate:") and "%|" in f]
-    partial = [f for f in frames if "0/1 rec" in f and not re.match(r"generate:\s+0%", f)]
+    frames = [f for f in re.split(r"[\r\n]", res.stderr) if f.startswith("generate ") and "%|" in f]
+    partial = [f for f in frames if not re.match(r"generate 0/1 rec:\s+0%", f) and "0/1 rec" in f]
     assert partial and all(" req, " in f and "tok/s" in f for f in partial), frames
     assert "1/1 rec" in frames[-1] and "100%" in frames[-1]
 

@@ -40,7 +40,7 @@ def test_bar_moves_per_request_and_the_clock_ticks():
         calls.add(6)
         p.finish_batch(1, failed=1)
     frames = _frames(buf.getvalue())
-    pct = [int(re.match(r"generate:\s+(\d+)%", f).group(1)) for f in seen]
+    pct = [int(re.match(r"generate \d+/4 rec:\s+(\d+)%", f).group(1)) for f in seen]
     assert pct == sorted(pct) and 0 < pct[0] < pct[-1] <= 50, pct  # moved inside the first batch, before any record
     assert all("0/4 rec" in f for f in seen) and "6 req" in seen[-1] and "2 kept" in seen[-1]
     clocks = {re.search(r"\[(\d\d:\d\d)<", f).group(1) for f in frames}

@@ -11,7 +11,7 @@ import os
 import sys
 
 # Libraries whose INFO lines (one per HTTP request, model load or index build) drown the stage logs.
-NOISY = ("httpx", "httpcore", "openai", "urllib3", "filelock", "fsspec", "faiss", "bm25s", "datasets",
+NOISY = ("httpx", "httpx2", "httpcore", "openai", "urllib3", "filelock", "fsspec", "faiss", "bm25s", "datasets",
          "sentence_transformers", "transformers", "huggingface_hub", "matplotlib", "PIL", "accelerate", "torch")
 # Environment switches the Hugging Face libraries and tqdm read when they are imported.
 QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
@@ -40,15 +40,16 @@ class _Formatter(logging.Formatter):
 
 
 class _NoisyFilter(logging.Filter):
-    """Drops the noisy libraries' records below ``level``: on the handler, since some (bm25s) set their
-    own logger to DEBUG when imported, after any level we could set."""
+    """Drops other libraries' records below ``level`` (WARNING; ERROR with -q; INFO with -v): on the
+    handler, so it holds for loggers we do not know by name and for those (bm25s) that set their own
+    level to DEBUG when imported, after any level we could set."""
 
     def __init__(self) -> None:
         super().__init__()
         self.level = logging.WARNING
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= self.level or record.name.split(".")[0] not in NOISY
+        return record.levelno >= self.level or record.name.split(".")[0] == "negforge"
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -79,11 +80,11 @@ def configure(quiet: bool = False, verbose: bool = False) -> None:
     if noisy is None:
         noisy = _NoisyFilter()
         handler.addFilter(noisy)
-    noisy.level = logging.ERROR if quiet else logging.WARNING
+    noisy.level = logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING
     root.setLevel(logging.WARNING if quiet else logging.INFO)
     logging.getLogger("negforge").setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     for name in NOISY:
-        logging.getLogger(name).setLevel(logging.WARNING if not quiet else logging.ERROR)
+        logging.getLogger(name).setLevel(logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING)
     if quiet:
         silence_libraries()
     else:  # an earlier quiet command in this process must not keep the bars off

@@ -2,7 +2,7 @@
 
 The flow finishes records a batch at a time (analyse, then generate, then reflect, each over the
 whole batch), so a bar counting records alone stands still for minutes. :class:`JobProgress`
-counts records on the bar (``3/8 rec``) and moves the bar within a batch as its requests finish
+counts records on the bar (``generate 3/8 rec``) and moves the bar within a batch as its requests finish
 (from the backend's ``usage`` counters, which every backend bumps per returned row), so the
 percentage, the rate and the ETA are live from the first request. A ticker thread redraws the bar
 every ``interval`` seconds, so the elapsed time runs even while a slow request is in flight.
@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]"
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]"  # tqdm puts ", " before postfix
 
 
 class JobProgress:
@@ -95,7 +95,7 @@ class JobProgress:
     def postfix(self) -> str:
         elapsed = time.perf_counter() - self._t0
         tok_s = self._safe(self.tokens) / elapsed if elapsed > 0 else 0.0
-        parts = [f"{self.records}/{self.total} rec", f"{self._safe(self.calls)} req", f"{tok_s:.1f} tok/s"]
+        parts = [f"{self._safe(self.calls)} req", f"{tok_s:.1f} tok/s"]
         if self.kept is not None:
             parts.append(f"{self._safe(self.kept)} kept")
         if self.failed:
@@ -107,6 +107,7 @@ class JobProgress:
         if pos > self._shown:
             self._bar.update(pos - self._shown)  # update, not n=: keeps tqdm's rate and ETA right
             self._shown = pos
+        self._bar.set_description_str(f"{self.desc} {self.records}/{self.total} rec", refresh=False)
         self._bar.set_postfix_str(self.postfix(), refresh=False)
         self._bar.refresh()
 
