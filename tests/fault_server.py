@@ -201,7 +201,10 @@ class FaultServer:
                         server.completion_tokens += payload["usage"]["completion_tokens"]
                 self.send(200, payload)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # the stdlib's 5 refuses connections at concurrency 64 (a real server's is large)
+
+        self._httpd = Server(("127.0.0.1", self._port), Handler)
         self._httpd.daemon_threads = True
         self._port = self._httpd.server_address[1]  # a restart comes back on the same port
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
