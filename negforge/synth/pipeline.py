@@ -213,7 +213,8 @@ def _write_report(out_dir: Path, records: list[Record], test: Any, cfg: RunConfi
     try:
         enc = cfg.eval.encoder
         inp = run_inputs(out_dir, records, corpus=test.corpus, cache_dir=enc.cache_dir,
-                         max_seq_length=enc.max_seq_length, batch_size=enc.batch_size)
+                         max_seq_length=enc.max_seq_length, batch_size=enc.batch_size, backend=enc.backend,
+                         precision=enc.precision)
         md = build_report(out_dir / "report", inp, show_progress)
     except (ImportError, OSError, NegforgeError) as e:  # the run's results stand without the report
         log.warning("the report could not be written (%s: %s); `negforge report %s` retries it",

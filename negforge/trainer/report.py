@@ -47,6 +47,8 @@ class ReportInputs:
     cache_dir: str = field(default_factory=lambda: cache_folder("embeddings"))
     max_seq_length: int = 256
     batch_size: int = 64
+    backend: str = "torch"  # encoder runtime (negforge.mixers.runtime), as the run's eval encoded the corpus
+    precision: str = "fp32"
 
 
 def _doc_vectors(texts: list[str], doc_ids: list[Optional[str]], encoder: str, inp: ReportInputs, model,
@@ -56,8 +58,9 @@ def _doc_vectors(texts: list[str], doc_ids: list[Optional[str]], encoder: str, i
     cached = None
     if inp.corpus is not None:
         cdir = embedding_cache_dir(encoder, inp.cache_dir)
-        if cache_path(encoder, inp.corpus, cdir, inp.max_seq_length).exists():
-            cached = corpus_embeddings(inp.corpus, encoder, cdir, max_seq_length=inp.max_seq_length, show_progress=False)
+        if cache_path(encoder, inp.corpus, cdir, inp.max_seq_length, inp.backend, inp.precision).exists():
+            cached = corpus_embeddings(inp.corpus, encoder, cdir, max_seq_length=inp.max_seq_length, show_progress=False,
+                                       backend=inp.backend, precision=inp.precision)
     from_cache = [i for i, d in enumerate(doc_ids) if cached is not None and d is not None and d in inp.corpus]
     skip = set(from_cache)
     todo = [i for i in range(len(texts)) if i not in skip]
@@ -102,13 +105,9 @@ def sample_records(records: list[Record], k: int, seed: int = 0) -> list[Record]
 def cosine_by_group(records: list[Record], encoder: str, inp: ReportInputs,
                     show_progress: bool = False) -> dict[str, np.ndarray]:
     """cos(query, doc) per group: "positive" and each negative group (:func:`group_of`)."""
-    from sentence_transformers import SentenceTransformer
+    from negforge.mixers.embeddings import encode_texts, get_encoder
 
-    from negforge.mixers.embeddings import encode_texts
-    from negforge.synth.models import resolve_encoder
-
-    model = SentenceTransformer(resolve_encoder(encoder))
-    model.max_seq_length = inp.max_seq_length
+    model = get_encoder(encoder, inp.max_seq_length, inp.backend, inp.precision, inp.cache_dir, fresh=True)
     log.info("%s: encoding %d queries", encoder, len(records))
     q = encode_texts([r.query for r in records], encoder, inp.batch_size, model=model, show_progress=show_progress)
     owner, group, texts, ids = [], [], [], []
