@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM = false
 help:
 	@echo "setup      install negforge, its test deps and the bundled models (scripts/setup.sh)"
 	@echo "test       the whole suite, as CI runs it"
-	@echo "test-fast  the fast tier: everything not marked slow (no LLM server, no training)"
+	@echo "test-fast  the fast tier: not marked slow, and no test that loads a model or starts the LLM server"
 	@echo "lint       ruff (lint + format check) and mypy"
 	@echo "format     ruff format + ruff check --fix"
 	@echo "docs       regenerate configs/default.yaml and docs/config.md from the config models"
@@ -23,7 +23,7 @@ test:
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast:
-	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+	NEGFORGE_TEST_FAST=1 $(PY) -m pytest -q -p no:cacheprovider -m "not slow"
 
 lint:
 	$(PY) -m ruff check negforge tests bench scripts

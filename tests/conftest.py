@@ -16,6 +16,41 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# Fixtures that load a real model (or build on one that does): a test that asks for any of them is
+# `slow` whether or not it says so, so that `make test-fast` (-m "not slow") never loads a model.
+MODEL_FIXTURES = frozenset({"encoder_path", "emb_cache", "local_server", "minilm_cross_encoder", "base_model",
+                            "ce_path", "reference", "runtime_cache"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+FAST_TIER = os.environ.get("NEGFORGE_TEST_FAST") == "1"  # `make test-fast`
+
+
+@pytest.fixture(autouse=True)
+def _no_models_in_the_fast_tier(monkeypatch):
+    """In the fast tier a test that gets as far as loading a model or starting the LLM server is skipped
+    there (it runs in the full suite, as CI does), so the tier stays fast without marking every such test."""
+    if not FAST_TIER:
+        yield
+        return
+    import sentence_transformers
+
+    from negforge.synth.backends.server import LocalServer
+
+    def refuse(*args, **kwargs):
+        pytest.skip("loads a model or starts the LLM server: run by `make test` (the full suite), not the fast tier")
+
+    for cls in (sentence_transformers.SentenceTransformer, sentence_transformers.CrossEncoder):
+        monkeypatch.setattr(cls, "__init__", refuse)
+    monkeypatch.setattr(LocalServer, "start", refuse)
+    yield
+
+
 @pytest.fixture(scope="session")
 def scifact_dir() -> Path:
     if not (SCIFACT / "corpus.jsonl").is_file():
