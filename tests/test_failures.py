@@ -165,6 +165,17 @@ def test_a_second_job_on_the_same_output_is_refused_and_a_dead_owner_lock_is_tak
     assert not lock.exists()
 
 
+@pytest.mark.parametrize("command", ["mine", "verify", "mix"])
+def test_mine_verify_and_mix_refuse_an_output_another_job_holds(command, tmp_path):
+    from negforge.synth.outputs import OutputLock
+
+    src, out = inputs(tmp_path, 2), tmp_path / f"{command}.jsonl"
+    extra = ["--sources", "bm25"] if command == "mine" else ["--verifiers", "qrels"] if command == "verify" else []
+    with OutputLock(out):
+        line = one_error_line(cli(command, "--input", src, "--output", out, *extra, "-q", code=2))
+    assert "being written by another job" in line and f"pid {os.getpid()}" in line and not out.exists()
+
+
 def test_output_lock_unit(tmp_path):
     from negforge.synth.outputs import OutputLock, OutputLockedError
 

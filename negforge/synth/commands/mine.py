@@ -53,7 +53,10 @@ def register(app: typer.Typer) -> None:
             dataset.corpus = corpus_from_records(records)
             typer.echo(f"no corpus given: mining from the input's own {len(dataset.corpus)} passages (pass --data "
                        "BEIR to mine a real corpus)", err=True)
-        out, report = mine_records(records, dataset, cfg, show_progress=not quiet)
-        write_records(output, out)
+        from ..outputs import OutputLock
+
+        with OutputLock(output):  # a second job on this output fails at once instead of doing the work twice
+            out, report = mine_records(records, dataset, cfg, show_progress=not quiet)
+            write_records(output, out)
         emit_report(report)
         typer.echo(f"wrote {len(out)} records to {output}")

@@ -46,17 +46,20 @@ def register(app: typer.Typer) -> None:
         setup_logging(quiet, verbose)
         cfg = stage_config(MixConfig, config, sets, "mix", k=k, epochs=epochs, seed=seed, curriculum=curriculum)
         records = read_records(input)
-        vectors = embed_for_dedup(records, encoder or DEFAULT_ENCODER) if cfg.dedup_cosine else None
-        summary, sets_ = None, {}
-        for epoch in range(cfg.epochs):
-            mixed, s = mix_records(records, None, cfg, epoch=epoch, encoder=encoder or DEFAULT_ENCODER,
-                                   vectors=vectors)
-            summary = s if summary is None else summary.merge(s)
-            sets_[output if cfg.epochs == 1 else _epoch_path(output, epoch)] = mixed
-        if cfg.epochs == 1:
-            write_records(output, sets_[output])
-        else:  # all epochs as one unit, with a manifest (OUT.epochs.json) of each file's sha256
-            write_record_sets(sets_, output.with_name(f"{output.stem}.epochs.json"))
+        from ..outputs import OutputLock
+
+        with OutputLock(output):  # one job per output: a second fails at once
+            vectors = embed_for_dedup(records, encoder or DEFAULT_ENCODER) if cfg.dedup_cosine else None
+            summary, sets_ = None, {}
+            for epoch in range(cfg.epochs):
+                mixed, s = mix_records(records, None, cfg, epoch=epoch, encoder=encoder or DEFAULT_ENCODER,
+                                       vectors=vectors)
+                summary = s if summary is None else summary.merge(s)
+                sets_[output if cfg.epochs == 1 else _epoch_path(output, epoch)] = mixed
+            if cfg.epochs == 1:
+                write_records(output, sets_[output])
+            else:  # all epochs as one unit, with a manifest (OUT.epochs.json) of each file's sha256
+                write_record_sets(sets_, output.with_name(f"{output.stem}.epochs.json"))
         for path, mixed in sets_.items():
             typer.echo(f"wrote {len(mixed)} records to {path}")
         emit_report(summary)

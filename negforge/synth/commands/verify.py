@@ -40,8 +40,11 @@ def register(app: typer.Typer) -> None:
         if not any(r.negatives for r in records):
             typer.secho(f"warning: {input} has no negatives to verify (mine or generate some first)", err=True,
                         fg=typer.colors.YELLOW)
-        out, report = verify_records(records, dataset, cfg, show_progress=not quiet)
-        write_records(output, out)
+        from ..outputs import OutputLock
+
+        with OutputLock(output):  # a second job on this output fails at once instead of doing the work twice
+            out, report = verify_records(records, dataset, cfg, show_progress=not quiet)
+            write_records(output, out)
         report_path = Path(f"{output}.report.json")
         emit_report(report, report_path)
         typer.echo(f"\n{len(out)} records -> {output}\nreport -> {report_path}")
