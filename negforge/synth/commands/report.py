@@ -60,7 +60,8 @@ def register(app: typer.Typer) -> None:
         recs = read_records(records) if records else None
         corpus = load_corpus(data / "corpus.jsonl") if data else None
         common = dict(corpus=corpus, max_records=sample, cache_dir=ecfg.encoder.cache_dir,
-                      max_seq_length=ecfg.encoder.max_seq_length, batch_size=ecfg.encoder.batch_size)
+                      max_seq_length=ecfg.encoder.max_seq_length, batch_size=ecfg.encoder.batch_size,
+                      backend=ecfg.encoder.backend, precision=ecfg.encoder.precision)
         if run is not None:
             inp = run_inputs(run, recs, model=str(model) if model else None, base_encoder=base,
                              metrics=load_metrics(metrics, model) if metrics else None, **common)
