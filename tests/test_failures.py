@@ -447,3 +447,43 @@ def test_api_key_env_warning(caplog):
     assert not warn_unusual_key_env("OPENAI_API_KEY", "https://llm.example.net/v1")
     assert not warn_unusual_key_env("MY_TOKEN", "http://127.0.0.1:8080/v1")  # local: nothing leaves the machine
     assert not warn_unusual_key_env("MY_TOKEN", "http://localhost:8080/v1")
+
+
+def test_run_pipeline_generate_stage_with_an_outage_then_a_healthy_server(tiny_beir, tmp_path, monkeypatch):
+    """`negforge run`'s generate stage on the fault server: an outage stops the run with exit 3 and stamps
+    nothing; on a healthy server the stage is stamped with its output's digest and mining gets its records.
+    (Mining is cut short here: the whole run with real parts is tests/test_pipeline.py, marked slow.)"""
+    import negforge.mixers.mine as mine_mod
+    from negforge.synth.outputs import file_digest
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def fake_mine(records, dataset, cfg, **kw):
+        seen.append(records)
+        raise Stop()
+
+    monkeypatch.setattr(mine_mod, "mine_records", fake_mine)
+    out = tmp_path / "run"
+    with FaultServer(reply_fn=mar_reply) as srv:
+        doc = {"data": str(tiny_beir), "out_dir": str(out), "llm_queries": 3,
+               "generate": yaml.safe_load(conf(tmp_path / "g.yaml", srv.base_url).read_text())}
+        (tmp_path / "run.yaml").write_text(yaml.safe_dump(doc))
+        srv.fail_all = "500"
+        line = one_error_line(cli("run", tmp_path / "run.yaml", "-q", code=3))
+        assert "3 of 3 records failed" in line and not (out / "generated.done.json").exists()
+        assert not (out / "run.lock").exists() and seen == []
+        srv.fail_all = None
+        from typer.testing import CliRunner
+
+        from negforge.synth.cli import app
+
+        res = CliRunner().invoke(app, ["run", str(tmp_path / "run.yaml"), "-q"])
+        assert isinstance(res.exception, Stop), res.output
+    stamp = json.loads((out / "generated.done.json").read_text())
+    assert stamp["sha256"] == file_digest(out / "generated.jsonl")
+    (records,) = seen
+    assert sum(1 for r in records if r.negatives_from("llm")) == 3  # the 3 LLM queries came through
+    assert not (out / "run.lock").exists()
