@@ -132,3 +132,50 @@ def test_score_zero_rows_are_negatives_not_positives_in_mining_and_verification(
     kept, rejected = out[0].negatives
     assert kept.kept and kept.scores["qrels"] == 0.0
     assert not rejected.kept and "relevant" in rejected.verdict.reason
+
+
+NFCORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "nfcorpus"
+
+
+@pytest.fixture(scope="module")
+def nf_test_run():
+    """NFCorpus test qrels (graded 1-2) and a seeded random top-100 run that mixes relevant and other docs."""
+    from negforge.synth.data import load_qrels
+
+    qrels = load_qrels(NFCORPUS / "qrels" / "test.tsv")
+    docs = sorted({d for r in qrels.values() for d in r})
+    rng = np.random.default_rng(0)
+    run = {}
+    for q, rels in qrels.items():
+        cand = list(dict.fromkeys([*rng.choice(list(rels), size=min(15, len(rels)), replace=False),
+                                   *rng.choice(docs, size=100, replace=False)]))[:100]
+        run[q] = {d: float(s) for d, s in zip(cand, rng.random(len(cand)))}
+    return qrels, run
+
+
+def test_graded_metrics_equal_ranx_on_nfcorpus_qrels(nf_test_run):
+    ranx = pytest.importorskip("ranx", reason="ranx is the graded reference (pip install ranx)")
+    qrels, run = nf_test_run
+    ours = metrics_from_run(qrels, run)
+    graded = {q: {d: s for d, s in r.items() if s > 0} for q, r in qrels.items()}
+    ref = ranx.evaluate(ranx.Qrels(graded), ranx.Run(run), ["ndcg@10", "recall@100", "mrr@10"])
+    assert {s for r in qrels.values() for s in r.values()} == {1, 2}
+    for m in ("ndcg@10", "recall@100", "mrr@10"):
+        assert ours[m] == pytest.approx(float(ref[m]), abs=1e-6), m
+
+
+def test_binary_metrics_equal_sentence_transformers_on_nfcorpus_qrels(nf_test_run):
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    qrels, run = nf_test_run
+    binary = {q: {d: 1 for d, s in r.items() if s > 0} for q, r in qrels.items()}
+    ours = metrics_from_run(binary, run)
+    qids = sorted(binary)
+    ir = InformationRetrievalEvaluator(queries={q: q for q in qids}, corpus={d: d for r in run.values() for d in r},
+                                       relevant_docs={q: set(binary[q]) for q in qids}, mrr_at_k=[10], ndcg_at_k=[10],
+                                       accuracy_at_k=[1], precision_recall_at_k=[100], map_at_k=[100])
+    st = ir.compute_metrics([[{"corpus_id": d, "score": s} for d, s in run[q].items()] for q in qids])
+    assert ours["ndcg@10"] == pytest.approx(st["ndcg@k"][10], abs=1e-6)
+    assert ours["recall@100"] == pytest.approx(st["recall@k"][100], abs=1e-6)
+    assert ours["mrr@10"] == pytest.approx(st["mrr@k"][10], abs=1e-6)
+    assert metrics_from_run(qrels, run)["ndcg@10"] != pytest.approx(ours["ndcg@10"], abs=1e-4)  # grades matter
