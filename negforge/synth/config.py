@@ -319,7 +319,7 @@ class MixConfig(_Cfg):
     ratios: dict[str, float] = Field(default_factory=lambda: {"llm": 0.5, "bm25": 0.25, "dense": 0.25}, description=(
         "Share of each source (normalised); a source short of its share gives the rest to the others."))
     seed: int = Field(0, description="Seed of the draws (with the record id, the epoch and the source).")
-    epochs: int = Field(1, ge=1, description="Fresh draws, one per epoch.")
+    epochs: int = Field(1, ge=1, description="Fresh draws, one per epoch (`negforge mix` writes a file for each).")
     dedup_cosine: Optional[float] = Field(None, gt=0, le=1, description=(
         "Also drop embedding near-duplicates above this cosine (null: exact duplicates only)."))
     require_verified: bool = Field(True, description="Only verified-kept negatives; an unverified one is an error.")

@@ -26,12 +26,22 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars (ours or 
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Debug logging.")
 
 
-def config_default(cls: type, field: str, key: str) -> str:
-    """`` [default: V (config KEY)]`` for a flag whose None means: the config's value. Escaped for rich."""
+def _config_field(cls: type, field: str) -> Any:
     *path, name = field.split(".")  # a dotted field reaches into sub-sections (encoder.model)
     for part in path:
         cls = cls.model_fields[part].annotation  # type: ignore[attr-defined]
-    value = cls.model_fields[name].get_default(call_default_factory=True)  # type: ignore[attr-defined]
+    return cls.model_fields[name]  # type: ignore[attr-defined]
+
+
+def config_help(cls: type, field: str, key: str) -> str:
+    """A flag's help from the config field it sets: its ``description`` and its default (one source for
+    ``--help`` and docs/config.md)."""
+    return (_config_field(cls, field).description or "") + config_default(cls, field, key)
+
+
+def config_default(cls: type, field: str, key: str) -> str:
+    """`` [default: V (config KEY)]`` for a flag whose None means: the config's value. Escaped for rich."""
+    value = _config_field(cls, field).get_default(call_default_factory=True)
     shown = (",".join(map(str, value)) if isinstance(value, (list, tuple)) else "none" if value is None
              else ("on" if value else "off") if isinstance(value, bool) else value)
     return f" \\[default: {shown} (config {key})]"

@@ -8,7 +8,7 @@ import typer
 
 from ..config import MixConfig
 from ..models import DEFAULT_ENCODER
-from .common import (ConfigOpt, QuietOpt, SetOpt, VerboseOpt, config_default, emit_report, example, handle_errors,
+from .common import (ConfigOpt, QuietOpt, SetOpt, VerboseOpt, config_help, emit_report, example, handle_errors,
                      setup_logging, stage_config)
 
 
@@ -23,14 +23,11 @@ def register(app: typer.Typer) -> None:
         input: Path = typer.Option(..., "--input", "-i", help="Verified records JSONL (`negforge verify` output)."),
         output: Path = typer.Option(..., "--output", "-o", help="Mixed records JSONL; with --epochs E > 1, "
                                     "OUTPUT.epoch0.jsonl ... OUTPUT.epoch{E-1}.jsonl."),
-        k: Optional[int] = typer.Option(None, "--k", "-k", help="Negatives per query."
-                                         + config_default(MixConfig, "k", "mix.k")),
-        epochs: Optional[int] = typer.Option(None, "--epochs", help="Fresh draws, one file per epoch."
-                                              + config_default(MixConfig, "epochs", "mix.epochs")),
-        seed: Optional[int] = typer.Option(None, "--seed", help="Random seed." + config_default(MixConfig, "seed", "mix.seed")),
+        k: Optional[int] = typer.Option(None, "--k", "-k", help=config_help(MixConfig, "k", "mix.k")),
+        epochs: Optional[int] = typer.Option(None, "--epochs", help=config_help(MixConfig, "epochs", "mix.epochs")),
+        seed: Optional[int] = typer.Option(None, "--seed", help=config_help(MixConfig, "seed", "mix.seed")),
         curriculum: Optional[bool] = typer.Option(None, "--curriculum/--no-curriculum",
-                                                  help="Grow the share of the hardest negatives each epoch."
-                                                  + config_default(MixConfig, "curriculum", "mix.curriculum")),
+                                                  help=config_help(MixConfig, "curriculum", "mix.curriculum")),
         encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder for mix.dedup_cosine. "
                                               f"\\[default: {DEFAULT_ENCODER}]"),
         config: Optional[Path] = ConfigOpt,
