@@ -83,16 +83,17 @@ def generate_click_log(data: BeirData, out_path: str | os.PathLike, sim: ClickSi
 
     sim = sim or ClickSim()
     rng = random.Random(sim.seed)
-    qids = [q for q in data.qrels if q in data.queries][:sim.limit]
+    corpus, qrels = data.need_corpus("the click simulator"), data.need_qrels("the click simulator")
+    qids = [q for q in qrels if q in data.queries][:sim.limit]
     if not qids:
         raise ConfigError("click simulator: the qrels name no query of queries.jsonl")
-    index = BM25Index(data.corpus, cache_dir=cache_dir, show_progress=show_progress)
+    index = BM25Index(corpus, cache_dir=cache_dir, show_progress=show_progress)
     _, rows = index.search([data.queries[q] for q in qids], sim.top_n)
     stats = ClickLogStats(queries=len(qids), sim=asdict(sim))
     lines = []
     for qid, ranked in zip(qids, rows):
-        docs = [data.corpus.ids[r] for r in ranked if r >= 0]
-        relevant = {d for d, s in data.qrels[qid].items() if s > 0}
+        docs = [corpus.ids[r] for r in ranked if r >= 0]
+        relevant = {d for d, s in qrels[qid].items() if s > 0}
         for _ in range(sim.sessions_per_query):
             shown = list(docs)
             if len(shown) > 1 and rng.random() < sim.swap_prob:

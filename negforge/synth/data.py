@@ -142,6 +142,12 @@ class Dataset:
                              "Dataset(corpus=corpus_from_records(records)) to use the records' own passages")
         return self.corpus
 
+    def need_qrels(self, stage: str) -> Qrels:
+        """The qrels, or a one-line InputError naming the stage that needs them."""
+        if self.qrels is None:
+            raise InputError(f"{stage} needs qrels: pass a Dataset with them (e.g. load_beir(folder, split))")
+        return self.qrels
+
 
 BeirData = Dataset  # the older name (trainer/ still uses it)
 

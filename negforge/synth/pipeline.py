@@ -134,7 +134,7 @@ def _run(cfg: RunConfig, out_dir: Path, fresh: bool, show_progress: bool) -> Run
     records = records_from_beir(train)
     if not records:
         raise InputError(f"{cfg.data}: no train query has a relevant document in the corpus; nothing to run on")
-    data_key = _digest(train.corpus.fingerprint(), sorted(train.qrels.items()))
+    data_key = _digest(train.need_corpus("run").fingerprint(), sorted(train.need_qrels("run").items()))
     n_llm = len(records) if cfg.llm_queries is None else min(cfg.llm_queries, len(records))
     log.info("%d train queries; the LLM stage writes negatives for %d of them", len(records), n_llm)
 
