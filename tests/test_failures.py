@@ -80,7 +80,7 @@ def test_full_outage_marks_nothing_done_and_a_rerun_completes_every_record(tmp_p
     with FaultServer(reply_fn=mar_reply) as srv:
         c = conf(tmp_path / "g.yaml", srv.base_url)
         srv.fail_all = "500"
-        text = cli("generate", c, "--input", src, "--out", out, "-q", code=3)
+        text = cli("generate", c, "--input", src, "--output", out, "-q", code=3)
         line = one_error_line(text)
         assert "5 of 5 records failed" in line and "failures.jsonl" in line and "5 failed" in text
         assert read_records(out) == [] if out.exists() else True  # nothing marked done
@@ -93,7 +93,7 @@ def test_full_outage_marks_nothing_done_and_a_rerun_completes_every_record(tmp_p
         # the server recovers: the rerun retries exactly the failed rows and completes every record
         srv.fail_all = None
         n_before = len(srv.requests)
-        text = cli("generate", c, "--input", src, "--out", out, "-q")
+        text = cli("generate", c, "--input", src, "--output", out, "-q")
         assert "5 selected, 0 already done, 5 generated, 0 failed" in text
         assert len(srv.requests) - n_before == 5 * 5  # analyse + 2 drafts + 2 reflections per record, no more
     got = read_records(out)
@@ -106,14 +106,14 @@ def test_full_outage_marks_nothing_done_and_a_rerun_completes_every_record(tmp_p
     assert s["usage"]["retries"] == sum(r["usage"]["retries"] for r in s["runs"]) >= 10
     # a third run has nothing to do and makes no call
     n = len(srv.requests)
-    assert "5 already done, 0 generated" in cli("generate", c, "--input", src, "--out", out, "-q")
+    assert "5 already done, 0 generated" in cli("generate", c, "--input", src, "--output", out, "-q")
     assert len(srv.requests) == n
 
 
 def test_server_death_mid_step_loses_nothing_and_marks_nothing_failed_as_done(tmp_path):
     src, out, ref = inputs(tmp_path, 6), tmp_path / "out.jsonl", tmp_path / "ref.jsonl"
     with FaultServer(reply_fn=mar_reply) as healthy:
-        cli("generate", conf(tmp_path / "h.yaml", healthy.base_url), "--input", src, "--out", ref, "-q")
+        cli("generate", conf(tmp_path / "h.yaml", healthy.base_url), "--input", src, "--output", ref, "-q")
     # the server dies on the first draft of r4 (second batch): the first batch is done, the second is not
     with FaultServer({"[r4]": ["ok", "die"]}, reply_fn=mar_reply) as srv:
         from typer.testing import CliRunner
@@ -121,7 +121,7 @@ def test_server_death_mid_step_loses_nothing_and_marks_nothing_failed_as_done(tm
         from negforge.synth.cli import app
 
         res = CliRunner().invoke(app, ["generate", str(conf(tmp_path / "g.yaml", srv.base_url)), "--input", str(src),
-                                       "--out", str(out), "-q"])
+                                       "--output", str(out), "-q"])
     assert res.exit_code in (2, 3), res.output  # refused connections: the server cannot be used / too many failed
     one_error_line(res.output)
     done = read_records(out)
@@ -131,7 +131,7 @@ def test_server_death_mid_step_loses_nothing_and_marks_nothing_failed_as_done(tm
     assert not set(failures(out)) & {r.id for r in done}
     # a rerun on a healthy server (another port) completes the rest: the output equals an uninterrupted run
     with FaultServer(reply_fn=mar_reply) as again:
-        text = cli("generate", conf(tmp_path / "g2.yaml", again.base_url), "--input", src, "--out", out, "-q")
+        text = cli("generate", conf(tmp_path / "g2.yaml", again.base_url), "--input", src, "--output", out, "-q")
     assert "3 already done, 3 generated, 0 failed" in text
     assert out.read_text() == ref.read_text() and failures(out) == {}
     s = json.loads(Path(f"{out}.summary.json").read_text())
@@ -143,7 +143,7 @@ def test_a_second_job_on_the_same_output_is_refused_and_a_dead_owner_lock_is_tak
     src, out = inputs(tmp_path, 8), tmp_path / "out.jsonl"
     with FaultServer(reply_fn=mar_reply, delay_s=0.2) as srv:
         c = conf(tmp_path / "g.yaml", srv.base_url, batch_size=1)
-        cmd = [sys.executable, "-m", "negforge", "generate", str(c), "--input", str(src), "--out", str(out), "-q"]
+        cmd = [sys.executable, "-m", "negforge", "generate", str(c), "--input", str(src), "--output", str(out), "-q"]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         lock = Path(f"{out}.lock")
@@ -152,13 +152,13 @@ def test_a_second_job_on_the_same_output_is_refused_and_a_dead_owner_lock_is_tak
             time.sleep(0.05)
         assert proc.poll() is None, proc.stdout.read().decode()
         n = len(srv.requests)
-        line = one_error_line(cli("generate", c, "--input", src, "--out", out, "-q", code=2))
+        line = one_error_line(cli("generate", c, "--input", src, "--output", out, "-q", code=2))
         assert f"pid {proc.pid}" in line and "being written by another job" in line
         assert json.loads(lock.read_text())["pid"] == proc.pid
         proc.send_signal(signal.SIGKILL)  # the owner dies holding the lock: the file stays, the flock goes
         proc.wait()
         assert lock.exists() and len(srv.requests) >= n
-        text = cli("generate", c, "--input", src, "--out", out, "-q")
+        text = cli("generate", c, "--input", src, "--output", out, "-q")
         assert "8 selected" in text and "0 failed" in text
     ids = [r.id for r in read_records(out)]
     assert sorted(ids) == sorted(f"q{i}" for i in range(8)) and len(ids) == len(set(ids)) == 8
@@ -197,8 +197,8 @@ def test_config_change_on_resume_is_named_and_fresh_starts_over(tmp_path):
     src, out = inputs(tmp_path, 3), tmp_path / "out.jsonl"
     with FaultServer(reply_fn=mar_reply) as srv:
         c = conf(tmp_path / "g.yaml", srv.base_url)
-        cli("generate", c, "--input", src, "--out", out, "--limit", 2, "-q")
-        base = ["generate", c, "--input", src, "--out", out, "-q"]
+        cli("generate", c, "--input", src, "--output", out, "--limit", 2, "-q")
+        base = ["generate", c, "--input", src, "--output", out, "-q"]
         line = one_error_line(cli(*base, "--set", "seed=4", "--set", "num_negatives=3", code=2))
         assert "made with another config" in line and "num_negatives 2 -> 3" in line and "seed 3 -> 4" in line
         assert "--fresh" in line
@@ -221,10 +221,10 @@ def test_input_equal_to_output_and_legacy_output_without_fingerprint(tmp_path):
     src = inputs(tmp_path, 2)
     with FaultServer(reply_fn=mar_reply) as srv:
         c = conf(tmp_path / "g.yaml", srv.base_url)
-        assert "the input is also the output" in one_error_line(cli("generate", c, "--input", src, "--out", src, code=2))
+        assert "the input is also the output" in one_error_line(cli("generate", c, "--input", src, "--output", src, code=2))
         legacy = tmp_path / "legacy.jsonl"
         write_records(legacy, [rec(0)])
-        assert "no config fingerprint" in one_error_line(cli("generate", c, "--input", src, "--out", legacy, code=2))
+        assert "no config fingerprint" in one_error_line(cli("generate", c, "--input", src, "--output", legacy, code=2))
         assert srv.requests == []
 
 
@@ -261,7 +261,7 @@ def _case(name: str, tmp_path: Path) -> tuple[list[str], str]:
         p.write_text(good)
         out = tmp_path / "out.jsonl"
         out.write_bytes(b'{"id": "caf\xe9"}\n')
-        return ["--input", p, "--out", out], f"{out}:1: not UTF-8"
+        return ["--input", p, "--output", out], f"{out}:1: not UTF-8"
     if name == "yaml_in_set":
         p = tmp_path / "in.jsonl"
         p.write_text(good)
@@ -308,8 +308,8 @@ BAD_INPUTS = ["non_utf8_input", "non_utf8_corpus", "non_utf8_qrels", "non_utf8_e
 @pytest.mark.parametrize("name", BAD_INPUTS)
 def test_each_bad_input_is_one_line_with_exit_2_before_any_call(name, tmp_path):
     args, expected = _case(name, tmp_path)
-    if "--out" not in args:
-        args += ["--out", tmp_path / "gen.jsonl"]
+    if "--output" not in args:
+        args += ["--output", tmp_path / "gen.jsonl"]
     with FaultServer(reply_fn=mar_reply) as srv:
         line = one_error_line(cli("generate", conf(tmp_path / "g.yaml", srv.base_url), *args, "-q", code=2))
         assert expected in line, line
@@ -321,12 +321,12 @@ def test_empty_input_is_fine_when_asked_for_and_dropped_queries_are_counted(tmp_
     p.write_text("")
     with FaultServer(reply_fn=mar_reply) as srv:
         c = conf(tmp_path / "g.yaml", srv.base_url)
-        assert "0 selected" in cli("generate", c, "--input", p, "--out", tmp_path / "e.jsonl", "--allow-empty", "-q")
+        assert "0 selected" in cli("generate", c, "--input", p, "--output", tmp_path / "e.jsonl", "--allow-empty", "-q")
         d = _beir(tmp_path, DOC + b'{"_id": "d2", "text": "another passage"}\n',
                   QUERY + b'{"_id": "q2", "text": "a second query"}\n',
                   "query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\tgone\t1\nq2\tgone\t2\n")
         out = tmp_path / "b.jsonl"
-        text = cli("generate", c, "--data", d, "--out", out, "-q")
+        text = cli("generate", c, "--data", d, "--output", out, "-q")
     assert "input" in text and "1 queries with no relevant document in the corpus" in text
     s = json.loads(Path(f"{out}.summary.json").read_text())
     assert s["input_dropped"] == {"queries with no relevant document in the corpus": 1,
