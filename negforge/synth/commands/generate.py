@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from .common import (ConfigOpt, QuietOpt, SetOpt, VerboseOpt, example, handle_errors, load_inputs, setup_logging,
-                     stage_config)
+from .common import (ConfigOpt, QuietOpt, SetOpt, VerboseOpt, emit_report, example, handle_errors, load_inputs,
+                     setup_logging, stage_config)
 
 
 def _records(data: Optional[Path], input: Optional[Path], split: str, dropped: Optional[dict] = None,
@@ -72,9 +72,9 @@ def register(app: typer.Typer) -> None:
             report = run_generate_job(records, cfg, out, show_progress=not quiet, fresh=fresh,
                                       input_path=data if data is not None else input, input_dropped=dropped)
         except TooManyFailures as e:
-            typer.echo(e.report.table())
+            emit_report(e.report)
             raise
-        typer.echo(report.table())
+        emit_report(report)
         if report.records_failed:
             typer.secho(f"warning: {report.records_failed} records failed (listed in {out}.failures.jsonl); "
                         "rerun the same command to retry them", err=True, fg=typer.colors.YELLOW)
