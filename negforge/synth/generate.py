@@ -335,14 +335,16 @@ class MarFlow:
 
 def run_flow(todo: Sequence[Record], cfg: GenerateConfig, backend: Backend, report: GenerateReport,
              on_batch: Callable[[list[Record], list[FailedRecord]], None], show_progress: bool = True,
-             profile_records: Optional[Sequence[Record]] = None) -> None:
+             profile_records: Optional[Sequence[Record]] = None, profile: Optional[CorpusProfile] = None) -> None:
     """Run the set's flow over ``todo`` batch by batch (no selection), counting into ``report`` and handing
-    each batch's (done, failed) to ``on_batch`` as soon as it is finished. The corpus profile is built from
-    ``profile_records`` (default ``todo``; a resumed job passes all its records, so the profile stays the same)."""
+    each batch's (done, failed) to ``on_batch`` as soon as it is finished. The corpus profile is ``profile``
+    when given (a Ray actor gets the job's), else built from ``profile_records`` (default ``todo``; a resumed
+    job passes all its records, so the profile stays the same)."""
     usage = getattr(backend, "usage", None)
     before = usage.snapshot() if usage is not None else None
-    profile = corpus_profile(cfg.profile, list(profile_records if profile_records is not None else todo), backend,
-                             cfg.llm.params, cfg.cache_dir)
+    if profile is None:
+        profile = corpus_profile(cfg.profile, list(profile_records if profile_records is not None else todo),
+                                 backend, cfg.llm.params, cfg.cache_dir)
     flow = make_flow(backend, cfg, report, profile)
     try:
         run_batches(todo, cfg.batch_size, flow.run_batch, on_batch, show_progress,
@@ -368,7 +370,8 @@ def open_generation_backend(cfg: GenerateConfig, stack: ExitStack, backend: Opti
 
 
 def generate_records(records: Sequence[Record], dataset: Any, cfg: GenerateConfig, *, backend: Optional[Backend] = None,
-                     show_progress: bool = True) -> tuple[list[Record], GenerateReport]:
+                     show_progress: bool = True, profile: Optional[CorpusProfile] = None
+                     ) -> tuple[list[Record], GenerateReport]:
     """Generate LLM negatives for ``records`` (after ``cfg.limit`` and the shard): the stage's shape,
     ``(records, dataset, config) -> (records, report)``.
 
@@ -377,7 +380,8 @@ def generate_records(records: Sequence[Record], dataset: Any, cfg: GenerateConfi
     ``report.failed`` with its error. ``dataset`` is not needed by the flows (None is fine; the corpus
     profile comes from ``cfg.profile``). Without ``backend``, one is opened from ``cfg.llm`` (see
     :func:`open_generation_backend`). For a file that resumes, with a lock and a failures file, use
-    :func:`negforge.synth.job.run_generate_job`.
+    :func:`negforge.synth.job.run_generate_job`. ``profile``: the corpus profile to use (default: built from
+    ``records`` and ``cfg.profile``).
     """
     from .stages import stage_dataset
 
@@ -389,7 +393,8 @@ def generate_records(records: Sequence[Record], dataset: Any, cfg: GenerateConfi
     with ExitStack() as stack:
         if todo:
             b = open_generation_backend(cfg, stack, backend)
-            run_flow(todo, cfg, b, report, lambda d, f: done.extend(d), show_progress, profile_records=records)
+            run_flow(todo, cfg, b, report, lambda d, f: done.extend(d), show_progress, profile_records=records,
+                     profile=profile)
     report.wall_s = time.perf_counter() - t0
     report.outcome = "ok" if not report.records_failed else "failures"
     log.info("generate: %s", report.sentence())

@@ -211,10 +211,15 @@ def _check_resume(out: Path, state: dict[str, Any], fp: dict[str, Any], has_reco
 def run_generate_job(records: Sequence[Record], cfg: "GenerateConfig", out_path: str | os.PathLike,
                      backend: Optional["Backend"] = None, show_progress: bool = True, fresh: bool = False,
                      input_path: Optional[str | os.PathLike] = None,
-                     input_dropped: Optional[dict[str, int]] = None) -> GenerateReport:
+                     input_dropped: Optional[dict[str, int]] = None, runner: Optional[Callable[..., None]] = None
+                     ) -> GenerateReport:
     """:func:`~negforge.synth.generate.generate_records` into ``out_path``, resumable, locked, with a
     failures file and an accumulated summary (see the module doc). Returns this run's report; raises
-    :class:`TooManyFailures` (after writing everything) when the failed fraction passes the threshold."""
+    :class:`TooManyFailures` (after writing everything) when the failed fraction passes the threshold.
+
+    ``runner(pending, report, on_batch, show_progress, records)`` replaces the in-process flow (it must count
+    into ``report`` and hand every pending record to ``on_batch`` once, done or failed); with
+    ``cfg.ray.enabled`` it is :class:`negforge.synth.ray_job.RayRunner` (the records in a pool of Ray actors)."""
     from contextlib import ExitStack
 
     from .generate import open_generation_backend, run_flow
@@ -262,7 +267,16 @@ def run_generate_job(records: Sequence[Record], cfg: "GenerateConfig", out_path:
 
             checkpoint()  # the fingerprint is on disk before the first record
             try:
-                if pending:
+                if pending and (runner is not None or cfg.ray.enabled):
+                    if runner is None:
+                        if backend is not None:
+                            raise ConfigError("generate.ray.enabled runs the flow in Ray actors that open their "
+                                              "own backends from generate.llm: do not pass a backend object")
+                        from .ray_job import RayRunner
+
+                        runner = RayRunner(cfg)
+                    runner(pending, report, on_batch, show_progress, records)
+                elif pending:
                     b = open_generation_backend(cfg, stack, backend)
                     run_flow(pending, cfg, b, report, on_batch, show_progress, profile_records=records)
             except BaseException as e:

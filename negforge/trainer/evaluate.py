@@ -121,7 +121,7 @@ def retrieve(encoder: str, data: BeirData, cfg: EvalConfig, show_progress: bool 
     model = get_encoder(encoder, enc.max_seq_length, enc.backend, enc.precision, enc.cache_dir, fresh=True)
     docs = corpus_embeddings(data.corpus, encoder, embedding_cache_dir(encoder, enc.cache_dir), enc.batch_size,
                              enc.max_seq_length, show_progress=show_progress, model=model, backend=enc.backend,
-                             precision=enc.precision)
+                             precision=enc.precision, processes=enc.processes)
     queries = encode_texts([data.queries[q] for q in qids], encoder, enc.batch_size, model=model)
     return run_from_embeddings(qids, queries, data.corpus.ids, docs, k, cfg.ignore_identical_ids)
 

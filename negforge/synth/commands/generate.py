@@ -44,6 +44,9 @@ def register(app: typer.Typer) -> None:
         fresh: bool = typer.Option(False, "--fresh", help="Start over: remove OUT, its failures and summary first "
                                    "(needed when the config changed since OUT was started)."),
         allow_empty: bool = typer.Option(False, "--allow-empty", help="An input with no records is not an error."),
+        ray: bool = typer.Option(False, "--ray", help="Run on Ray: the records in a pool of actors, one backend each "
+                                 "(generate.ray.*; cluster from ray.address or RAY_ADDRESS, else a local one). "
+                                 "Needs negforge[ray]."),
         config: Optional[Path] = ConfigOpt,
         sets: Optional[list[str]] = SetOpt,
         quiet: bool = QuietOpt,
@@ -63,6 +66,8 @@ def register(app: typer.Typer) -> None:
                            num_shards=num_shards)
         if no_cache:
             cfg = cfg.model_copy(update={"cache_dir": None})
+        if ray:
+            cfg = cfg.model_copy(update={"ray": cfg.ray.model_copy(update={"enabled": True})})
         from ..profile import with_corpus
 
         cfg = with_corpus(cfg, data if data is not None else input)  # profile the corpus the records come from

@@ -31,8 +31,8 @@ class PassageVectors:
 
     def __init__(self, encoder: str, corpus: Optional[Corpus], cache_dir: str, batch_size: int,
                  show_progress: bool = False, backend: str = "torch", precision: str = "fp32",
-                 max_seq_length: int = 256):
-        self.encoder, self.corpus, self.cache_dir = encoder, corpus, cache_dir
+                 max_seq_length: int = 256, processes: int = 1):
+        self.encoder, self.corpus, self.cache_dir, self.processes = encoder, corpus, cache_dir, processes
         self.runtime = {"backend": backend, "precision": precision}
         self.batch_size, self.show_progress = batch_size, show_progress
         self.max_seq_length = max_seq_length  # in the corpus cache key: the same as mine's to share its cache
@@ -51,7 +51,7 @@ class PassageVectors:
 
             self._corpus_matrix = corpus_embeddings(self.corpus, self.encoder, self.cache_dir, self.batch_size,
                                                     self.max_seq_length, show_progress=self.show_progress,
-                                                    **self.runtime)
+                                                    processes=self.processes, **self.runtime)
         return self._corpus_matrix
 
     def encode(self, queries: list[str], passages: list[Passage]) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +83,7 @@ class EmbeddingVerifier:
         self.cfg = ctx.cfg
         enc = ctx.cfg.encoder
         self.vectors = PassageVectors(enc.model, ctx.corpus, enc.cache_dir, enc.batch_size, ctx.show_progress,
-                                      enc.backend, enc.precision, enc.max_seq_length)
+                                      enc.backend, enc.precision, enc.max_seq_length, enc.processes)
 
     def check(self, pairs: list[Pair]) -> list[Check]:
         if not pairs:
