@@ -141,8 +141,8 @@ class EncodePool:
         if not isinstance(model, SentenceTransformer):
             from negforge.synth.errors import ConfigError
 
-            raise ConfigError(f"encode_processes={processes} needs the torch encoder backend at fp32 (the "
-                              "sentence-transformers pool); use encode_processes: 1 with onnx / openvino / bf16")
+            raise ConfigError(f"encoder.processes={processes} needs the torch encoder backend at fp32 (the "
+                              "sentence-transformers pool); use processes: 1 with onnx / openvino / bf16")
         self.model, self.devices = model, pool_devices(processes)
         self.pool = None
 
