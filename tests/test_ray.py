@@ -1,7 +1,8 @@
 """``negforge generate --ray``: the job on a local Ray cluster (2 CPUs, two actors) equals the single-process
 job record for record (the bundled SmolLM2 on the local xllamacpp server); a driver killed with SIGKILL
 mid-way resumes with no loss and no duplicate (two OpenAI-compatible servers, one per actor); a row whose
-LLM work failed comes back marked failed, the others done."""
+LLM work failed comes back marked failed, the others done; the actor's rows and a batch that raises (no
+cluster)."""
 from __future__ import annotations
 
 import json
@@ -126,3 +127,35 @@ def test_a_failed_row_comes_back_marked_failed(tmp_path):
     (row,) = [json.loads(x) for x in Path(f"{out}.failures.jsonl").read_text().splitlines()]
     assert row["id"] == "q1" and row["step"] == "analyse" and "500" in row["error"]
     assert report.records_done == 3 and report.records_failed == 1 and report.status["kept"] == 3
+
+
+def test_actor_rows_and_a_batch_that_raises(tmp_path, monkeypatch):
+    """The actor in this process (no cluster): one row per record, done ones as records, and an exception in
+    the batch marks each of its rows failed (step ``batch``) instead of failing the dataset."""
+    import numpy as np
+
+    from negforge.synth import generate
+    from negforge.synth.ray_job import GenerateActor, actor_config
+    from negforge.synth.schema import Record
+
+    with FaultServer(reply_fn=mar_reply) as srv:
+        c = GenerateConfig(num_negatives=1, seed=3, cache_dir=None, limit=1,
+                           profile=ProfileConfig(describe_with_llm=False),
+                           llm=LLMConfig(base_url=srv.base_url, model="fault-mar", params=GenParams(max_tokens=200)))
+        acfg = actor_config(c)
+        assert acfg.limit is None and not acfg.ray.enabled  # the driver selected already
+        actor = GenerateActor(acfg.model_dump_json(), None)
+        batch = {"record": np.array([rec(i).model_dump_json() for i in range(2)])}
+        out = actor(batch)
+        assert list(out["id"]) == ["q0", "q1"] and out["failed"] == ["", ""] and out["report"][1] == ""
+        assert [Record.model_validate_json(s).id for s in out["record"]] == ["q0", "q1"]
+
+        def boom(*a, **k):
+            raise ValueError("the flow broke\nsecond line")
+
+        monkeypatch.setattr(generate, "generate_records", boom)
+        out = actor(batch)
+    assert out["record"] == ["", ""]
+    rows = [json.loads(s) for s in out["failed"]]
+    assert [r["id"] for r in rows] == ["q0", "q1"] and {r["step"] for r in rows} == {"batch"}
+    assert rows[0]["error"] == "ValueError: the flow broke"
