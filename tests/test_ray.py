@@ -159,3 +159,15 @@ def test_actor_rows_and_a_batch_that_raises(tmp_path, monkeypatch):
     rows = [json.loads(s) for s in out["failed"]]
     assert [r["id"] for r in rows] == ["q0", "q1"] and {r["step"] for r in rows} == {"batch"}
     assert rows[0]["error"] == "ValueError: the flow broke"
+
+
+def test_without_ray_installed_the_job_says_how_to_install_it(tmp_path, monkeypatch):
+    from negforge.synth.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    c = GenerateConfig(cache_dir=None, ray=RayConfig(enabled=True), profile=ProfileConfig(describe_with_llm=False),
+                       llm=LLMConfig(base_url="http://127.0.0.1:9/v1", model="m"))
+    with pytest.raises(ConfigError, match=r"pip install 'negforge\[ray\]'"):
+        run_generate_job([rec(0)], c, tmp_path / "o.jsonl", show_progress=False)
+    assert not (tmp_path / "o.jsonl").read_text()  # nothing written, the lock released
+    assert not (tmp_path / "o.jsonl.lock").exists()
