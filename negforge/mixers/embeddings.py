@@ -144,9 +144,9 @@ class EncodePool:
             raise ConfigError(f"encoder.processes={processes} needs the torch encoder backend at fp32 (the "
                               "sentence-transformers pool); use processes: 1 with onnx / openvino / bf16")
         self.model, self.devices = model, pool_devices(processes)
-        self.pool = None
+        self.pool: Optional[dict] = None
 
-    def __enter__(self) -> "EncodePool":
+    def __enter__(self) -> EncodePool:
         threads = max(1, (os.cpu_count() or 1) // len(self.devices))
         old = os.environ.get("OMP_NUM_THREADS")
         if old is None and self.devices[0] == "cpu":
@@ -193,9 +193,9 @@ def corpus_embeddings(corpus: Corpus, encoder: str, cache_dir: str | os.PathLike
     clean_stale_temps(path.parent)  # full-size temp matrices of crashed jobs
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     texts = corpus.full_texts()
-    from tqdm.auto import tqdm
-
     from contextlib import nullcontext
+
+    from tqdm.auto import tqdm
 
     try:
         out = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(len(corpus), dim))

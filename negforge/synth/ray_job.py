@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 from .errors import ConfigError
 from .gen_report import FailedRecord, GenerateReport
@@ -52,7 +53,7 @@ def _ray():
     return ray
 
 
-def actor_config(cfg: "GenerateConfig") -> "GenerateConfig":
+def actor_config(cfg: GenerateConfig) -> GenerateConfig:
     """What an actor runs with: no selection (the driver selected), paths made absolute (workers' cwd differs)."""
     def absolute(p: Optional[str]) -> Optional[str]:
         return str(Path(p).resolve()) if p else p
@@ -157,7 +158,7 @@ def _describe_profile(cfg_json: str, records_json: list[str]) -> tuple[str, dict
 class RayRunner:
     """The ``runner`` of :func:`~negforge.synth.job.run_generate_job` for ``generate.ray.enabled``."""
 
-    def __init__(self, cfg: "GenerateConfig"):
+    def __init__(self, cfg: GenerateConfig):
         self.cfg = cfg
         self.ray = _ray()
 
@@ -179,7 +180,7 @@ class RayRunner:
         r = self.cfg.ray
         return {"num_cpus": r.cpus_per_actor, "num_gpus": r.gpus_per_actor}
 
-    def profile(self, acfg: "GenerateConfig", records: Sequence[Record], report: GenerateReport) -> "CorpusProfile":
+    def profile(self, acfg: GenerateConfig, records: Sequence[Record], report: GenerateReport) -> CorpusProfile:
         """The job's corpus profile, as one process would build it (see :mod:`negforge.synth.profile`); the
         LLM call that describes the corpus is counted in ``report``."""
         from .profile import CorpusProfile, _cache_path, corpus_profile
