@@ -3,6 +3,7 @@
     python3 scripts/write_config_reference.py        # rewrites docs/config.md
 tests/test_config.py fails when the file and the models drift apart (and when a field has no description).
 """
+
 from __future__ import annotations
 
 import json
@@ -53,7 +54,7 @@ def _default(field: Any) -> str:
     if hasattr(value, "value"):
         value = value.value
     if isinstance(value, str) and value.startswith(str(cache_root())):
-        value = "<cache>" + value[len(str(cache_root())):]
+        value = "<cache>" + value[len(str(cache_root())) :]
     shown = value if isinstance(value, str) else json.dumps(value)  # as YAML / JSON writes it
     return f"`{shown}`".replace("|", "\\|")
 
@@ -70,8 +71,12 @@ def sections(model: type[BaseModel], prefix: str = "") -> list[tuple[str, type[B
 
 def undocumented() -> list[str]:
     """Dotted names of fields without a description."""
-    return [f"{p}.{n}".lstrip(".") for p, m in sections(RunConfig) for n, f in m.model_fields.items()
-            if not (f.description or "").strip()]
+    return [
+        f"{p}.{n}".lstrip(".")
+        for p, m in sections(RunConfig)
+        for n, f in m.model_fields.items()
+        if not (f.description or "").strip()
+    ]
 
 
 def render() -> str:

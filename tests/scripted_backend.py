@@ -7,7 +7,8 @@ usage accounting can be tested too. Every conversation and params seen are kept 
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Union
+from collections.abc import Callable, Iterable
+from typing import Union
 
 from negforge.synth.backends.base import BaseBackend, Completion, Conversation
 from negforge.synth.params import GenParams
@@ -29,7 +30,7 @@ class ScriptedBackend(BaseBackend):
         self.batches: list[int] = []  # size of each generate() call
 
     @classmethod
-    def sequence(cls, replies: Iterable[Reply], model: str = "scripted") -> "ScriptedBackend":
+    def sequence(cls, replies: Iterable[Reply], model: str = "scripted") -> ScriptedBackend:
         """Replies handed out in call order; running out is a test bug and raises."""
         it = iter(replies)
 

@@ -1,4 +1,5 @@
 """The shared pieces every stage leans on: the stage call shape, reports, and the one-home helpers."""
+
 from __future__ import annotations
 
 import hashlib
@@ -51,9 +52,9 @@ def test_reports_dump_json_ready_and_print_one_way(tmp_path):
 def test_seeded_draws_are_the_ones_written_before_the_helpers_moved():
     # The formulas the miner, the mixer and the attribute sampler used before they shared one module:
     # a change here would change every seeded draw, and so every output written so far.
-    old_mine = random.Random(int.from_bytes(hashlib.sha256("7\x00q1\x00bm25".encode()).digest()[:8], "big"))
+    old_mine = random.Random(int.from_bytes(hashlib.sha256(b"7\x00q1\x00bm25").digest()[:8], "big"))
     assert seeded_rng(7, "q1", "bm25").random() == old_mine.random()
-    old_attr = int.from_bytes(hashlib.sha256("0\x1fq1\x1f2".encode("utf-8")).digest()[:8], "big") >> 1
+    old_attr = int.from_bytes(hashlib.sha256(b"0\x1fq1\x1f2").digest()[:8], "big") >> 1
     assert stable_seed(0, "q1", 2) == old_attr
     assert seeded_rng(1, "a").random() != seeded_rng(1, "b").random()
 
@@ -72,8 +73,10 @@ def test_validation_message_is_one_line_with_locations():
 
     with pytest.raises(ValidationError) as e:
         M.model_validate({"b": ["x"]})
-    assert validation_message(e.value) == "a: missing; b.0: Input should be a valid integer, unable to parse " \
-                                          "string as an integer"
+    assert (
+        validation_message(e.value) == "a: missing; b.0: Input should be a valid integer, unable to parse "
+        "string as an integer"
+    )
     with pytest.raises(ValidationError) as e:
         M.model_validate([])
     assert validation_message(e.value, root="record").startswith("record: ")
@@ -115,13 +118,47 @@ def test_cli_chain_on_the_generic_fixture(generic_beir, tmp_path):
     from negforge.synth.io import read_records
 
     run = CliRunner()
-    steps = [["mine", "-i", str(generic_beir), "-o", str(tmp_path / "m.jsonl"), "--sources", "bm25", "-q",
-              "--set", "num_negatives=3", "--set", f"encoder.cache_dir={tmp_path}"],
-             ["verify", "-i", str(tmp_path / "m.jsonl"), "-d", str(generic_beir), "-o", str(tmp_path / "v.jsonl"),
-              "--verifiers", "qrels", "-q"],
-             ["mix", "-i", str(tmp_path / "v.jsonl"), "-o", str(tmp_path / "x.jsonl"), "--k", "2", "-q",
-              "--set", "ratios={bm25: 1.0}"],
-             ["export", "-i", str(tmp_path / "x.jsonl"), "-f", "flag", "-o", str(tmp_path / "train.jsonl")]]
+    steps = [
+        [
+            "mine",
+            "-i",
+            str(generic_beir),
+            "-o",
+            str(tmp_path / "m.jsonl"),
+            "--sources",
+            "bm25",
+            "-q",
+            "--set",
+            "num_negatives=3",
+            "--set",
+            f"encoder.cache_dir={tmp_path}",
+        ],
+        [
+            "verify",
+            "-i",
+            str(tmp_path / "m.jsonl"),
+            "-d",
+            str(generic_beir),
+            "-o",
+            str(tmp_path / "v.jsonl"),
+            "--verifiers",
+            "qrels",
+            "-q",
+        ],
+        [
+            "mix",
+            "-i",
+            str(tmp_path / "v.jsonl"),
+            "-o",
+            str(tmp_path / "x.jsonl"),
+            "--k",
+            "2",
+            "-q",
+            "--set",
+            "ratios={bm25: 1.0}",
+        ],
+        ["export", "-i", str(tmp_path / "x.jsonl"), "-f", "flag", "-o", str(tmp_path / "train.jsonl")],
+    ]
     for args in steps:
         res = run.invoke(app, args)
         assert res.exit_code == 0, f"{args[0]}: {res.output}"

@@ -6,6 +6,7 @@ appended to its conversation (:func:`~negforge.synth.parsing.reask_message`) and
 sent again together, up to ``max_reasks`` times. A row whose call failed is not re-asked (the
 backend already retried it). Used by every generation step and by the LLM judge.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,8 +56,10 @@ def ask_all(backend: Backend, asks: list[Ask], params: GenParams, max_reasks: in
                 a.error = ""
             except ParseError as e:
                 a.error = str(e)
-                a.conversation = a.conversation + [{"role": "assistant", "content": c.text or ""},
-                                                   {"role": "user", "content": reask_message(str(e), a.fmt)}]
+                a.conversation = a.conversation + [
+                    {"role": "assistant", "content": c.text or ""},
+                    {"role": "user", "content": reask_message(str(e), a.fmt)},
+                ]
                 retry.append(a)
         for a in retry:
             a.reasked += attempt < max_reasks

@@ -8,6 +8,7 @@ where a plain ``key  value`` listing would not do, overrides :meth:`table`.
 
 Seconds are stored exactly and dumped rounded (:data:`Seconds`).
 """
+
 from __future__ import annotations
 
 import os

@@ -8,6 +8,7 @@ shard makes the same choice.
 The three join their parts differently (``\\x1f``, ``\\x00``, ``:``) because each kept the scheme its
 first users had: changing one changes every draw made with it, and so every output written so far.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -17,6 +17,7 @@ empty ``Dataset()``). ``config`` is the stage's pydantic config. Options that ar
 config (``show_progress``, an epoch, precomputed vectors) are keyword-only. The report is a
 :class:`~negforge.synth.reports.Report`.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional, Protocol
@@ -27,9 +28,9 @@ from .schema import Record
 
 
 class Stage(Protocol):
-    def __call__(self, records: list[Record], dataset: Optional[Dataset], cfg: Any, /,
-                 **options: Any) -> tuple[list[Record], Report]:
-        ...
+    def __call__(
+        self, records: list[Record], dataset: Optional[Dataset], cfg: Any, /, **options: Any
+    ) -> tuple[list[Record], Report]: ...
 
 
 def stage_dataset(stage: str, dataset: Optional[Dataset], cfg: Any, cfg_type: type) -> Dataset:
@@ -39,11 +40,12 @@ def stage_dataset(stage: str, dataset: Optional[Dataset], cfg: Any, cfg_type: ty
     TypeError that shows the new call, instead of somewhere deep inside the stage.
     """
     if not isinstance(cfg, cfg_type):
-        raise TypeError(f"{stage}(records, dataset, cfg): cfg must be a {cfg_type.__name__}, "
-                        f"got {type(cfg).__name__}")
+        raise TypeError(f"{stage}(records, dataset, cfg): cfg must be a {cfg_type.__name__}, got {type(cfg).__name__}")
     if dataset is None:
         return Dataset()
     if not isinstance(dataset, Dataset):
-        raise TypeError(f"{stage}(records, dataset, cfg): dataset must be a negforge.synth.data.Dataset "
-                        f"(e.g. Dataset(corpus=..., qrels=...) or load_beir(folder)), got {type(dataset).__name__}")
+        raise TypeError(
+            f"{stage}(records, dataset, cfg): dataset must be a negforge.synth.data.Dataset "
+            f"(e.g. Dataset(corpus=..., qrels=...) or load_beir(folder)), got {type(dataset).__name__}"
+        )
     return dataset

@@ -116,7 +116,7 @@ class BaseBackend:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "BaseBackend":
+    def __enter__(self) -> BaseBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,8 +9,9 @@ loads the engine); with ``cache_dir`` it wraps the backend in the on-disk
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Iterator, Optional
+from typing import Optional
 
 from ..config import LLMConfig
 from . import BACKENDS
