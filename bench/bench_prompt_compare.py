@@ -74,7 +74,8 @@ def main() -> None:
         out = results / "prompt_compare" / corpus
         cmd, stats, wall = compare(corpus, args, out)
         summary["corpora"][corpus] = {
-            "command": shlex.join(["python", "-m", "negforge", *cmd[3:]]).replace(str(ROOT) + "/", ""),
+            "command": shlex.join(["python", "-m", "negforge", *cmd[3:]]).replace(str(ROOT) + "/", "")
+                                                                       .replace(str(DATA), "../shared/data"),
             "wall_s": round(wall, 1), "load_after": load_avg(),
             "profile": {k: stats["A"]["profile"][k] for k in ("description", "description_source", "length")},
             "flows": {s["flow"]: {k: s.get(k) for k in KEYS} for s in stats.values()}}

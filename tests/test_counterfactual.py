@@ -154,7 +154,7 @@ def test_both_flows_run_for_real_through_the_local_server(template, local_server
     assert sum(s.status.values()) == 2
     for r in out:
         for n in r.negatives:
-            assert n.provenance.extra["flow"] == template and n.provenance.model == "SmolLM2-135M-Instruct"
+            assert n.provenance.extra["flow"] == template and "SmolLM2-135M-Instruct" in n.provenance.model
             assert len(n.text.split()) >= 8
     # the profile was written once, with the LLM's description, and is reused (no new call) on a rerun
     profiles = list((tmp_path / "cache" / "profiles").glob("*.json"))
