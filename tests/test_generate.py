@@ -201,7 +201,8 @@ def test_backend_failures_fail_the_record_and_template_errors(tmp_path):
 
 # -- the real bundled model --------------------------------------------------------------------------
 @pytest.mark.slow
-def test_real_run_through_the_local_server(tiny_beir, local_server, tmp_path):
+def test_real_run_through_the_local_server(tiny_beir, local_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("NEGFORGE_MODEL", "SmolLM2-135M-Instruct")  # the name we send; /v1/models would give the GGUF path
     from negforge.synth.data import load_beir, records_from_beir
 
     records = records_from_beir(load_beir(tiny_beir, "train"), 3)
