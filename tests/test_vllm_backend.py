@@ -220,7 +220,8 @@ def test_vllm_engine_batch_and_generation_job_match_the_openai_backend(tiny_beir
 
     srv = request.getfixturevalue("local_server")
     with OpenAIBackend(cfg.llm, srv.base_url) as backend:
-        _, summary = generate_records(records, None, cfg, backend=backend, show_progress=False)
+        generated, summary = generate_records(records, None, cfg, backend=backend, show_progress=False)
+        write_records(tmp_path / "openai.jsonl", generated)
         t0 = time.perf_counter()
         bench = backend.generate(bench_conversations(), BENCH_PARAMS)
         bench_wall = time.perf_counter() - t0
