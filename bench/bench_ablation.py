@@ -21,6 +21,7 @@ finished arms (``--force`` redoes them). Writes bench/results/ablation.json and 
     python bench/bench_ablation.py                          # all arms (~50 min on an idle 2-core machine)
     python bench/bench_ablation.py --arms base inbatch bm25 --limit-queries 50 --data tests/... # a smoke run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,14 @@ from negforge.synth.schema import Record, Source, Status  # noqa: E402  (light i
 log = logging.getLogger("bench_ablation")
 ARMS = ("base", "inbatch", "bm25", "dense", "llm", "hybrid")
 SOURCES = ("llm", "bm25", "dense")
-LABELS = {"base": "base model (no training)", "inbatch": "in-batch negatives only", "bm25": "+ BM25 negatives",
-          "dense": "+ dense negatives", "llm": "+ LLM negatives", "hybrid": "hybrid (LLM + BM25 + dense)"}
+LABELS = {
+    "base": "base model (no training)",
+    "inbatch": "in-batch negatives only",
+    "bm25": "+ BM25 negatives",
+    "dense": "+ dense negatives",
+    "llm": "+ LLM negatives",
+    "hybrid": "hybrid (LLM + BM25 + dense)",
+}
 
 
 def default_records() -> Path:
@@ -53,8 +60,11 @@ def default_records() -> Path:
 
 
 def kept(r: Record, source: str) -> list:
-    return [n for n in r.negatives if n.source == Source(source) and n.verdict is not None
-            and n.verdict.status == Status.kept]
+    return [
+        n
+        for n in r.negatives
+        if n.source == Source(source) and n.verdict is not None and n.verdict.status == Status.kept
+    ]
 
 
 def common_queries(records: list[Record], fill: bool) -> tuple[list[Record], dict[str, int]]:
@@ -114,8 +124,13 @@ def sample_corpus(data, size: int, seed: int):
     keep.update(others[: max(0, size - len(keep))])
     rows = [i for i, d in enumerate(data.corpus.ids) if d in keep]
     c = data.corpus
-    return BeirData(corpus=Corpus(ids=[c.ids[i] for i in rows], titles=[c.titles[i] for i in rows],
-                                  texts=[c.texts[i] for i in rows]), queries=data.queries, qrels=data.qrels)
+    return BeirData(
+        corpus=Corpus(
+            ids=[c.ids[i] for i in rows], titles=[c.titles[i] for i in rows], texts=[c.texts[i] for i in rows]
+        ),
+        queries=data.queries,
+        qrels=data.qrels,
+    )
 
 
 def mine_own(n: int, args, llm_from: Path | None) -> tuple[list[Record], str]:
@@ -138,10 +153,16 @@ def mine_own(n: int, args, llm_from: Path | None) -> tuple[list[Record], str]:
     if llm_from is not None and llm_from.is_file():
         llm = {r.id: kept(r, "llm") for r in read_records(llm_from)}
     v = Verdict(status=Status.kept, rule="miner", reason="labelled positives excluded by the miner")
-    out = [r.model_copy(update={"negatives": [n.model_copy(update={"verdict": v}) for n in r.negatives]
-                                + llm.get(r.id, [])}) for r in recs]
-    desc = (f"mined here (first {n} train queries: BM25 (+ dense when those arms run) top 8 in ranks 0-50; "
-            f"LLM negatives from {llm_from if llm else 'nowhere'})")
+    out = [
+        r.model_copy(
+            update={"negatives": [n.model_copy(update={"verdict": v}) for n in r.negatives] + llm.get(r.id, [])}
+        )
+        for r in recs
+    ]
+    desc = (
+        f"mined here (first {n} train queries: BM25 (+ dense when those arms run) top 8 in ranks 0-50; "
+        f"LLM negatives from {llm_from if llm else 'nowhere'})"
+    )
     return out, desc
 
 
@@ -154,8 +175,14 @@ def bootstrap_diff(a: dict[str, float], b: dict[str, float], n: int, seed: int) 
     rng = np.random.default_rng(seed)
     means = d[rng.integers(0, len(d), size=(n, len(d)))].mean(axis=1)
     lo, hi = np.percentile(means, [2.5, 97.5])
-    return {"diff": float(d.mean()), "ci95_low": float(lo), "ci95_high": float(hi),
-            "wins": int((d > 0).sum()), "losses": int((d < 0).sum()), "ties": int((d == 0).sum())}
+    return {
+        "diff": float(d.mean()),
+        "ci95_low": float(lo),
+        "ci95_high": float(hi),
+        "wins": int((d > 0).sum()),
+        "losses": int((d < 0).sum()),
+        "ties": int((d == 0).sum()),
+    }
 
 
 def run_arm(arm: str, records: list[Record], data, args, work: Path) -> dict:
@@ -164,8 +191,22 @@ def run_arm(arm: str, records: list[Record], data, args, work: Path) -> dict:
     from negforge.trainer.evaluate import per_query_metrics, retrieve
 
     res_file = work / arm / "result.json"
-    keys = ("data", "split", "eval_max_seq_length", "eval_corpus") + (() if arm == "base" else (
-        "records", "fill", "mine_queries", "negatives", "limit_queries", "epochs", "batch_size", "lr", "train_max_seq_length", "seed"))
+    keys = ("data", "split", "eval_max_seq_length", "eval_corpus") + (
+        ()
+        if arm == "base"
+        else (
+            "records",
+            "fill",
+            "mine_queries",
+            "negatives",
+            "limit_queries",
+            "epochs",
+            "batch_size",
+            "lr",
+            "train_max_seq_length",
+            "seed",
+        )
+    )
     setup = {k: getattr(args, k) for k in keys}
     if res_file.is_file() and not args.force:
         old = json.loads(res_file.read_text())
@@ -179,24 +220,45 @@ def run_arm(arm: str, records: list[Record], data, args, work: Path) -> dict:
         from negforge.trainer.train import train_model
 
         k = 0 if arm == "inbatch" else args.negatives
-        cfg = TrainConfig(loss="mnrl", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_ratio=0.1,
-                          scale=20.0, max_seq_length=args.train_max_seq_length, num_hard_negatives=k,
-                          max_positives=4, seed=args.seed, logging_steps=1, output_dir=str(work / arm / "model"))
+        cfg = TrainConfig(
+            loss="mnrl",
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            warmup_ratio=0.1,
+            scale=20.0,
+            max_seq_length=args.train_max_seq_length,
+            num_hard_negatives=k,
+            max_positives=4,
+            seed=args.seed,
+            logging_steps=1,
+            output_dir=str(work / arm / "model"),
+        )
         recs = arm_records(records, arm, args.negatives, args.seed, data.corpus if args.fill else None)
         out["filled_random"] = sum(1 for r in recs if r.negatives and r.negatives[0].source == Source.random)
         res = train_model(recs, cfg, show_progress=False)
         encoder = str(res.model_path)
-        out["train"] = {"steps": res.steps, "examples": res.examples, "wall_s": res.wall_s,
-                        "samples_per_s": res.samples_per_s, "columns": res.columns,
-                        "loss_first": res.losses[0]["loss"] if res.losses else None,
-                        "loss_last": res.losses[-1]["loss"] if res.losses else None}
-    ecfg = EvalConfig(encoder=encoder, max_seq_length=args.eval_max_seq_length, batch_size=64,
-                      cache_dir=str(ROOT / ".cache/negforge/embeddings"))
+        out["train"] = {
+            "steps": res.steps,
+            "examples": res.examples,
+            "wall_s": res.wall_s,
+            "samples_per_s": res.samples_per_s,
+            "columns": res.columns,
+            "loss_first": res.losses[0]["loss"] if res.losses else None,
+            "loss_last": res.losses[-1]["loss"] if res.losses else None,
+        }
+    ecfg = EvalConfig(
+        encoder=encoder,
+        max_seq_length=args.eval_max_seq_length,
+        batch_size=64,
+        cache_dir=str(ROOT / ".cache/negforge/embeddings"),
+    )
     t = time.perf_counter()
     per_q = per_query_metrics(data.qrels, retrieve(encoder, data, ecfg, show_progress=False))
     out["eval_s"] = round(time.perf_counter() - t, 1)
-    out["metrics"] = {m: sum(v[m] for v in per_q.values()) / len(per_q) for m in ("ndcg@10", "recall@10",
-                                                                                   "recall@100", "mrr@10")}
+    out["metrics"] = {
+        m: sum(v[m] for v in per_q.values()) / len(per_q) for m in ("ndcg@10", "recall@10", "recall@100", "mrr@10")
+    }
     out["per_query_ndcg@10"] = {q: v["ndcg@10"] for q, v in per_q.items()}
     res_file.parent.mkdir(parents=True, exist_ok=True)
     res_file.write_text(json.dumps(out, indent=1) + "\n")
@@ -205,9 +267,11 @@ def run_arm(arm: str, records: list[Record], data, args, work: Path) -> dict:
 
 
 def render(results: dict[str, dict], meta: dict) -> str:
-    lines = ["| arm | nDCG@10 | Recall@100 | MRR@10 | Recall@10 | Δ nDCG@10 vs in-batch [95% CI] | "
-             "Δ nDCG@10 vs base [95% CI] | steps | train loss first → last |",
-             "|---|---:|---:|---:|---:|---|---|---:|---|"]
+    lines = [
+        "| arm | nDCG@10 | Recall@100 | MRR@10 | Recall@10 | Δ nDCG@10 vs in-batch [95% CI] | "
+        "Δ nDCG@10 vs base [95% CI] | steps | train loss first → last |",
+        "|---|---:|---:|---:|---:|---|---|---:|---|",
+    ]
     for arm, r in results.items():
         m, tr = r["metrics"], r.get("train", {})
         cis = []
@@ -215,38 +279,57 @@ def render(results: dict[str, dict], meta: dict) -> str:
             c = r.get(f"vs_{ref}")
             cis.append(f"{c['diff']:+.4f} [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]" if c else "–")
         loss = f"{tr['loss_first']:.3f} → {tr['loss_last']:.3f}" if tr.get("loss_first") is not None else "–"
-        lines.append(f"| {LABELS[arm]} | {m['ndcg@10']:.4f} | {m['recall@100']:.4f} | {m['mrr@10']:.4f} | "
-                     f"{m['recall@10']:.4f} | {cis[0]} | {cis[1]} | {tr.get('steps', 0)} | {loss} |")
+        lines.append(
+            f"| {LABELS[arm]} | {m['ndcg@10']:.4f} | {m['recall@100']:.4f} | {m['mrr@10']:.4f} | "
+            f"{m['recall@10']:.4f} | {cis[0]} | {cis[1]} | {tr.get('steps', 0)} | {loss} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--records", default=None, help="verified records JSONL (default: runs/ablation, else runs/default)")
+    ap.add_argument(
+        "--records", default=None, help="verified records JSONL (default: runs/ablation, else runs/default)"
+    )
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/scifact"))
     ap.add_argument("--split", default="test")
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     ap.add_argument("--negatives", type=int, default=3, help="hard negatives per query (hybrid: sources in turn)")
-    ap.add_argument("--fill", action="store_true", help="train on every query with some kept negative; an arm "
-                    "whose source a query lacks gives it one random corpus document instead (default: only "
-                    "queries with a kept llm, bm25 and dense negative)")
-    ap.add_argument("--mine-queries", type=int, default=None, help="no verified records: mine BM25 + dense "
-                    "negatives here for the first N train queries (LLM negatives from --records if it exists)")
+    ap.add_argument(
+        "--fill",
+        action="store_true",
+        help="train on every query with some kept negative; an arm "
+        "whose source a query lacks gives it one random corpus document instead (default: only "
+        "queries with a kept llm, bm25 and dense negative)",
+    )
+    ap.add_argument(
+        "--mine-queries",
+        type=int,
+        default=None,
+        help="no verified records: mine BM25 + dense "
+        "negatives here for the first N train queries (LLM negatives from --records if it exists)",
+    )
     ap.add_argument("--limit-queries", type=int, default=None, help="train on the first N common queries only")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--train-max-seq-length", type=int, default=128)
     ap.add_argument("--eval-max-seq-length", type=int, default=256)
-    ap.add_argument("--eval-corpus", type=int, default=None, help="evaluate on the relevant documents + random "
-                    "others up to N (default: the full corpus)")
+    ap.add_argument(
+        "--eval-corpus",
+        type=int,
+        default=None,
+        help="evaluate on the relevant documents + random others up to N (default: the full corpus)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bootstrap", type=int, default=2000)
     ap.add_argument("--work", default=str(ROOT / "runs/ablation_bench"))
     ap.add_argument("--out", default=str(ROOT / "bench/results"))
     ap.add_argument("--force", action="store_true", help="redo arms that already have a result")
     args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
 
     from negforge.synth.data import load_beir
     from negforge.synth.io import read_records
@@ -259,7 +342,9 @@ def main() -> None:
         args.records = desc
         records, counts = common_queries(mined, args.fill)
     else:
-        records, counts = common_queries(read_records(rec_path), args.fill) if trained else ([], {"records": 0, "used": 0})
+        records, counts = (
+            common_queries(read_records(rec_path), args.fill) if trained else ([], {"records": 0, "used": 0})
+        )
     if args.limit_queries:
         records = records[: args.limit_queries]
         counts["used"] = len(records)
@@ -284,32 +369,55 @@ def main() -> None:
     for arm, r in results.items():
         for ref in ("inbatch", "base"):
             if ref in results and ref != arm:
-                r[f"vs_{ref}"] = bootstrap_diff(r["per_query_ndcg@10"], results[ref]["per_query_ndcg@10"],
-                                                args.bootstrap, args.seed)
-    meta = {"records": args.records, "queries": counts, "args": {k: v for k, v in vars(args).items()},
-            "test_queries": len(next(iter(results.values()))["per_query_ndcg@10"]) if results else 0,
-            "wall_s_this_invocation": round(time.perf_counter() - t0, 1), "loadavg": os.getloadavg()}
+                r[f"vs_{ref}"] = bootstrap_diff(
+                    r["per_query_ndcg@10"], results[ref]["per_query_ndcg@10"], args.bootstrap, args.seed
+                )
+    meta = {
+        "records": args.records,
+        "queries": counts,
+        "args": {k: v for k, v in vars(args).items()},
+        "test_queries": len(next(iter(results.values()))["per_query_ndcg@10"]) if results else 0,
+        "wall_s_this_invocation": round(time.perf_counter() - t0, 1),
+        "loadavg": os.getloadavg(),
+    }
     cmd = "python bench/bench_ablation.py " + " ".join(sys.argv[1:])
     table = render(results, meta)
     cols = next((r["train"]["columns"] for r in results.values() if r["arm"] == "hybrid" and "train" in r), None)
-    text = "\n".join([
-        "# Ablation: which hard negatives help (SciFact, MiniLM-L6, MNRL)", "",
-        f"Records: `{meta['records']}`; training queries = "
-        + ("those with any kept negative; an arm whose source a query lacks gives it one random corpus document "
-           "(filled per arm: " + ", ".join(f"{a} {r['filled_random']}" for a, r in results.items() if "filled_random" in r)
-           + "): " if args.fill else "those with a kept llm, bm25 and dense negative: ")
-        + f"{counts['used']} of {counts['records']} (kept llm: {counts.get('with_kept_llm')}, bm25: "
-        f"{counts.get('with_kept_bm25')}, dense: {counts.get('with_kept_dense')}). Every trained arm: same queries "
-        f"and rows, MNRL scale 20, {args.epochs} epoch, batch {args.batch_size}, lr {args.lr}, warm-up 0.1, seed "
-        f"{args.seed}, train max_seq_length {args.train_max_seq_length}, {args.negatives} hard negatives per query "
-        "(in-batch: none). Evaluation: "
-        + (f"SAMPLED corpus ({len(data.corpus)} docs: every test-relevant one + random others; easier than the "
-           "full corpus), " if args.eval_corpus else "full corpus, ")
-        + f"{args.split} qrels ({meta['test_queries']} queries), max_seq_length {args.eval_max_seq_length}. "
-        f"Δ: paired bootstrap ({args.bootstrap} resamples) over test queries.", "",
-        table, "",
-        f"Hybrid arm columns: {cols}" if cols else "", "",
-        f"Command: `{cmd}`", ""])
+    text = "\n".join(
+        [
+            "# Ablation: which hard negatives help (SciFact, MiniLM-L6, MNRL)",
+            "",
+            f"Records: `{meta['records']}`; training queries = "
+            + (
+                "those with any kept negative; an arm whose source a query lacks gives it one random corpus document "
+                "(filled per arm: "
+                + ", ".join(f"{a} {r['filled_random']}" for a, r in results.items() if "filled_random" in r)
+                + "): "
+                if args.fill
+                else "those with a kept llm, bm25 and dense negative: "
+            )
+            + f"{counts['used']} of {counts['records']} (kept llm: {counts.get('with_kept_llm')}, bm25: "
+            f"{counts.get('with_kept_bm25')}, dense: {counts.get('with_kept_dense')}). Every trained arm: same queries "
+            f"and rows, MNRL scale 20, {args.epochs} epoch, batch {args.batch_size}, lr {args.lr}, warm-up 0.1, seed "
+            f"{args.seed}, train max_seq_length {args.train_max_seq_length}, {args.negatives} hard negatives per query "
+            "(in-batch: none). Evaluation: "
+            + (
+                f"SAMPLED corpus ({len(data.corpus)} docs: every test-relevant one + random others; easier than the "
+                "full corpus), "
+                if args.eval_corpus
+                else "full corpus, "
+            )
+            + f"{args.split} qrels ({meta['test_queries']} queries), max_seq_length {args.eval_max_seq_length}. "
+            f"Δ: paired bootstrap ({args.bootstrap} resamples) over test queries.",
+            "",
+            table,
+            "",
+            f"Hybrid arm columns: {cols}" if cols else "",
+            "",
+            f"Command: `{cmd}`",
+            "",
+        ]
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ablation.md").write_text(text)

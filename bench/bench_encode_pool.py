@@ -6,6 +6,7 @@ vectors, and the load average. Results: ``bench/results/encode_pool.json`` and `
     python bench/bench_encode_pool.py                       # 256 SciFact abstracts, 1 and 2 processes
     python bench/bench_encode_pool.py --docs 2000 --processes 1 2 4
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,22 +59,37 @@ def main() -> None:
                 vecs = pool.encode(texts, args.batch_size)
         wall = time.perf_counter() - t0
         ref = vecs if ref is None else ref
-        rows.append({"processes": p, "run": "anchor: one process" if p == 1 else f"ours: pool of {p}",
-                     "docs": len(texts), "wall_s": round(wall, 2), "pool_start_s": round(start_s, 2),
-                     "docs_per_s": round(len(texts) / wall, 1),
-                     "docs_per_s_after_start": round(len(texts) / (wall - start_s), 1),
-                     "max_abs_diff": float(np.abs(vecs - ref).max()), "loadavg_before": before})
+        rows.append(
+            {
+                "processes": p,
+                "run": "anchor: one process" if p == 1 else f"ours: pool of {p}",
+                "docs": len(texts),
+                "wall_s": round(wall, 2),
+                "pool_start_s": round(start_s, 2),
+                "docs_per_s": round(len(texts) / wall, 1),
+                "docs_per_s_after_start": round(len(texts) / (wall - start_s), 1),
+                "max_abs_diff": float(np.abs(vecs - ref).max()),
+                "loadavg_before": before,
+            }
+        )
         print(rows[-1], flush=True)
     result = {"rows": rows, "cpus": os.cpu_count(), "command": "python " + " ".join(sys.argv)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "encode_pool.json").write_text(json.dumps(result, indent=2) + "\n")
-    md = ["# Corpus encoding: one process vs sentence-transformers' multi-process pool", "",
-          f"`{result['command']}`; {len(texts)} SciFact abstracts, bundled MiniLM, {os.cpu_count()} CPUs.", "",
-          "| run | wall s | pool start s | docs/s | docs/s after start | max abs diff | load before |",
-          "|---|---|---|---|---|---|---|"]
-    md += [f"| {r['run']} | {r['wall_s']} | {r['pool_start_s']} | {r['docs_per_s']} | {r['docs_per_s_after_start']} "
-           f"| {r['max_abs_diff']:.2e} | {r['loadavg_before']} |" for r in rows]
+    md = [
+        "# Corpus encoding: one process vs sentence-transformers' multi-process pool",
+        "",
+        f"`{result['command']}`; {len(texts)} SciFact abstracts, bundled MiniLM, {os.cpu_count()} CPUs.",
+        "",
+        "| run | wall s | pool start s | docs/s | docs/s after start | max abs diff | load before |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    md += [
+        f"| {r['run']} | {r['wall_s']} | {r['pool_start_s']} | {r['docs_per_s']} | {r['docs_per_s_after_start']} "
+        f"| {r['max_abs_diff']:.2e} | {r['loadavg_before']} |"
+        for r in rows
+    ]
     (out / "encode_pool.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

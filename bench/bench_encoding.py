@@ -14,6 +14,7 @@ For every (backend, precision), in one process, one after the other:
     python bench/bench_encoding.py                      # ~6 min on 2 cores
     python bench/bench_encoding.py --sample 128 --ndcg torch-fp32,openvino-bf16
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,19 +57,36 @@ def measure(variant: str, texts: list[str], args, data) -> dict:
         vecs = _encode(model, texts)
         walls.append(time.perf_counter() - w)
         cpus.append(time.process_time() - c)
-    row = {"variant": variant, "backend": backend, "precision": precision, "setup_s": round(setup, 1),
-           "docs_per_s": round(len(texts) / statistics.median(walls), 1),
-           "cpu_ms_per_doc": round(1000 * statistics.median(cpus) / len(texts), 1),
-           "walls_s": [round(x, 2) for x in walls], "vecs": vecs}
+    row = {
+        "variant": variant,
+        "backend": backend,
+        "precision": precision,
+        "setup_s": round(setup, 1),
+        "docs_per_s": round(len(texts) / statistics.median(walls), 1),
+        "cpu_ms_per_doc": round(1000 * statistics.median(cpus) / len(texts), 1),
+        "walls_s": [round(x, 2) for x in walls],
+        "vecs": vecs,
+    }
     if variant in args.ndcg:
-        cfg = EvalConfig(encoder=EncoderConfig(model="bundled", backend=backend, precision=precision,
-                                               cache_dir=args.cache_dir, max_seq_length=MAX_SEQ))
+        cfg = EvalConfig(
+            encoder=EncoderConfig(
+                model="bundled", backend=backend, precision=precision, cache_dir=args.cache_dir, max_seq_length=MAX_SEQ
+            )
+        )
         t = time.perf_counter()
         m = metrics_from_run(data.qrels, retrieve("bundled", data, cfg, show_progress=False))
-        row.update({"ndcg@10": round(m["ndcg@10"], 4), "recall@100": round(m["recall@100"], 4),
-                    "full_eval_s": round(time.perf_counter() - t, 1)})
-    print(f"  {variant}: {row['docs_per_s']} docs/s, {row['cpu_ms_per_doc']} CPU ms/doc, setup {row['setup_s']} s"
-          + (f", nDCG@10 {row['ndcg@10']}" if "ndcg@10" in row else ""), flush=True)
+        row.update(
+            {
+                "ndcg@10": round(m["ndcg@10"], 4),
+                "recall@100": round(m["recall@100"], 4),
+                "full_eval_s": round(time.perf_counter() - t, 1),
+            }
+        )
+    print(
+        f"  {variant}: {row['docs_per_s']} docs/s, {row['cpu_ms_per_doc']} CPU ms/doc, setup {row['setup_s']} s"
+        + (f", nDCG@10 {row['ndcg@10']}" if "ndcg@10" in row else ""),
+        flush=True,
+    )
     return row
 
 
@@ -78,12 +96,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scifact", default=str(ROOT.parent / "shared" / "data" / "scifact"))
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--ndcg", default="torch-fp32,onnx-int8,openvino-bf16,openvino-int8",
-                    help="variants evaluated on the full test split (comma-separated; 'all' or 'none')")
+    ap.add_argument(
+        "--ndcg",
+        default="torch-fp32,onnx-int8,openvino-bf16,openvino-int8",
+        help="variants evaluated on the full test split (comma-separated; 'all' or 'none')",
+    )
     ap.add_argument("--sample", type=int, default=256, help="docs in the timed sample")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--cache-dir", default=str(ROOT / ".cache" / "negforge" / "bench-encoding"),
-                    help="corpus embeddings of the nDCG runs (a matrix already there is reused; see 'cached')")
+    ap.add_argument(
+        "--cache-dir",
+        default=str(ROOT / ".cache" / "negforge" / "bench-encoding"),
+        help="corpus embeddings of the nDCG runs (a matrix already there is reused; see 'cached')",
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args()
     from negforge.synth.data import load_beir
@@ -119,32 +143,72 @@ def main() -> None:
 def write(args, rows, base, load) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                          "loadavg_1m": load}, "sample": args.sample, "repeats": args.repeats,
-              "max_seq_length": MAX_SEQ, "rows": rows}
+    result = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "loadavg_1m": load,
+        },
+        "sample": args.sample,
+        "repeats": args.repeats,
+        "max_seq_length": MAX_SEQ,
+        "rows": rows,
+    }
     (out / "encoding.json").write_text(json.dumps(result, indent=2) + "\n")
-    head = ["backend", "precision", "docs/s", "× torch", "CPU ms/doc", "setup s", "max |diff|", "min cos",
-            "nDCG@10", "Δ nDCG@10", "Recall@100"]
+    head = [
+        "backend",
+        "precision",
+        "docs/s",
+        "× torch",
+        "CPU ms/doc",
+        "setup s",
+        "max |diff|",
+        "min cos",
+        "nDCG@10",
+        "Δ nDCG@10",
+        "Recall@100",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for r in rows:
         nd = r.get("ndcg@10")
         delta = f"{nd - base['ndcg@10']:+.4f}" if nd is not None and base and "ndcg@10" in base else "–"
         speed = f"{r['docs_per_s'] / base['docs_per_s']:.2f}" if base else "–"
-        lines.append("| " + " | ".join(str(x) for x in (
-            r["backend"], r["precision"], r["docs_per_s"], speed, r["cpu_ms_per_doc"], r["setup_s"],
-            r.get("max_abs_diff", "–"), r.get("min_cos", "–"), "–" if nd is None else nd, delta,
-            r.get("recall@100", "–"))) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                str(x)
+                for x in (
+                    r["backend"],
+                    r["precision"],
+                    r["docs_per_s"],
+                    speed,
+                    r["cpu_ms_per_doc"],
+                    r["setup_s"],
+                    r.get("max_abs_diff", "–"),
+                    r.get("min_cos", "–"),
+                    "–" if nd is None else nd,
+                    delta,
+                    r.get("recall@100", "–"),
+                )
+            )
+            + " |"
+        )
     table = "\n".join(lines)
     cached = [r["variant"] for r in rows if r.get("cached")]
     (out / "encoding.md").write_text(
-        "# Encoding benchmark: all-MiniLM-L6-v2 on SciFact\n\n" + table +
-        f"\n\ndocs/s: median of {args.repeats} encodings of the same {args.sample} random SciFact abstracts "
+        "# Encoding benchmark: all-MiniLM-L6-v2 on SciFact\n\n"
+        + table
+        + f"\n\ndocs/s: median of {args.repeats} encodings of the same {args.sample} random SciFact abstracts "
         f"(batch 64, max_seq_length {MAX_SEQ}); setup = load + export/quantise on a cold runtime cache. "
         "nDCG@10 / Recall@100: the full SciFact test split (5,183 abstracts, 300 queries); – = not evaluated "
         f"(fp32 runtimes match torch to ~1e-7, see max |diff|). {os.cpu_count()} CPUs, load average "
         f"{min(load):.1f}-{max(load):.1f} during the run (other jobs shared the machine)."
         + (f" Corpus matrices reused from the cache: {', '.join(cached)}." if cached else "")
-        + "\n\nCommand: `python bench/bench_encoding.py " + " ".join(sys.argv[1:]) + "`\n")
+        + "\n\nCommand: `python bench/bench_encoding.py "
+        + " ".join(sys.argv[1:])
+        + "`\n"
+    )
     print(table)
 
 

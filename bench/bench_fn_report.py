@@ -20,6 +20,7 @@ Writes bench/results/fn_report.{json,md} and bench/results/fn_report/curves_<dat
     python bench/fn_bench_prep.py --data ../shared/data/scifact --name scifact --max-pairs 2200
     python bench/bench_fn_report.py --datasets scifact
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,8 +89,12 @@ def run_dataset(spec: str, args) -> dict:
     held_ids = set(train["heldout_query_ids"])
     held = [r for r in read_records(run / "mined.jsonl") if r.id in held_ids]
     if args.max_positives:  # NFCorpus queries have dozens: keep a seeded few (one of them is planted)
-        held = [r.model_copy(update={"positives": random.Random(f"0:{r.id}").sample(r.positives, args.max_positives)})
-                if len(r.positives) > args.max_positives else r for r in held]
+        held = [
+            r.model_copy(update={"positives": random.Random(f"0:{r.id}").sample(r.positives, args.max_positives)})
+            if len(r.positives) > args.max_positives
+            else r
+            for r in held
+        ]
     planted = plant_false_negatives(held)
     fn = known_fn(planted, data.qrels)
     cache = str(ROOT / ".cache" / "negforge" / "embeddings")
@@ -107,10 +112,19 @@ def run_dataset(spec: str, args) -> dict:
         np.savez(cached, **scores)
     score_s = time.perf_counter() - t
     res = fn_curves(planted, scores, fn, cfg)
-    res.update(name=name, score_s=round(score_s, 1), train=train,
-               png=str(plot_curves(res, args.out / "fn_report" / f"curves_{name}.png",
-                                   title=f"{name}: {int(fn.sum())} planted FN, {int((~fn).sum())} negatives, "
-                                         f"{len(planted)} held-out queries (★ default)")))
+    res.update(
+        name=name,
+        score_s=round(score_s, 1),
+        train=train,
+        png=str(
+            plot_curves(
+                res,
+                args.out / "fn_report" / f"curves_{name}.png",
+                title=f"{name}: {int(fn.sum())} planted FN, {int((~fn).sum())} negatives, "
+                f"{len(planted)} held-out queries (★ default)",
+            )
+        ),
+    )
     res["scores"] = {k: v for k, v in scores.items()}
     res["fn"] = fn
     if args.judge:
@@ -120,9 +134,13 @@ def run_dataset(spec: str, args) -> dict:
         t = time.perf_counter()
         sub_scores = score_negatives(sub, jcfg, ["embedding", "cross_encoder", "llm_judge"], data.qrels, corpus)
         res["judge"] = fn_curves(sub, sub_scores, sfn, cfg) | {"wall_s": round(time.perf_counter() - t, 1)}
-        res["judge"]["png"] = str(plot_curves(res["judge"], args.out / "fn_report" / f"curves_{name}_judge.png",
-                                              title=f"{name}: judge sample, {int(sfn.sum())} planted FN, "
-                                                    f"{int((~sfn).sum())} negatives"))
+        res["judge"]["png"] = str(
+            plot_curves(
+                res["judge"],
+                args.out / "fn_report" / f"curves_{name}_judge.png",
+                title=f"{name}: judge sample, {int(sfn.sum())} planted FN, {int((~sfn).sum())} negatives",
+            )
+        )
     return res
 
 
@@ -133,42 +151,63 @@ def pct(x) -> str:
 def markdown(out: dict) -> str:
     from negforge.synth.fn_curves import markdown as curves_md
 
-    lines = ["# False-negative control: curves per verifier", "",
-             f"{out['machine']['cpus']} CPU cores, load average {out['machine']['load_before']} before / "
-             f"{out['machine']['load_after']} after (shared machine: other engineers' tests ran beside it).",
-             f"Command: `{out['command']}` ({out['wall_s']} s).", "",
-             "## Cross-encoder verifier (`negforge verifier train`, bundled MiniLM + a new head, CPU fp32)", "",
-             "| dataset | train pairs (queries) | steps | kept step (dev ROC-AUC) | train s | held-out queries | "
-             "held-out pairs | accuracy @0.5 (majority) | held-out ROC-AUC |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# False-negative control: curves per verifier",
+        "",
+        f"{out['machine']['cpus']} CPU cores, load average {out['machine']['load_before']} before / "
+        f"{out['machine']['load_after']} after (shared machine: other engineers' tests ran beside it).",
+        f"Command: `{out['command']}` ({out['wall_s']} s).",
+        "",
+        "## Cross-encoder verifier (`negforge verifier train`, bundled MiniLM + a new head, CPU fp32)",
+        "",
+        "| dataset | train pairs (queries) | steps | kept step (dev ROC-AUC) | train s | held-out queries | "
+        "held-out pairs | accuracy @0.5 (majority) | held-out ROC-AUC |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for d in out["datasets"]:
         tr, cfg = d["train"]["result"], d["train"]["config"]
         best = max(tr["dev"], key=lambda x: x["dev_roc_auc"]) if tr["dev"] else None
-        lines.append(f"| {d['name']} | {tr['train_pairs']} ({tr['train_queries']}) | {tr['steps']} | "
-                     f"{tr['best_step']} ({best['dev_roc_auc']:.3f}) | {tr['train_s']} | {tr['heldout_queries']} | "
-                     f"{tr['heldout_pairs']} | {tr['accuracy']:.3f} ({tr['majority_accuracy']:.3f}) | "
-                     f"**{tr['roc_auc']:.3f}** |" if best else f"| {d['name']} | – |")
+        lines.append(
+            f"| {d['name']} | {tr['train_pairs']} ({tr['train_queries']}) | {tr['steps']} | "
+            f"{tr['best_step']} ({best['dev_roc_auc']:.3f}) | {tr['train_s']} | {tr['heldout_queries']} | "
+            f"{tr['heldout_pairs']} | {tr['accuracy']:.3f} ({tr['majority_accuracy']:.3f}) | "
+            f"**{tr['roc_auc']:.3f}** |"
+            if best
+            else f"| {d['name']} | – |"
+        )
         lines.append("")
-        lines.append(f"{d['name']}: max_length {cfg['max_length']}, lr {cfg['lr']:g}, batch {cfg['batch_size']}, "
-                     f"{cfg['epochs']} epoch, negatives {cfg['mine']['sources']} × {cfg['mine']['num_negatives']} "
-                     f"per query (top {cfg['mine']['range_max']}, sampled), dev curve: "
-                     + ", ".join(f"{x['dev_roc_auc']:.3f}@{x['step']}" for x in tr["dev"]) + ".")
+        lines.append(
+            f"{d['name']}: max_length {cfg['max_length']}, lr {cfg['lr']:g}, batch {cfg['batch_size']}, "
+            f"{cfg['epochs']} epoch, negatives {cfg['mine']['sources']} × {cfg['mine']['num_negatives']} "
+            f"per query (top {cfg['mine']['range_max']}, sampled), dev curve: "
+            + ", ".join(f"{x['dev_roc_auc']:.3f}@{x['step']}" for x in tr["dev"])
+            + "."
+        )
         lines.append(f"Command: `{d['train'].get('command', '')}`.")
         lines.append("")
     lines += ["## Curves: planted-false-negative recall vs share of negatives dropped", ""]
     for d in out["datasets"]:
-        lines += [curves_md(d, f"{d['name']} (held-out queries; scoring {d['score_s']} s)"), "",
-                  f"![{d['name']}](fn_report/{Path(d['png']).name})", ""]
+        lines += [
+            curves_md(d, f"{d['name']} (held-out queries; scoring {d['score_s']} s)"),
+            "",
+            f"![{d['name']}](fn_report/{Path(d['png']).name})",
+            "",
+        ]
         if d.get("judge"):
             lines += [curves_md(d["judge"], f"{d['name']}: LLM judge sample ({d['judge']['wall_s']} s)"), ""]
     if out.get("transfer"):
-        lines += ["## Transfer: thresholds best at ≤ 15 % dropped on one dataset, applied to the other", "",
-                  "| curve | chosen on | threshold | there: dropped / recall | applied to | dropped | recall |",
-                  "|---|---|---|---|---|---:|---:|"]
+        lines += [
+            "## Transfer: thresholds best at ≤ 15 % dropped on one dataset, applied to the other",
+            "",
+            "| curve | chosen on | threshold | there: dropped / recall | applied to | dropped | recall |",
+            "|---|---|---|---|---|---:|---:|",
+        ]
         for t in out["transfer"]:
-            lines.append(f"| {t['curve']} | {t['from']} | {t['threshold']} | {pct(t['src']['dropped'])} / "
-                         f"{pct(t['src']['recall'])} | {t['to']} | {pct(t['dst']['dropped'])} | "
-                         f"{pct(t['dst']['recall'])} |")
+            lines.append(
+                f"| {t['curve']} | {t['from']} | {t['threshold']} | {pct(t['src']['dropped'])} / "
+                f"{pct(t['src']['recall'])} | {t['to']} | {pct(t['dst']['dropped'])} | "
+                f"{pct(t['dst']['recall'])} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -178,8 +217,11 @@ def main() -> None:
     ap.add_argument("--judge", type=int, default=0, help="planted + other negatives for the LLM judge (0: skip)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--max-positives", type=int, default=None, help="positives kept per held-out query")
-    ap.add_argument("--no-corpus-vectors-for", default="", help="datasets (comma-separated) whose corpus "
-                    "embeddings are not cached: encode only the scored texts")
+    ap.add_argument(
+        "--no-corpus-vectors-for",
+        default="",
+        help="datasets (comma-separated) whose corpus embeddings are not cached: encode only the scored texts",
+    )
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -200,15 +242,30 @@ def main() -> None:
             for curve, c in src["curves"].items():
                 p = at_budget(c["points"], BUDGET)
                 if p:
-                    transfer.append({"curve": curve, "from": src["name"], "to": dst["name"],
-                                     "threshold": p["threshold"], "src": p,
-                                     "dst": apply_threshold(dst["scores"], dst["fn"], curve, p["threshold"])})
+                    transfer.append(
+                        {
+                            "curve": curve,
+                            "from": src["name"],
+                            "to": dst["name"],
+                            "threshold": p["threshold"],
+                            "src": p,
+                            "dst": apply_threshold(dst["scores"], dst["fn"], curve, p["threshold"]),
+                        }
+                    )
     for r in results:
         r.pop("scores"), r.pop("fn")
-    out = {"command": "python bench/bench_fn_report.py " + shlex.join(sys.argv[1:]),
-           "machine": {"cpus": os.cpu_count(), "platform": platform.platform(terse=True), "load_before": before,
-                       "load_after": load_avg()},
-           "datasets": results, "transfer": transfer, "wall_s": round(time.perf_counter() - t0, 1)}
+    out = {
+        "command": "python bench/bench_fn_report.py " + shlex.join(sys.argv[1:]),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(terse=True),
+            "load_before": before,
+            "load_after": load_avg(),
+        },
+        "datasets": results,
+        "transfer": transfer,
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
     write_json(args.out / "fn_report.json", out)
     md = markdown(out)
     write_lines(args.out / "fn_report.md", [md])

@@ -16,6 +16,7 @@ unchanged (``--force`` redoes it). Writes bench/results/loss_study.json and .md.
     python bench/bench_losses.py                              # defaults below: ~20 min on a 2-core CPU
     python bench/bench_losses.py --arms base mnrl lsepair --queries 64 --steps 4   # a smoke run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,11 +38,26 @@ from bench_ablation import bootstrap_diff  # noqa: E402  (the same paired bootst
 
 log = logging.getLogger("bench_losses")
 ARMS = ("base", "mnrl", "jointlh", "summarglh", "lsepair", "rand1lh")
-LABELS = {"base": "base model (no training)", "mnrl": "MNRL, one positive", "jointlh": "JointLH",
-          "summarglh": "SumMargLH", "lsepair": "LSEPair", "rand1lh": "Rand1LH"}
+LABELS = {
+    "base": "base model (no training)",
+    "mnrl": "MNRL, one positive",
+    "jointlh": "JointLH",
+    "summarglh": "SumMargLH",
+    "lsepair": "LSEPair",
+    "rand1lh": "Rand1LH",
+}
 METRICS = ("ndcg@10", "recall@100", "recall@10", "mrr@10")
-SETUP_KEYS = ("data", "queries", "negatives", "max_positives", "steps", "batch_size", "lr", "train_max_seq_length",
-              "seed")
+SETUP_KEYS = (
+    "data",
+    "queries",
+    "negatives",
+    "max_positives",
+    "steps",
+    "batch_size",
+    "lr",
+    "train_max_seq_length",
+    "seed",
+)
 
 
 def train_records(args):
@@ -52,8 +68,9 @@ def train_records(args):
     data = load_beir(args.data, "train")
     recs = records_from_beir(data)
     recs = sorted(random.Random(args.seed).sample(recs, min(args.queries, len(recs))), key=lambda r: r.id)
-    mined, report = mine_records(recs, data, MineConfig(sources=["bm25"], num_negatives=4, range_max=30, seed=args.seed),
-                                 show_progress=False)
+    mined, report = mine_records(
+        recs, data, MineConfig(sources=["bm25"], num_negatives=4, range_max=30, seed=args.seed), show_progress=False
+    )
     return mined, report
 
 
@@ -77,19 +94,41 @@ def run_arm(arm: str, records, test, args, work: Path) -> dict:
         from negforge.trainer.train import train_model
 
         epochs = -(-args.steps * args.batch_size // len(records)) + 1  # enough row blocks for every step
-        cfg = TrainConfig(loss=arm, epochs=epochs, max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                          warmup_ratio=0.1, scale=20.0, max_seq_length=args.train_max_seq_length,
-                          num_hard_negatives=args.negatives, max_positives=1 if arm == "mnrl" else args.max_positives,
-                          positive_rule="sample", batch_sampler="query_aware", seed=args.seed, logging_steps=1,
-                          output_dir=str(work / arm / "model"))
+        cfg = TrainConfig(
+            loss=arm,
+            epochs=epochs,
+            max_steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            warmup_ratio=0.1,
+            scale=20.0,
+            max_seq_length=args.train_max_seq_length,
+            num_hard_negatives=args.negatives,
+            max_positives=1 if arm == "mnrl" else args.max_positives,
+            positive_rule="sample",
+            batch_sampler="query_aware",
+            seed=args.seed,
+            logging_steps=1,
+            output_dir=str(work / arm / "model"),
+        )
         res = train_model(records, cfg, show_progress=False)
         encoder = str(res.model_path)
-        out["train"] = {"steps": res.steps, "epochs": res.epochs, "examples": res.examples, "wall_s": res.wall_s,
-                        "samples_per_s": res.samples_per_s, "columns": res.columns,
-                        "loss_first": res.losses[0]["loss"] if res.losses else None,
-                        "loss_last": res.losses[-1]["loss"] if res.losses else None}
-    ecfg = EvalConfig(encoder=encoder, max_seq_length=args.eval_max_seq_length, batch_size=64,
-                      cache_dir=str(ROOT / ".cache/negforge/embeddings"))
+        out["train"] = {
+            "steps": res.steps,
+            "epochs": res.epochs,
+            "examples": res.examples,
+            "wall_s": res.wall_s,
+            "samples_per_s": res.samples_per_s,
+            "columns": res.columns,
+            "loss_first": res.losses[0]["loss"] if res.losses else None,
+            "loss_last": res.losses[-1]["loss"] if res.losses else None,
+        }
+    ecfg = EvalConfig(
+        encoder=encoder,
+        max_seq_length=args.eval_max_seq_length,
+        batch_size=64,
+        cache_dir=str(ROOT / ".cache/negforge/embeddings"),
+    )
     t = time.perf_counter()
     per_q = per_query_metrics(test.qrels, retrieve(encoder, test, ecfg, show_progress=False))
     out["eval_s"] = round(time.perf_counter() - t, 1)
@@ -108,18 +147,24 @@ def _ci(c: dict | None) -> str:
 
 
 def render(results: dict[str, dict], meta: dict) -> str:
-    lines = [f"# Multi-positive losses on NFCorpus ({meta['test_queries']} test queries, full corpus)", "",
-             f"Command: `{meta['command']}`; load average before {meta['loadavg_before']}, after "
-             f"{meta['loadavg_after']}; {meta['note']}", "",
-             "| arm | nDCG@10 | Recall@100 | Recall@10 | MRR@10 | Δ nDCG@10 vs MNRL [95% CI] | "
-             "Δ Recall@100 vs MNRL [95% CI] | steps | train s | loss first → last |",
-             "|---|---:|---:|---:|---:|---|---|---:|---:|---|"]
-    for arm, r in results.items():
+    lines = [
+        f"# Multi-positive losses on NFCorpus ({meta['test_queries']} test queries, full corpus)",
+        "",
+        f"Command: `{meta['command']}`; load average before {meta['loadavg_before']}, after "
+        f"{meta['loadavg_after']}; {meta['note']}",
+        "",
+        "| arm | nDCG@10 | Recall@100 | Recall@10 | MRR@10 | Δ nDCG@10 vs MNRL [95% CI] | "
+        "Δ Recall@100 vs MNRL [95% CI] | steps | train s | loss first → last |",
+        "|---|---:|---:|---:|---:|---|---|---:|---:|---|",
+    ]
+    for r in results.values():
         m, tr = r["metrics"], r.get("train", {})
         loss = f"{tr['loss_first']:.3f} → {tr['loss_last']:.3f}" if tr.get("loss_first") is not None else "–"
-        lines.append(f"| {r['label']} | {m['ndcg@10']:.4f} | {m['recall@100']:.4f} | {m['recall@10']:.4f} | "
-                     f"{m['mrr@10']:.4f} | {_ci(r.get('vs_mnrl_ndcg@10'))} | {_ci(r.get('vs_mnrl_recall@100'))} | "
-                     f"{tr.get('steps', '–')} | {tr.get('wall_s', '–')} | {loss} |")
+        lines.append(
+            f"| {r['label']} | {m['ndcg@10']:.4f} | {m['recall@100']:.4f} | {m['recall@10']:.4f} | "
+            f"{m['mrr@10']:.4f} | {_ci(r.get('vs_mnrl_ndcg@10'))} | {_ci(r.get('vs_mnrl_recall@100'))} | "
+            f"{tr.get('steps', '–')} | {tr.get('wall_s', '–')} | {loss} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -144,8 +189,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from negforge.synth.data import load_beir
 
-    meta = {"command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-            "loadavg_before": " ".join(Path("/proc/loadavg").read_text().split()[:3])}
+    meta = {
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "loadavg_before": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+    }
     t0 = time.perf_counter()
     records, mine_report = train_records(args)
     test = load_beir(args.data, "test")
@@ -153,24 +200,35 @@ def main() -> None:
     for arm, r in results.items():
         if arm not in ("base", "mnrl") and "mnrl" in results:
             for m in ("ndcg@10", "recall@100"):
-                r[f"vs_mnrl_{m}"] = bootstrap_diff(r["per_query"][m], results["mnrl"]["per_query"][m],
-                                                   args.bootstrap, args.seed)
-    meta.update({"loadavg_after": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
-                 "wall_s": round(time.perf_counter() - t0, 1), "test_queries": len(next(iter(results.values()))
-                                                                                  ["per_query"]["ndcg@10"]),
-                 "train_positives_median": sorted(len(r.positives) for r in records)[len(records) // 2],
-                 "args": {k: str(v) for k, v in vars(args).items()},
-                 "note": (f"{len(records)} train queries (median {sorted(len(r.positives) for r in records)[len(records) // 2]}"
-                          f" positives), {args.steps} steps of batch {args.batch_size}, lr {args.lr}, "
-                          f"{args.negatives} BM25 negative(s), max_seq_length {args.train_max_seq_length} "
-                          f"(train) / {args.eval_max_seq_length} (eval), seed {args.seed}; multi-positive arms "
-                          f"carry {args.max_positives} positives; Δ: paired bootstrap ({args.bootstrap}) over test "
-                          "queries.")})
+                r[f"vs_mnrl_{m}"] = bootstrap_diff(
+                    r["per_query"][m], results["mnrl"]["per_query"][m], args.bootstrap, args.seed
+                )
+    meta.update(
+        {
+            "loadavg_after": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "test_queries": len(next(iter(results.values()))["per_query"]["ndcg@10"]),
+            "train_positives_median": sorted(len(r.positives) for r in records)[len(records) // 2],
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "note": (
+                f"{len(records)} train queries (median {sorted(len(r.positives) for r in records)[len(records) // 2]}"
+                f" positives), {args.steps} steps of batch {args.batch_size}, lr {args.lr}, "
+                f"{args.negatives} BM25 negative(s), max_seq_length {args.train_max_seq_length} "
+                f"(train) / {args.eval_max_seq_length} (eval), seed {args.seed}; multi-positive arms "
+                f"carry {args.max_positives} positives; Δ: paired bootstrap ({args.bootstrap}) over test "
+                "queries."
+            ),
+        }
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     slim = {a: {k: v for k, v in r.items() if k != "per_query"} for a, r in results.items()}
-    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "mine": mine_report.to_dict()
-                                                         if hasattr(mine_report, "to_dict") else None,
-                                                         "results": slim}, indent=2) + "\n")
+    args.out.with_suffix(".json").write_text(
+        json.dumps(
+            {"meta": meta, "mine": mine_report.to_dict() if hasattr(mine_report, "to_dict") else None, "results": slim},
+            indent=2,
+        )
+        + "\n"
+    )
     md = render(results, meta)
     args.out.with_suffix(".md").write_text(md)
     print(md)

@@ -35,6 +35,7 @@ flat; sentence-transformers, first row per query), over the queries both mined.
     python bench/bench_mining.py                 # ~10 min on 2 cores, ~6 GB peak (ST at 1M)
     python bench/bench_mining.py --n-total 200000 --skip-st-faiss
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,6 +75,7 @@ def current_rss_mb() -> float:
 
 
 # ---- preparation (parent process) ------------------------------------------------------------
+
 
 def prep_scifact(args, work: Path) -> dict:
     import numpy as np
@@ -121,12 +123,12 @@ def prep_synthetic(args, work: Path, sci: dict) -> dict:
     emb[:n_base] = E
     seen = set(base.full_texts())
     with open(out / "corpus.jsonl", "w") as f:
-        for i, line in enumerate(open(Path(args.scifact) / "corpus.jsonl")):
+        for line in open(Path(args.scifact) / "corpus.jsonl"):
             f.write(line if line.endswith("\n") else line + "\n")
         for start in range(0, n_syn, 100_000):
-            js = src[start:start + 100_000]
+            js = src[start : start + 100_000]
             x = E[js] + 0.8 * rng.standard_normal((len(js), dim), dtype=np.float32) / np.sqrt(dim)
-            emb[n_base + start:n_base + start + len(js)] = x / np.linalg.norm(x, axis=1, keepdims=True)
+            emb[n_base + start : n_base + start + len(js)] = x / np.linalg.norm(x, axis=1, keepdims=True)
             for k, j in enumerate(js):
                 text = " ".join(prng.choices(words[j], k=24) + prng.choices(vocab, k=6))
                 while text in seen:  # sentence-transformers de-duplicates its corpus by text
@@ -135,13 +137,18 @@ def prep_synthetic(args, work: Path, sci: dict) -> dict:
                 f.write(json.dumps({"_id": f"syn{start + k}", "title": "", "text": text}) + "\n")
     emb.flush()
     del emb
-    meta = {"corpus": str(out / "corpus.jsonl"), "npy": str(out / "embeddings.npy"), "n": args.n_total,
-            "prep_s": round(time.perf_counter() - t0, 1)}
+    meta = {
+        "corpus": str(out / "corpus.jsonl"),
+        "npy": str(out / "embeddings.npy"),
+        "n": args.n_total,
+        "prep_s": round(time.perf_counter() - t0, 1),
+    }
     meta_path.write_text(json.dumps(meta))
     return meta
 
 
 # ---- measured runs (child processes) ---------------------------------------------------------
+
 
 def _load(spec):
     from negforge.synth.data import load_beir, load_corpus, records_from_beir
@@ -156,9 +163,8 @@ def _dump(spec, negs: dict[str, list[str]]) -> None:
 
 
 def child_negforge(spec) -> dict:
-    import numpy as np
-
     import faiss  # noqa: F401 - imported before the clock, as the libraries are in the ST child
+    import numpy as np
     import torch  # noqa: F401
 
     from negforge.mixers.mine import mine_records
@@ -167,23 +173,33 @@ def child_negforge(spec) -> dict:
 
     beir, corpus, records = _load(spec)
     src = spec["source"]
-    cfg = MineConfig(sources=[src], encoder=EncoderConfig(cache_dir=spec["cache_dir"]),
-                     dense=DenseConfig(index=spec.get("index", "auto")),
-                     num_negatives=SETTINGS["num_negatives"], range_min=SETTINGS["range_min"],
-                     range_max=SETTINGS["range_max"],
-                     relative_margin=SETTINGS["relative_margin"] if src == "dense" else None)
+    cfg = MineConfig(
+        sources=[src],
+        encoder=EncoderConfig(cache_dir=spec["cache_dir"]),
+        dense=DenseConfig(index=spec.get("index", "auto")),
+        num_negatives=SETTINGS["num_negatives"],
+        range_min=SETTINGS["range_min"],
+        range_max=SETTINGS["range_max"],
+        relative_margin=SETTINGS["relative_margin"] if src == "dense" else None,
+    )
     options = {}
     if src == "dense":
         emb = np.load(spec["npy"], mmap_mode="r")
         options = {"dense": {"embeddings": emb, "query_embeddings": np.load(spec["queries"])}}
     before = current_rss_mb()
     t, c = time.perf_counter(), time.process_time()
-    out, report = mine_records(records, Dataset(corpus=corpus, qrels=beir.qrels), cfg, show_progress=False,
-                               miner_options=options)
+    out, report = mine_records(
+        records, Dataset(corpus=corpus, qrels=beir.qrels), cfg, show_progress=False, miner_options=options
+    )
     wall, cpu = time.perf_counter() - t, time.process_time() - c
     _dump(spec, {r.id: [n.doc_id for n in r.negatives] for r in out})
-    return {"wall_s": wall, "cpu_s": cpu, "rss_before_mb": before, "mined": report.miners[src].mined,
-            "queries": len(out)}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "rss_before_mb": before,
+        "mined": report.miners[src].mined,
+        "queries": len(out),
+    }
 
 
 def child_st(spec) -> dict:
@@ -225,21 +241,38 @@ def child_st(spec) -> dict:
     del st_corpus
     before = current_rss_mb()
     t, c = time.perf_counter(), time.process_time()
-    ds = mine_hard_negatives(dataset, model, corpus=texts, range_min=SETTINGS["range_min"],
-                             range_max=SETTINGS["range_max"], relative_margin=SETTINGS["relative_margin"],
-                             num_negatives=SETTINGS["num_negatives"], sampling_strategy="top",
-                             output_format="n-tuple", use_faiss=spec["faiss"], cache_folder=str(cache),
-                             batch_size=64, verbose=False)
+    ds = mine_hard_negatives(
+        dataset,
+        model,
+        corpus=texts,
+        range_min=SETTINGS["range_min"],
+        range_max=SETTINGS["range_max"],
+        relative_margin=SETTINGS["relative_margin"],
+        num_negatives=SETTINGS["num_negatives"],
+        sampling_strategy="top",
+        output_format="n-tuple",
+        use_faiss=spec["faiss"],
+        cache_folder=str(cache),
+        batch_size=64,
+        verbose=False,
+    )
     wall, cpu = time.perf_counter() - t, time.process_time() - c
     ids = {t: corpus.ids[i] for i, t in enumerate(texts)}
     by_query = {r.query: r.id for r in records}
     negs: dict[str, list[str]] = {}
     for row in ds:
-        negs.setdefault(by_query[row["anchor"]], [ids[row[f"negative_{i}"]]
-                                                   for i in range(1, SETTINGS["num_negatives"] + 1)])
+        negs.setdefault(
+            by_query[row["anchor"]], [ids[row[f"negative_{i}"]] for i in range(1, SETTINGS["num_negatives"] + 1)]
+        )
     _dump(spec, negs)
-    return {"wall_s": wall, "cpu_s": cpu, "rss_before_mb": before, "mined": len(negs) * SETTINGS["num_negatives"],
-            "queries": len(negs), "rows": len(ds)}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "rss_before_mb": before,
+        "mined": len(negs) * SETTINGS["num_negatives"],
+        "queries": len(negs),
+        "rows": len(ds),
+    }
 
 
 def child_rank_bm25(spec) -> dict:
@@ -253,7 +286,7 @@ def child_rank_bm25(spec) -> dict:
     before = current_rss_mb()
     t = time.perf_counter()
     bm = BM25Okapi([tok(x) for x in corpus.full_texts()], k1=1.5, b=0.75)
-    top = [np.argsort(-bm.get_scores(tok(r.query)))[:SETTINGS["range_max"]] for r in records]
+    top = [np.argsort(-bm.get_scores(tok(r.query)))[: SETTINGS["range_max"]] for r in records]
     wall = time.perf_counter() - t
     return {"wall_s": wall, "rss_before_mb": before, "mined": 0, "queries": len(top)}
 
@@ -263,8 +296,13 @@ CHILDREN = {"negforge": child_negforge, "st": child_st, "rank_bm25": child_rank_
 
 def run_child(spec: dict, timeout: int) -> dict:
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{spec['label']} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -274,6 +312,7 @@ def run_child(spec: dict, timeout: int) -> dict:
 
 
 # ---- driver -------------------------------------------------------------------------------------
+
 
 def overlap(a: Path, b: Path) -> float | None:
     if not (a.is_file() and b.is_file()):
@@ -289,39 +328,94 @@ def plan(args, sci: dict, syn: dict | None, work: Path) -> list[dict]:
         if meta is None:
             continue
         tag = "sci" if meta is sci else "syn"
-        base = {"scifact": args.scifact, "corpus": meta.get("corpus"), "npy": meta["npy"],
-                "queries": sci["queries"], "corpus_name": corpus_name}
+        base = {
+            "scifact": args.scifact,
+            "corpus": meta.get("corpus"),
+            "npy": meta["npy"],
+            "queries": sci["queries"],
+            "corpus_name": corpus_name,
+        }
         bm25_cache = work / f"bm25-cache-{tag}"
         shutil.rmtree(bm25_cache, ignore_errors=True)
         if not args.skip_bm25:
             runs += [
-                {**base, "kind": "negforge", "source": "bm25", "cache_dir": str(bm25_cache),
-                 "label": "negforge bm25 (build index)"},
-                {**base, "kind": "negforge", "source": "bm25", "cache_dir": str(bm25_cache),
-                 "label": "negforge bm25 (saved index)"},
+                {
+                    **base,
+                    "kind": "negforge",
+                    "source": "bm25",
+                    "cache_dir": str(bm25_cache),
+                    "label": "negforge bm25 (build index)",
+                },
+                {
+                    **base,
+                    "kind": "negforge",
+                    "source": "bm25",
+                    "cache_dir": str(bm25_cache),
+                    "label": "negforge bm25 (saved index)",
+                },
             ]
             if tag == "sci":
                 runs.append({**base, "kind": "rank_bm25", "label": "rank_bm25 (retrieval only, reference)"})
         ivf = Path(f"{meta['npy']}.ivf.faiss")
         ivf.unlink(missing_ok=True)
         runs += [
-            {**base, "kind": "negforge", "source": "dense", "index": "flat", "cache_dir": str(work),
-             "label": "negforge dense flat", "ref": True},
-            {**base, "kind": "negforge", "source": "dense", "index": "flat_bf16", "cache_dir": str(work),
-             "label": "negforge dense flat_bf16 (auto here)", "ours": True},
+            {
+                **base,
+                "kind": "negforge",
+                "source": "dense",
+                "index": "flat",
+                "cache_dir": str(work),
+                "label": "negforge dense flat",
+                "ref": True,
+            },
+            {
+                **base,
+                "kind": "negforge",
+                "source": "dense",
+                "index": "flat_bf16",
+                "cache_dir": str(work),
+                "label": "negforge dense flat_bf16 (auto here)",
+                "ours": True,
+            },
         ]
         if not args.skip_ivf:
             runs += [
-                {**base, "kind": "negforge", "source": "dense", "index": "ivf", "cache_dir": str(work),
-                 "label": "negforge dense ivf (build index)"},
-                {**base, "kind": "negforge", "source": "dense", "index": "ivf", "cache_dir": str(work),
-                 "label": "negforge dense ivf (saved index)"},
+                {
+                    **base,
+                    "kind": "negforge",
+                    "source": "dense",
+                    "index": "ivf",
+                    "cache_dir": str(work),
+                    "label": "negforge dense ivf (build index)",
+                },
+                {
+                    **base,
+                    "kind": "negforge",
+                    "source": "dense",
+                    "index": "ivf",
+                    "cache_dir": str(work),
+                    "label": "negforge dense ivf (saved index)",
+                },
             ]
-        runs.append({**base, "kind": "st", "faiss": False, "cache_dir": str(work / f"st-cache-{tag}"),
-                     "label": "ST mine_hard_negatives (torch)"})
+        runs.append(
+            {
+                **base,
+                "kind": "st",
+                "faiss": False,
+                "cache_dir": str(work / f"st-cache-{tag}"),
+                "label": "ST mine_hard_negatives (torch)",
+            }
+        )
         if not args.skip_st_faiss:
-            runs.append({**base, "kind": "st", "faiss": True, "cache_dir": str(work / f"st-cache-{tag}"),
-                         "label": "ST mine_hard_negatives (faiss)"})
+            runs.append(
+                {
+                    **base,
+                    "kind": "st",
+                    "faiss": True,
+                    "cache_dir": str(work / f"st-cache-{tag}"),
+                    "label": "ST mine_hard_negatives (faiss)",
+                }
+            )
     for i, r in enumerate(runs):
         r["dump"] = str(work / f"negs-{i}.json")
     return runs
@@ -331,8 +425,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--scifact", default=str(ROOT.parent / "shared" / "data" / "scifact"))
-    ap.add_argument("--cache-dir", default=str(ROOT / ".cache" / "negforge" / "embeddings"),
-                    help="negforge's embedding cache (SciFact MiniLM embeddings are read from / written to it)")
+    ap.add_argument(
+        "--cache-dir",
+        default=str(ROOT / ".cache" / "negforge" / "embeddings"),
+        help="negforge's embedding cache (SciFact MiniLM embeddings are read from / written to it)",
+    )
     ap.add_argument("--work", default=str(ROOT / ".cache" / "negforge" / "bench-mining"))
     ap.add_argument("--n-total", type=int, default=1_000_000, help="passages in the synthetic corpus (0: skip it)")
     ap.add_argument("--skip-st-faiss", action="store_true")
@@ -364,13 +461,25 @@ def main() -> None:
         res = run_child(spec, args.timeout)
         ref = next((r for r in runs if r["corpus_name"] == spec["corpus_name"] and r.get("ref")), None)
         st = next((r for r in runs if r["corpus_name"] == spec["corpus_name"] and r["kind"] == "st"), None)
-        rows.append({"corpus": spec["corpus_name"], "run": spec["label"], "queries": res["queries"],
-                     "negatives": res["mined"], "mining_s": round(res["wall_s"], 2),
-                     "cpu_s": round(res["cpu_s"], 2) if "cpu_s" in res else None, "ours": bool(spec.get("ours")),
-                     "is_st": spec["kind"] == "st",
-                     "process_s": round(res["process_s"], 1), "rss_before_mb": round(res["rss_before_mb"]),
-                     "peak_rss_mb": round(res["peak_rss_mb"]), "dump": spec["dump"], "ref": ref and ref["dump"],
-                     "st": st and st["dump"], "dense": spec.get("source") == "dense" or spec["kind"] == "st"})
+        rows.append(
+            {
+                "corpus": spec["corpus_name"],
+                "run": spec["label"],
+                "queries": res["queries"],
+                "negatives": res["mined"],
+                "mining_s": round(res["wall_s"], 2),
+                "cpu_s": round(res["cpu_s"], 2) if "cpu_s" in res else None,
+                "ours": bool(spec.get("ours")),
+                "is_st": spec["kind"] == "st",
+                "process_s": round(res["process_s"], 1),
+                "rss_before_mb": round(res["rss_before_mb"]),
+                "peak_rss_mb": round(res["peak_rss_mb"]),
+                "dump": spec["dump"],
+                "ref": ref and ref["dump"],
+                "st": st and st["dump"],
+                "dense": spec.get("source") == "dense" or spec["kind"] == "st",
+            }
+        )
         print(f"   {rows[-1]['mining_s']} s, peak {rows[-1]['peak_rss_mb']} MB", flush=True)
         table = write_results(args, rows, prep_s, syn, done=len(rows) == len(runs))  # partial results survive a cut
     print(table)
@@ -386,21 +495,57 @@ def write_results(args, rows: list[dict], prep_s: float, syn: dict | None, done:
         for k in ("dump", "ref", "st", "dense"):
             r.pop(k)
         out_rows.append(r)
-    result = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                          "loadavg_1m_at_end": round(os.getloadavg()[0], 1)},
-              "settings": SETTINGS, "n_total": args.n_total, "prep_s": round(prep_s, 1),
-              "synthetic_prep_s": syn and syn.get("prep_s"), "complete": done, "rows": out_rows}
+    result = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "loadavg_1m_at_end": round(os.getloadavg()[0], 1),
+        },
+        "settings": SETTINGS,
+        "n_total": args.n_total,
+        "prep_s": round(prep_s, 1),
+        "synthetic_prep_s": syn and syn.get("prep_s"),
+        "complete": done,
+        "rows": out_rows,
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "mining.json").write_text(json.dumps(result, indent=2) + "\n")
-    head = ["corpus", "run", "queries", "negatives", "mining s", "CPU s", "RSS before MB", "peak RSS MB",
-            "overlap vs flat", "overlap vs ST"]
+    head = [
+        "corpus",
+        "run",
+        "queries",
+        "negatives",
+        "mining s",
+        "CPU s",
+        "RSS before MB",
+        "peak RSS MB",
+        "overlap vs flat",
+        "overlap vs ST",
+    ]
     fmt = lambda v: "–" if v is None else str(v)  # noqa: E731
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in out_rows:
-        lines.append("| " + " | ".join(fmt(v) for v in (
-            r["corpus"], r["run"], r["queries"], r["negatives"], r["mining_s"], r.get("cpu_s"), r["rss_before_mb"],
-            r["peak_rss_mb"], r.get("overlap_vs_flat"), r.get("overlap_vs_st"))) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                fmt(v)
+                for v in (
+                    r["corpus"],
+                    r["run"],
+                    r["queries"],
+                    r["negatives"],
+                    r["mining_s"],
+                    r.get("cpu_s"),
+                    r["rss_before_mb"],
+                    r["peak_rss_mb"],
+                    r.get("overlap_vs_flat"),
+                    r.get("overlap_vs_st"),
+                )
+            )
+            + " |"
+        )
     table = "\n".join(lines)
     summary = []
     for corpus in dict.fromkeys(r["corpus"] for r in out_rows):
@@ -409,19 +554,24 @@ def write_results(args, rows: list[dict], prep_s: float, syn: dict | None, done:
         if ours and sts:
             fast = min(sts, key=lambda r: r["mining_s"])
             lean = min(sts, key=lambda r: r["peak_rss_mb"])
-            summary.append(f"- {corpus}: ST's fastest ({fast['run']}) takes {fast['mining_s'] / ours['mining_s']:.1f}x "
-                           f"the wall time of {ours['run']} ({fast['cpu_s'] / max(ours['cpu_s'], 1e-9):.1f}x the CPU "
-                           f"time); ours peaks at {ours['peak_rss_mb'] / lean['peak_rss_mb']:.2f} of ST's leanest "
-                           f"({lean['run']}); overlap with ST {ours.get('overlap_vs_st')}, with exact flat "
-                           f"{ours.get('overlap_vs_flat')}.")
+            summary.append(
+                f"- {corpus}: ST's fastest ({fast['run']}) takes {fast['mining_s'] / ours['mining_s']:.1f}x "
+                f"the wall time of {ours['run']} ({fast['cpu_s'] / max(ours['cpu_s'], 1e-9):.1f}x the CPU "
+                f"time); ours peaks at {ours['peak_rss_mb'] / lean['peak_rss_mb']:.2f} of ST's leanest "
+                f"({lean['run']}); overlap with ST {ours.get('overlap_vs_st')}, with exact flat "
+                f"{ours.get('overlap_vs_flat')}."
+            )
     table += "\n\n" + "\n".join(summary)
     (out / "mining.md").write_text(
         "# Mining benchmark\n\n" + table + f"\n\n{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} "
         f"at the end: other jobs shared the CPU); settings {json.dumps(SETTINGS)}; preparation (not timed above) "
         f"{prep_s:.0f} s.{'' if done else ' INCOMPLETE: the run was cut short.'} "
         "See bench/bench_mining.py for what each row measures.\n\nCommand: `python bench/bench_mining.py "
-        + " ".join(sys.argv[1:]) + "`\n")
+        + " ".join(sys.argv[1:])
+        + "`\n"
+    )
     return table
+
 
 if __name__ == "__main__":
     main()

@@ -6,6 +6,7 @@ Writes bench/results/nfcorpus_run.json and .md (metrics before/after, stage timi
 
     python bench/bench_nfcorpus_run.py                       # ~15 min on a 2-core CPU machine
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,23 +41,39 @@ def main() -> None:
         sys.exit(proc.returncode)
     run = json.loads((ROOT / args.out_dir / "metrics.json").read_text())
     train = run["summaries"].get("train", [{}])[-1]
-    out = {"command": "python bench/bench_nfcorpus_run.py" + "".join(f" --set {s}" for s in args.sets),
-           "cli": " ".join(["python -m negforge run", str(args.config.relative_to(ROOT)), "--out", args.out_dir,
-                            "--fresh"]),
-           "wall_s": round(wall, 1), "loadavg_before": load, "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
-           "metrics_before": run["metrics_before"], "metrics_after": run["metrics_after"], "timings_s": run["timings_s"],
-           "train": {k: train.get(k) for k in ("loss", "steps", "examples", "samples_per_s", "columns")},
-           "stdout_tail": proc.stdout[-2000:]}
+    out = {
+        "command": "python bench/bench_nfcorpus_run.py" + "".join(f" --set {s}" for s in args.sets),
+        "cli": " ".join(
+            ["python -m negforge run", str(args.config.relative_to(ROOT)), "--out", args.out_dir, "--fresh"]
+        ),
+        "wall_s": round(wall, 1),
+        "loadavg_before": load,
+        "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
+        "metrics_before": run["metrics_before"],
+        "metrics_after": run["metrics_after"],
+        "timings_s": run["timings_s"],
+        "train": {k: train.get(k) for k in ("loss", "steps", "examples", "samples_per_s", "columns")},
+        "stdout_tail": proc.stdout[-2000:],
+    }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
-    lines = ["# negforge run on NFCorpus (test split, full corpus)", "",
-             f"Command: `{out['cli']}` (via `{out['command']}`); wall {wall / 60:.1f} min; load average before "
-             f"{' '.join(load)}.", "", "| model | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
+    lines = [
+        "# negforge run on NFCorpus (test split, full corpus)",
+        "",
+        f"Command: `{out['cli']}` (via `{out['command']}`); wall {wall / 60:.1f} min; load average before "
+        f"{' '.join(load)}.",
+        "",
+        "| model | " + " | ".join(METRICS) + " |",
+        "|---|" + "---:|" * len(METRICS),
+    ]
     for name, key in (("base (all-MiniLM-L6-v2)", "metrics_before"), ("fine-tuned", "metrics_after")):
         lines.append(f"| {name} | " + " | ".join(f"{run[key][m]:.4f}" for m in METRICS) + " |")
-    lines += ["", "Stage timings (s): " + ", ".join(f"{k} {v}" for k, v in run["timings_s"].items()),
-              f"Training: {out['train']['loss']}, {out['train']['steps']} steps, {out['train']['examples']} examples "
-              f"available, {out['train']['samples_per_s']} samples/s."]
+    lines += [
+        "",
+        "Stage timings (s): " + ", ".join(f"{k} {v}" for k, v in run["timings_s"].items()),
+        f"Training: {out['train']['loss']}, {out['train']['steps']} steps, {out['train']['examples']} examples "
+        f"available, {out['train']['samples_per_s']} samples/s.",
+    ]
     args.results.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

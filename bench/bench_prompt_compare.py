@@ -14,6 +14,7 @@ bench/results/prompt_compare/<corpus>/compare.{md,html,json}.
     flock /tmp/negforge-heavy.lock python bench/bench_prompt_compare.py             # ~6 min on 2 busy cores
     python bench/bench_prompt_compare.py --sample 10 --negatives 2 --corpora scifact
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 SPLITS = {"scifact": "train", "trec-dl-2019": "test", "nfcorpus": "train"}
-KEYS = ["drafts", "parse_failures", "analyses_failed", "dropped", "negatives", "verifier_kept_rate", "usable",
-        "usable_per_draft", "hardness_median", "hardness_mean", "shortcut_auc", "shortcut_interval",
-        "completion_tokens", "wall_s"]
+KEYS = [
+    "drafts",
+    "parse_failures",
+    "analyses_failed",
+    "dropped",
+    "negatives",
+    "verifier_kept_rate",
+    "usable",
+    "usable_per_draft",
+    "hardness_median",
+    "hardness_mean",
+    "shortcut_auc",
+    "shortcut_interval",
+    "completion_tokens",
+    "wall_s",
+]
 
 
 def load_avg() -> float:
@@ -39,13 +53,44 @@ def load_avg() -> float:
 
 
 def compare(corpus: str, args: argparse.Namespace, out: Path) -> tuple[list[str], dict, float]:
-    cmd = [sys.executable, "-m", "negforge", "prompt", "compare", "mar", "counterfactual", "-o", str(out),
-           "--sample", str(args.sample), "-d", str(DATA / corpus), "--split", SPLITS[corpus], "-q",
-           "--set", f"num_negatives={args.negatives}", "--set", "reflection_rounds=1",
-           "--set", f"max_prompt_words={args.prompt_words}", "--set", f"llm.params.max_tokens={args.max_tokens}",
-           "--set", "llm.params.temperature=0.0", "--set", "llm.concurrency=2", "--set", "llm.timeout_s=900",
-           "--set", "profile.examples=2", "--set", "profile.example_words=40",
-           "--set", f"cache_dir={args.cache_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "negforge",
+        "prompt",
+        "compare",
+        "mar",
+        "counterfactual",
+        "-o",
+        str(out),
+        "--sample",
+        str(args.sample),
+        "-d",
+        str(DATA / corpus),
+        "--split",
+        SPLITS[corpus],
+        "-q",
+        "--set",
+        f"num_negatives={args.negatives}",
+        "--set",
+        "reflection_rounds=1",
+        "--set",
+        f"max_prompt_words={args.prompt_words}",
+        "--set",
+        f"llm.params.max_tokens={args.max_tokens}",
+        "--set",
+        "llm.params.temperature=0.0",
+        "--set",
+        "llm.concurrency=2",
+        "--set",
+        "llm.timeout_s=900",
+        "--set",
+        "profile.examples=2",
+        "--set",
+        "profile.example_words=40",
+        "--set",
+        f"cache_dir={args.cache_dir}",
+    ]
     t0 = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -67,27 +112,45 @@ def main() -> None:
     ap.add_argument("--results", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args()
     results = Path(args.results)
-    summary: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cpus", "load_before": load_avg(),
-                     "model": "SmolLM2-135M-Instruct Q4_1 (bundled), local xllamacpp server",
-                     "settings": vars(args), "corpora": {}}
+    summary: dict = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+        "load_before": load_avg(),
+        "model": "SmolLM2-135M-Instruct Q4_1 (bundled), local xllamacpp server",
+        "settings": vars(args),
+        "corpora": {},
+    }
     for corpus in args.corpora.split(","):
         out = results / "prompt_compare" / corpus
         cmd, stats, wall = compare(corpus, args, out)
         summary["corpora"][corpus] = {
-            "command": shlex.join(["python", "-m", "negforge", *cmd[3:]]).replace(str(ROOT) + "/", "")
-                                                                       .replace(str(DATA), "../shared/data"),
-            "wall_s": round(wall, 1), "load_after": load_avg(),
+            "command": shlex.join(["python", "-m", "negforge", *cmd[3:]])
+            .replace(str(ROOT) + "/", "")
+            .replace(str(DATA), "../shared/data"),
+            "wall_s": round(wall, 1),
+            "load_after": load_avg(),
             "profile": {k: stats["A"]["profile"][k] for k in ("description", "description_source", "length")},
-            "flows": {s["flow"]: {k: s.get(k) for k in KEYS} for s in stats.values()}}
+            "flows": {s["flow"]: {k: s.get(k) for k in KEYS} for s in stats.values()},
+        }
     summary["load_after"] = load_avg()
     (results / "prompt_compare.json").write_text(json.dumps(summary, indent=2) + "\n")
-    lines = ["# mar vs counterfactual (bundled SmolLM2-135M)", "",
-             f"load average before {summary['load_before']}, after {summary['load_after']}; {summary['machine']}", ""]
+    lines = [
+        "# mar vs counterfactual (bundled SmolLM2-135M)",
+        "",
+        f"load average before {summary['load_before']}, after {summary['load_after']}; {summary['machine']}",
+        "",
+    ]
     for corpus, c in summary["corpora"].items():
-        lines += [f"## {corpus}", "", f"`{c['command']}` ({c['wall_s']} s)", "",
-                  f"profile: description {c['profile']['description']!r} ({c['profile']['description_source']}), "
-                  f"length {c['profile']['length']}", "", "| | " + " | ".join(c["flows"]) + " |",
-                  "|---|" + "---:|" * len(c["flows"])]
+        lines += [
+            f"## {corpus}",
+            "",
+            f"`{c['command']}` ({c['wall_s']} s)",
+            "",
+            f"profile: description {c['profile']['description']!r} ({c['profile']['description_source']}), "
+            f"length {c['profile']['length']}",
+            "",
+            "| | " + " | ".join(c["flows"]) + " |",
+            "|---|" + "---:|" * len(c["flows"]),
+        ]
         lines += [f"| {k} | " + " | ".join(str(f[k]) for f in c["flows"].values()) + " |" for k in KEYS]
         lines += ["", f"full report: bench/results/prompt_compare/{corpus}/compare.md", ""]
     (results / "prompt_compare.md").write_text("\n".join(lines))

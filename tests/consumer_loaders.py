@@ -15,6 +15,7 @@
   including ``random.choices`` when a query has fewer negatives than ``train_group_size - 1``, and
   the legacy distillation reader's per-passage ``score``.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -55,21 +56,26 @@ def flagembedding_dataset_module() -> Optional[types.ModuleType]:
     return sys.modules[pkg_name + ".AbsDataset"]
 
 
-def flag_real_items(path: Path, cache: Path, train_group_size: int, knowledge_distillation: bool,
-                    monkeypatch) -> list[tuple[str, list[str], Optional[list[float]]]]:
+def flag_real_items(
+    path: Path, cache: Path, train_group_size: int, knowledge_distillation: bool, monkeypatch
+) -> list[tuple[str, list[str], Optional[list[float]]]]:
     """Every item of FlagEmbedding's own ``AbsEmbedderTrainDataset`` over ``path``."""
     mod = flagembedding_dataset_module()
     args_mod = sys.modules[mod.__name__.rsplit(".", 1)[0] + ".AbsArguments"]
     monkeypatch.setattr(mod.dist, "get_rank", lambda *a, **k: 0)  # its loader logs on rank 0 only
-    args = args_mod.AbsEmbedderDataArguments(train_data=[str(path)], cache_path=str(cache),
-                                             train_group_size=train_group_size,
-                                             knowledge_distillation=knowledge_distillation)
+    args = args_mod.AbsEmbedderDataArguments(
+        train_data=[str(path)],
+        cache_path=str(cache),
+        train_group_size=train_group_size,
+        knowledge_distillation=knowledge_distillation,
+    )
     ds = mod.AbsEmbedderTrainDataset(args, tokenizer=None)
     return [ds[i] for i in range(len(ds))]
 
 
-def flag_getitem_copy(data: dict[str, Any], train_group_size: int, knowledge_distillation: bool,
-                      rng: random.Random = random) -> tuple[str, list[str], Optional[list[float]]]:
+def flag_getitem_copy(
+    data: dict[str, Any], train_group_size: int, knowledge_distillation: bool, rng: random.Random = random
+) -> tuple[str, list[str], Optional[list[float]]]:
     """FlagEmbedding 1.4.2 ``AbsEmbedderTrainDataset.__getitem__`` (no instruction, no text shuffle)."""
     query = data["query"]
     passages, teacher_scores = [], []
@@ -96,8 +102,9 @@ def flag_getitem_copy(data: dict[str, Any], train_group_size: int, knowledge_dis
     return query, passages, teacher_scores
 
 
-def flag_copy_items(path: Path, cache: Path, train_group_size: int, knowledge_distillation: bool,
-                    seed: int = 0) -> list[tuple[str, list[str], Optional[list[float]]]]:
+def flag_copy_items(
+    path: Path, cache: Path, train_group_size: int, knowledge_distillation: bool, seed: int = 0
+) -> list[tuple[str, list[str], Optional[list[float]]]]:
     ds = _json(path, cache)
     if knowledge_distillation and not {"pos_scores", "neg_scores"} <= set(ds.column_names):
         raise ValueError("`pos_scores` and `neg_scores` not found in the features of training data")
@@ -109,8 +116,17 @@ def flag_copy_items(path: Path, cache: Path, train_group_size: int, knowledge_di
 class TevatronTrainDataset:
     """tevatron.retriever.dataset.TrainDataset (+ DistilTrainDataset's legacy scores), text only."""
 
-    def __init__(self, train_path: Path, cache: Path, train_group_size: int, corpus_path: Optional[Path] = None,
-                 seed: int = 42, epoch: int = 0, query_prefix: str = "", passage_prefix: str = ""):
+    def __init__(
+        self,
+        train_path: Path,
+        cache: Path,
+        train_group_size: int,
+        corpus_path: Optional[Path] = None,
+        seed: int = 42,
+        epoch: int = 0,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+    ):
         self.train_data = _json(train_path, cache)
         self.corpus = _json(corpus_path, cache) if corpus_path is not None else None
         self.train_group_size, self.seed, self.epoch = train_group_size, seed, epoch
@@ -138,7 +154,7 @@ class TevatronTrainDataset:
         selected = list(items)
         random.Random(hashed_seed).shuffle(selected)
         selected = selected * 2
-        return selected[offset: offset + negative_size]
+        return selected[offset : offset + negative_size]
 
     def __getitem__(self, item: int) -> tuple[str, list[str], list[Any]]:
         """(query, [positive, negatives...], [legacy scores or None per document])."""

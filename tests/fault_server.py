@@ -23,6 +23,7 @@ the reply. ``reject_response_format=True`` answers 400 to any request that has o
 ``reply_fn(messages) -> str`` replaces the normal reply text (e.g. :func:`mar_reply`, deterministic
 answers to the MAR generation prompts); ``delay_s`` sleeps before every answer (to catch a job mid-run).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,8 +31,9 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 Action = Union[str, tuple]
 JUNK_TEXT = '{"negatives": ["unterminated'
@@ -54,14 +56,22 @@ def mar_reply(messages: list[dict]) -> str:
     query = _query(prompt)
     tag = hashlib.sha256(prompt.encode()).hexdigest()[:8]
     if "List the attributes of the query" in prompt:
-        return json.dumps({"topic": f"the topic of {query}", "entities": "protein X", "scope": "adult mice",
-                           "key_fact": "the study found the effect"})
+        return json.dumps(
+            {
+                "topic": f"the topic of {query}",
+                "entities": "protein X",
+                "scope": "adult mice",
+                "key_fact": "the study found the effect",
+            }
+        )
     if "Write a hard negative" in prompt:
         if ALWAYS_JUNK in prompt:
             return "I am sorry, I cannot write that passage."
         flip = re.search(r"but for the (\w+) \(", prompt)
-        passage = (f"A study of the question '{query}' examined {flip.group(1) if flip else 'something'} in detail "
-                   f"(variant {tag}) using a cohort design; the outcome it reports is unrelated to the claim.")
+        passage = (
+            f"A study of the question '{query}' examined {flip.group(1) if flip else 'something'} in detail "
+            f"(variant {tag}) using a cohort design; the outcome it reports is unrelated to the claim."
+        )
         return json.dumps({"reasoning": "same topic, different detail", "passage": passage})
     if "You check hard negatives" in prompt:
         return json.dumps({"reasoning": "it does not answer the query", "decision": "keep", "reason": "fine"})
@@ -69,9 +79,15 @@ def mar_reply(messages: list[dict]) -> str:
 
 
 class FaultServer:
-    def __init__(self, plan: Optional[dict[str, list[Action]]] = None, reject_response_format: bool = False,
-                 reply_fn: Optional[Callable[[list[dict]], str]] = None, delay_s: float = 0.0,
-                 mix: Optional[dict[Action, float]] = None, seed: int = 0):
+    def __init__(
+        self,
+        plan: Optional[dict[str, list[Action]]] = None,
+        reject_response_format: bool = False,
+        reply_fn: Optional[Callable[[list[dict]], str]] = None,
+        delay_s: float = 0.0,
+        mix: Optional[dict[Action, float]] = None,
+        seed: int = 0,
+    ):
         self.plan = {k: list(v) for k, v in (plan or {}).items()}
         self.reject_response_format = reject_response_format
         self.reply_fn, self.delay_s = reply_fn, delay_s
@@ -124,12 +140,16 @@ class FaultServer:
     def completion(self, body: dict, text: str) -> dict:
         prompt = sum(words(m.get("content", "")) for m in body.get("messages", []))
         completion = words(text)
-        return {"id": "chatcmpl-fault", "object": "chat.completion", "created": int(time.time()),
-                "model": body.get("model", "fault"),
-                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-                "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}}
+        return {
+            "id": "chatcmpl-fault",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fault"),
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        }
 
-    def start(self) -> "FaultServer":
+    def start(self) -> FaultServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -223,7 +243,7 @@ class FaultServer:
         self.restarts += 1
         self.start()
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> FaultServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

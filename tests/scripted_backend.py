@@ -5,6 +5,7 @@ completion text, an ``Exception`` makes the row come back failed with that reaso
 :class:`Completion` is returned as is. Tokens are counted as whitespace-separated words so
 usage accounting can be tested too. Every conversation and params seen are kept in ``.seen``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -53,8 +54,9 @@ class ScriptedBackend(BaseBackend):
             elif isinstance(reply, Exception):
                 c = Completion(error=f"{type(reply).__name__}: {reply}")
             elif isinstance(reply, str):
-                c = Completion(text=reply, prompt_tokens=_words(conv), completion_tokens=len(reply.split()),
-                               finish_reason="stop")
+                c = Completion(
+                    text=reply, prompt_tokens=_words(conv), completion_tokens=len(reply.split()), finish_reason="stop"
+                )
             else:
                 raise TypeError(f"reply_fn must return str, Exception or Completion, not {type(reply).__name__}")
             out.append(c)

@@ -1,5 +1,6 @@
 """The Python API at ``negforge``: lazy (``import negforge`` loads nothing heavy), the stages as
 functions on a real SciFact slice, and ``mine_hard_negatives`` end to end with real BM25 and MiniLM."""
+
 from __future__ import annotations
 
 import subprocess
@@ -13,8 +14,10 @@ HEAVY = ("torch", "vllm", "faiss", "sentence_transformers", "bm25s", "transforme
 
 
 def test_import_and_api_attributes_stay_light():
-    code = ("import sys, negforge; f = negforge.mine_hard_negatives, negforge.mine, negforge.MineConfig; "
-            f"print(sorted(set({HEAVY!r}) & set(sys.modules)))")
+    code = (
+        "import sys, negforge; f = negforge.mine_hard_negatives, negforge.mine, negforge.MineConfig; "
+        f"print(sorted(set({HEAVY!r}) & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", f"heavy modules imported by the API's names: {out}"
     assert {"mine_hard_negatives", "read", "mine", "verify", "mix", "export", "to_dataset"} <= set(dir(negforge))
@@ -52,14 +55,23 @@ def test_mine_hard_negatives_end_to_end_on_scifact(tiny_beir, tmp_path):
 
     records, data = negforge.read(tiny_beir)
     records = records[:12]
-    pairs = Dataset.from_dict({"claim": [r.query for r in records],
-                               "abstract": [r.positives[0].full_text for r in records]})
+    pairs = Dataset.from_dict(
+        {"claim": [r.query for r in records], "abstract": [r.positives[0].full_text for r in records]}
+    )
     corpus = data.corpus.full_texts()
     opts = {"cache_dir": str(tmp_path / "emb")}
     train, recs, reports = negforge.mine_hard_negatives(
-        pairs, corpus=corpus, columns={"query": "claim", "positive": "abstract"}, sources=("bm25", "dense"),
-        num_negatives=3, verify=True, mine_options=opts, verify_options=opts, return_records=True,
-        show_progress=False)
+        pairs,
+        corpus=corpus,
+        columns={"query": "claim", "positive": "abstract"},
+        sources=("bm25", "dense"),
+        num_negatives=3,
+        verify=True,
+        mine_options=opts,
+        verify_options=opts,
+        return_records=True,
+        show_progress=False,
+    )
     mined = {k: s.mined for k, s in reports["mine"].miners.items()}
     assert set(mined) == {"bm25", "dense"} and min(mined.values()) >= 30  # up to 3 x 12 each
     assert reports["verify"].checked == sum(mined.values())
@@ -75,8 +87,15 @@ def test_mine_hard_negatives_end_to_end_on_scifact(tiny_beir, tmp_path):
     dropped = [n for r in recs for n in r.negatives if not n.kept]
     assert all(n.verdict.rule == "embedding" for n in dropped)
     # a BEIR folder: its qrels join the verifiers, the output is FlagEmbedding rows
-    flag = negforge.mine_hard_negatives(tiny_beir, sources=["bm25"], num_negatives=2, output_format="bge",
-                                        mine_options=opts, verify_options=opts, show_progress=False)
+    flag = negforge.mine_hard_negatives(
+        tiny_beir,
+        sources=["bm25"],
+        num_negatives=2,
+        output_format="bge",
+        mine_options=opts,
+        verify_options=opts,
+        show_progress=False,
+    )
     assert {"query", "pos", "neg", "pos_scores", "neg_scores"} <= set(flag.column_names) and len(flag) > 0
 
 
@@ -89,16 +108,19 @@ def test_web_corpus_pairs_to_tevatron(scifact_dir, tmp_path):
     records, data = negforge.read(trec, split="test")
     assert len(records) == 43 and all(p.grade > 0 for r in records for p in r.positives)
     tsv = tmp_path / "pairs.tsv"
-    tsv.write_text("qid\tquery\tpositive\n" + "".join(f"{r.id}\t{r.query}\t{p.full_text}\n" for r in records[:10]
-                                                    for p in r.positives[:3]))
+    tsv.write_text(
+        "qid\tquery\tpositive\n"
+        + "".join(f"{r.id}\t{r.query}\t{p.full_text}\n" for r in records[:10] for p in r.positives[:3])
+    )
     pairs, _ = negforge.read(tsv)
     assert [r.id for r in pairs] == [r.id for r in records[:10]] and all(len(r.positives) <= 3 for r in pairs)
     mined, _ = negforge.mine(pairs, data, sources=["bm25"], num_negatives=4, show_progress=False)
     verified, rep = negforge.verify(mined, data, verifiers=["qrels"], show_progress=False)
     assert rep.checked == 40 and rep.kept == 40  # mining already skips every qrels positive, not only the pairs' 3
     out = negforge.export(verified, "tevatron", tmp_path / "tev")
-    ds = TevatronTrainDataset(tmp_path / "tev" / "train.jsonl", tmp_path / "hf", 4,
-                              corpus_path=tmp_path / "tev" / "corpus.jsonl")
+    ds = TevatronTrainDataset(
+        tmp_path / "tev" / "train.jsonl", tmp_path / "hf", 4, corpus_path=tmp_path / "tev" / "corpus.jsonl"
+    )
     assert len(ds) == out.records_written
     for i in range(len(ds)):
         query, texts, _ = ds[i]
@@ -115,8 +137,13 @@ def test_generate_through_the_local_server(tiny_beir, local_server, tmp_path):
     from negforge.synth.params import GenParams
 
     records, _ = negforge.read(tiny_beir, limit=2)
-    llm = LLMConfig(base_url=local_server.base_url, model="SmolLM2-135M-Instruct", concurrency=2, timeout_s=900,
-                    params=GenParams(max_tokens=200, temperature=0.7, seed=0))
+    llm = LLMConfig(
+        base_url=local_server.base_url,
+        model="SmolLM2-135M-Instruct",
+        concurrency=2,
+        timeout_s=900,
+        params=GenParams(max_tokens=200, temperature=0.7, seed=0),
+    )
     opts = {"llm": llm, "num_negatives": 1, "max_prompt_words": 80, "cache_dir": str(tmp_path / "llm")}
     done, rep = negforge.generate(records, None, show_progress=False, **opts)
     assert [r.id for r in done] == [r.id for r in records] and rep.drafts == 2

@@ -1,5 +1,6 @@
 """Backends: the real ``openai`` client against a fault-injecting HTTP server on 127.0.0.1, the
 on-disk cache, usage accounting, and the real bundled SmolLM2 served by xllamacpp."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
-
 from fault_server import JUNK_TEXT, FaultServer
+from pydantic import ValidationError
+from scripted_backend import ScriptedBackend
+
 from negforge.synth.backends.base import Backend, Completion
 from negforge.synth.backends.factory import open_backend
 from negforge.synth.backends.openai_backend import OpenAIBackend, request_kwargs, resolve_api_key, retry_after_s
-from scripted_backend import ScriptedBackend
 from negforge.synth.backends.usage import Usage
 from negforge.synth.cache import CachedBackend, CompletionCache, cache_key
 from negforge.synth.config import LLMConfig
@@ -47,18 +48,30 @@ def server():
 # -- params mapping, keys ----------------------------------------------------------------------------
 def test_request_kwargs_maps_every_param_in_one_place():
     kw = request_kwargs(GenParams(temperature=0.3, top_p=0.9, max_tokens=7, seed=None, stop=["\n\n"], json_mode=True))
-    assert kw == {"temperature": 0.3, "top_p": 0.9, "max_tokens": 7, "stop": ["\n\n"],
-                  "response_format": {"type": "json_object"}}
-    assert request_kwargs(GenParams(seed=5, json_mode=False)) == {"temperature": 0.7, "top_p": 0.95,
-                                                                  "max_tokens": 512, "seed": 5}
+    assert kw == {
+        "temperature": 0.3,
+        "top_p": 0.9,
+        "max_tokens": 7,
+        "stop": ["\n\n"],
+        "response_format": {"type": "json_object"},
+    }
+    assert request_kwargs(GenParams(seed=5, json_mode=False)) == {
+        "temperature": 0.7,
+        "top_p": 0.95,
+        "max_tokens": 512,
+        "seed": 5,
+    }
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
         GenParams(n=3)  # one completion per conversation: there is no n
     # Replies cached before n was removed still hit: the key is the one GenParams.model_dump_json() gave then.
-    assert GenParams().cache_key() == ('{"temperature":0.7,"top_p":0.95,"max_tokens":512,"seed":0,"n":1,"stop":[],'
-                                       '"json_mode":true,"json_schema":null}')
+    assert GenParams().cache_key() == (
+        '{"temperature":0.7,"top_p":0.95,"max_tokens":512,"seed":0,"n":1,"stop":[],"json_mode":true,"json_schema":null}'
+    )
     schema = {"type": "object", "required": ["a"], "properties": {"a": {"type": "string"}}}
     assert request_kwargs(GenParams(json_schema=schema))["response_format"] == {
-        "type": "json_schema", "json_schema": {"name": "reply", "schema": schema, "strict": False}}
+        "type": "json_schema",
+        "json_schema": {"name": "reply", "schema": schema, "strict": False},
+    }
     assert "response_format" not in request_kwargs(GenParams(json_schema=schema, json_mode=False))
 
 
@@ -112,9 +125,17 @@ def test_generate_from_a_thread_and_from_inside_a_running_loop(server):
 
 # -- faults, retries and exact counts ---------------------------------------------------------------
 def test_faults_are_retried_and_counted_exactly():
-    plan = {"[rate]": [("429", 1)], "[err]": ["500", "503"], "[hang]": [("hang", 1.5)], "[junk]": ["junk_content"],
-            "[body]": ["junk_body"], "[empty]": ["no_choices"], "[bodies]": ["junk_body", "no_choices"] * 5,
-            "[bad]": ["400"], "[dead]": ["500"] * 10}
+    plan = {
+        "[rate]": [("429", 1)],
+        "[err]": ["500", "503"],
+        "[hang]": [("hang", 1.5)],
+        "[junk]": ["junk_content"],
+        "[body]": ["junk_body"],
+        "[empty]": ["no_choices"],
+        "[bodies]": ["junk_body", "no_choices"] * 5,
+        "[bad]": ["400"],
+        "[dead]": ["500"] * 10,
+    }
     tags = ["ok1", "rate", "err", "hang", "junk", "body", "empty", "bodies", "bad", "dead", "ok2"]
     with FaultServer(plan) as s, backend(s, max_retries=3, concurrency=4) as b:
         t0 = time.perf_counter()
@@ -192,8 +213,16 @@ def test_usage_cost_and_snapshots():
     assert u.cost == pytest.approx(2.0) and u.prompt_tokens == 1000 and u.cached == 1 and u.failed == 1
     d = u.since(before).to_dict()
     assert d["calls"] == 2 and d["prompt_tokens"] == 0 and d["cost"] == 0
-    assert set(u.to_dict()) >= {"calls", "prompt_tokens", "completion_tokens", "cached", "retries", "failed",
-                                "cost", "wall_s"}
+    assert set(u.to_dict()) >= {
+        "calls",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached",
+        "retries",
+        "failed",
+        "cost",
+        "wall_s",
+    }
 
 
 def test_scripted_backend():
@@ -325,8 +354,13 @@ def test_local_server_json_mode(local_server):
     finished on its own (not cut by max_tokens) parses."""
     cfg = LLMConfig(base_url=local_server.base_url, concurrency=2, timeout_s=600)
     qs = ["the sky", "grass", "snow", "blood"]
-    convs = [[{"role": "system", "content": "Reply with a JSON object only."},
-              {"role": "user", "content": f'What colour is {q}? Reply exactly like {{"colour": "..."}}'}] for q in qs]
+    convs = [
+        [
+            {"role": "system", "content": "Reply with a JSON object only."},
+            {"role": "user", "content": f'What colour is {q}? Reply exactly like {{"colour": "..."}}'},
+        ]
+        for q in qs
+    ]
     with OpenAIBackend(cfg) as b:
         out = b.generate(convs, GenParams(max_tokens=32, temperature=0.0, seed=0, json_mode=True))
     assert all(c.ok for c in out)
@@ -340,8 +374,9 @@ def test_local_server_json_mode(local_server):
 @pytest.mark.slow
 def test_open_backend_starts_its_own_local_server():
     with open_backend(LLMConfig(concurrency=1, n_ctx=1024, timeout_s=600)) as b:
-        (c,) = b.generate([[{"role": "user", "content": "Say hello."}]],
-                          GenParams(max_tokens=4, temperature=0.0, json_mode=False))
+        (c,) = b.generate(
+            [[{"role": "user", "content": "Say hello."}]], GenParams(max_tokens=4, temperature=0.0, json_mode=False)
+        )
         assert c.ok and c.completion_tokens >= 1 and b.base_url.startswith("http://127.0.0.1:")
         # the registered `local` backend; its cache identity is the GGUF file, not only the served name
         assert b.name == "local" and b.cache_model.startswith("SmolLM2-135M-Instruct@") and ".gguf:" in b.cache_model

@@ -1,4 +1,5 @@
 """The CLI surface: every stage command is there with --help, and importing negforge stays light."""
+
 import subprocess
 import sys
 
@@ -25,8 +26,10 @@ def test_stage_help_mentions_config_or_inputs(name):
 
 
 def test_import_does_not_load_heavy_libraries():
-    code = ("import sys, negforge, negforge.synth, negforge.synth.cli, negforge.mixers, negforge.trainer; "
-            "print(sorted({'torch', 'vllm', 'faiss', 'sentence_transformers', 'bm25s', 'transformers'} & set(sys.modules)))")
+    code = (
+        "import sys, negforge, negforge.synth, negforge.synth.cli, negforge.mixers, negforge.trainer; "
+        "print(sorted({'torch', 'vllm', 'faiss', 'sentence_transformers', 'bm25s', 'transformers'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", f"heavy modules imported at import time: {out}"
 

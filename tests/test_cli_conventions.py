@@ -1,5 +1,6 @@
 """CLI conventions, checked on every command: one spelling per flag, defaults and an example in
 --help, --version, -q/-v, the old spellings still accepted; through the real entry point."""
+
 from __future__ import annotations
 
 import os
@@ -26,22 +27,53 @@ def _leaves(cmd, path: tuple[str, ...] = ()):
 
 
 # Options whose absence means "not used" (no value stands behind None).
-OPTIONAL_INPUTS = {(): ("config", "sets", "data", "input", "records", "order", "click_log", "cross_encoder",
-                        "template_dir", "eval_data", "metrics", "corpus"),
-                   ("merge",): ("output",)}  # the old form: negforge merge OUT SHARD...
+OPTIONAL_INPUTS = {
+    (): (
+        "config",
+        "sets",
+        "data",
+        "input",
+        "records",
+        "order",
+        "click_log",
+        "cross_encoder",
+        "template_dir",
+        "eval_data",
+        "metrics",
+        "corpus",
+    ),
+    ("merge",): ("output",),
+}  # the old form: negforge merge OUT SHARD...
 LEAVES = list(_leaves(typer.main.get_command(app)))
 
 
 def _cli(*args, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "negforge", *map(str, args)], capture_output=True, text=True,
-                          env=full_env, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "negforge", *map(str, args)], capture_output=True, text=True, env=full_env, cwd=cwd
+    )
 
 
 def test_the_tree_has_every_command():
     names = {" ".join(p) for p, _ in LEAVES}
-    assert {"run", "generate", "merge", "verify", "verifier train", "fn-report", "mine", "mix", "export", "clicklog",
-            "train", "eval", "report", "prompt render", "prompt try", "prompt compare"} <= names
+    assert {
+        "run",
+        "generate",
+        "merge",
+        "verify",
+        "verifier train",
+        "fn-report",
+        "mine",
+        "mix",
+        "export",
+        "clicklog",
+        "train",
+        "eval",
+        "report",
+        "prompt render",
+        "prompt try",
+        "prompt compare",
+    } <= names
 
 
 @pytest.mark.parametrize("path,cmd", LEAVES, ids=[" ".join(p) for p, _ in LEAVES])
@@ -49,8 +81,14 @@ def test_every_command_follows_the_flag_conventions(path, cmd):
     opts = {o.name: o for o in cmd.params if o.param_type_name == "option"}
     decls = {d for o in opts.values() for d in o.opts + o.secondary_opts}
     assert "--out" not in decls, "the output flag is spelled --output (-o)"
-    for long, short in (("--output", "-o"), ("--data", "-d"), ("--input", "-i"), ("--config", "-c"),
-                        ("--quiet", "-q"), ("--verbose", "-v")):
+    for long, short in (
+        ("--output", "-o"),
+        ("--data", "-d"),
+        ("--input", "-i"),
+        ("--config", "-c"),
+        ("--quiet", "-q"),
+        ("--verbose", "-v"),
+    ):
         if long in decls:
             assert short in decls, f"{long} has no {short}"
     assert {"--quiet", "--verbose"} <= decls
@@ -60,8 +98,13 @@ def test_every_command_follows_the_flag_conventions(path, cmd):
     for o in opts.values():
         text = o.help or ""
         assert "(default" not in text and "default from" not in text, f"{o.name}: default not in [default: ...] form"
-        if o.default is None and not o.required and not o.is_flag and o.name not in OPTIONAL_INPUTS.get(path, ()) \
-                and o.name not in OPTIONAL_INPUTS[()]:
+        if (
+            o.default is None
+            and not o.required
+            and not o.is_flag
+            and o.name not in OPTIONAL_INPUTS.get(path, ())
+            and o.name not in OPTIONAL_INPUTS[()]
+        ):
             # a None default that stands for a value (the config's, "all", ...): the help says which
             assert "[default:" in text, f"{' '.join(path)} {o.opts[0]}: a None default must say what it means"
 
@@ -87,8 +130,15 @@ def test_version_and_short_help_through_the_entry_point():
 
 def test_rewrite_maps_old_spellings_only_as_whole_flags():
     table = {"--out": "--output"}
-    assert _rewrite(["--out", "x", "--out=y", "--output", "z", "--outer", "-o"], table) == \
-        ["--output", "x", "--output=y", "--output", "z", "--outer", "-o"]
+    assert _rewrite(["--out", "x", "--out=y", "--output", "z", "--outer", "-o"], table) == [
+        "--output",
+        "x",
+        "--output=y",
+        "--output",
+        "z",
+        "--outer",
+        "-o",
+    ]
     assert _rewrite(["--set", "a=1", "--", "--out"], table) == ["--set", "a=1", "--", "--out"]
 
 

@@ -1,4 +1,5 @@
 """Config loading: the shipped default file, overrides, and clear errors."""
+
 from pathlib import Path
 
 import pytest
@@ -30,14 +31,17 @@ def test_overrides_sections_and_flags(tmp_path):
     assert load_config(MixConfig, p, section="mix").k == 6
 
 
-@pytest.mark.parametrize("content,overrides,match", [
-    ("mix:\n  k: 0\n", [], "mix.k"),
-    ("mix:\n  kk: 3\n", [], "kk"),
-    ("[1, 2]\n", [], "mapping"),
-    ("a: [\n", [], "not valid YAML"),
-    ("", ["mix.ratios={foo: 1}"], "unknown source 'foo'"),
-    ("", ["novalue"], "key.path=value"),
-])
+@pytest.mark.parametrize(
+    "content,overrides,match",
+    [
+        ("mix:\n  k: 0\n", [], "mix.k"),
+        ("mix:\n  kk: 3\n", [], "kk"),
+        ("[1, 2]\n", [], "mapping"),
+        ("a: [\n", [], "not valid YAML"),
+        ("", ["mix.ratios={foo: 1}"], "unknown source 'foo'"),
+        ("", ["novalue"], "key.path=value"),
+    ],
+)
 def test_bad_config_is_a_clear_error(tmp_path, content, overrides, match):
     p = tmp_path / "bad.yaml"
     p.write_text(content)
@@ -88,11 +92,23 @@ def test_one_encoder_section_shared_by_mine_verify_and_eval(tmp_path):
 def test_moved_keys_still_work(tmp_path, caplog):
     from negforge.synth.config import MineConfig
 
-    cfg = load_config(RunConfig, None, ["mine.index=flat", "mine.click_log=c.jsonl", "mine.cache_dir=/tmp/e",
-                                        "eval.max_seq_length=64", "verify.batch_size=16"])
+    cfg = load_config(
+        RunConfig,
+        None,
+        [
+            "mine.index=flat",
+            "mine.click_log=c.jsonl",
+            "mine.cache_dir=/tmp/e",
+            "eval.max_seq_length=64",
+            "verify.batch_size=16",
+        ],
+    )
     assert (cfg.mine.dense.index, cfg.mine.click.log, cfg.mine.encoder.cache_dir) == ("flat", "c.jsonl", "/tmp/e")
     assert cfg.eval.encoder.max_seq_length == 64 and cfg.verify.encoder.batch_size == 16
     assert cfg.verify.encoder.cache_dir == cfg.encoder.cache_dir  # only mine's cache moved
-    assert MineConfig(min_impressions=3, click={"log": "x"}).click == MineConfig(click={"log": "x", "min_impressions": 3}).click
+    assert (
+        MineConfig(min_impressions=3, click={"log": "x"}).click
+        == MineConfig(click={"log": "x", "min_impressions": 3}).click
+    )
     # per-miner settings that only code could set before
     assert load_config(MineConfig, None, ["bm25.k1=0.9", "click.max_ctr=0.2"]).bm25.k1 == 0.9

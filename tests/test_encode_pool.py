@@ -1,5 +1,6 @@
 """Corpus encoding in several processes (sentence-transformers' multi-process pool, ``encoder.processes`` in the
 shared encoder config of mine / verify / eval) gives the single-process vectors within float tolerance."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,9 @@ def test_two_processes_equal_one_on_two_corpora(scifact_dir, tmp_path):
     assert not np.allclose(two[:32].mean(0), two[32:].mean(0), atol=1e-2)  # real, different vectors
     # bf16 autocast is not the sentence-transformers model the pool runs: a clear error, not silent fp32
     with pytest.raises(ConfigError, match="encoder.processes=2 needs the torch encoder backend at fp32"):
-        corpus_embeddings(corpus, "bundled", tmp_path / "bf16", 16, 256, show_progress=False, precision="bf16",
-                          processes=2)
+        corpus_embeddings(
+            corpus, "bundled", tmp_path / "bf16", 16, 256, show_progress=False, precision="bf16", processes=2
+        )
 
 
 def test_processes_is_in_the_shared_encoder_config():

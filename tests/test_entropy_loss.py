@@ -1,5 +1,6 @@
 """The query-view entropy term, checked against its formula computed by hand (numpy), and wired into
 build_loss around mnrl and a multi-positive loss."""
+
 from __future__ import annotations
 
 import math
@@ -64,7 +65,8 @@ def test_build_loss_adds_the_term(name, labels):
     wrapped = build_loss(name, _Model(), scale=20.0, entropy_weight=0.5)
     assert isinstance(wrapped, QueryViewEntropyLoss) and not isinstance(plain, QueryViewEntropyLoss)
     expected = float(plain.compute_loss_from_embeddings(emb, labels)) - 0.5 * float(
-        query_view_entropy(emb[0], emb[1 + m:], 20.0))
+        query_view_entropy(emb[0], emb[1 + m :], 20.0)
+    )
     assert float(wrapped.compute_loss_from_embeddings(emb, labels)) == pytest.approx(expected, rel=1e-5)
     from negforge.synth.errors import ConfigError
 

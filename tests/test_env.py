@@ -1,5 +1,6 @@
 """The environment a user's shell brings: OPENAI_BASE_URL / NEGFORGE_MODEL instead of the bundled
 server, the served model from /v1/models, and the cache folder (NEGFORGE_CACHE_DIR, ~/.cache/negforge)."""
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cli(*args, env: dict, cwd: Path) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "NEGFORGE_MODEL", "OPENAI_MODEL",
-                                                             "NEGFORGE_CACHE_DIR", "XDG_CACHE_HOME")}
-    return subprocess.run([sys.executable, "-m", "negforge", *map(str, args)], capture_output=True, text=True,
-                          env={**clean, "PYTHONPATH": str(ROOT), **env}, cwd=cwd)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OPENAI_BASE_URL", "NEGFORGE_MODEL", "OPENAI_MODEL", "NEGFORGE_CACHE_DIR", "XDG_CACHE_HOME")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "negforge", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**clean, "PYTHONPATH": str(ROOT), **env},
+        cwd=cwd,
+    )
 
 
 class _Models(BaseHTTPRequestHandler):
@@ -82,9 +91,20 @@ def test_generate_uses_openai_base_url_and_the_served_model(local_server, tiny_b
     served = served_models(local_server.base_url, "local")
     assert len(served) == 1
     out = tmp_path / "gen.jsonl"
-    res = _cli("generate", "-d", tiny_beir, "-o", out, "--limit", 1, "--no-cache", "--set", "num_negatives=1",
-               env={"OPENAI_BASE_URL": local_server.base_url, "NEGFORGE_CACHE_DIR": str(tmp_path / "cache")},
-               cwd=tmp_path)
+    res = _cli(
+        "generate",
+        "-d",
+        tiny_beir,
+        "-o",
+        out,
+        "--limit",
+        1,
+        "--no-cache",
+        "--set",
+        "num_negatives=1",
+        env={"OPENAI_BASE_URL": local_server.base_url, "NEGFORGE_CACHE_DIR": str(tmp_path / "cache")},
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr
     assert f"using model {served[0]} at {local_server.base_url}" in res.stderr
     assert "local LLM server" not in res.stderr  # no bundled server was started
@@ -128,5 +148,7 @@ def test_caches_live_outside_the_working_directory(tiny_beir, tmp_path):
     assert second.returncode == 0, second.stderr
     assert "BM25 index from cache " + str(home / ".cache" / "negforge" / "embeddings") in second.stderr
     assert sorted(p.name for p in a.iterdir()) == ["m.jsonl"] and sorted(p.name for p in b.iterdir()) == ["m.jsonl"]
-    custom = _cli(*args, "-o", b / "n.jsonl", env={"HOME": str(home), "NEGFORGE_CACHE_DIR": str(tmp_path / "nf")}, cwd=b)
+    custom = _cli(
+        *args, "-o", b / "n.jsonl", env={"HOME": str(home), "NEGFORGE_CACHE_DIR": str(tmp_path / "nf")}, cwd=b
+    )
     assert custom.returncode == 0 and "BM25 index saved to " + str(tmp_path / "nf" / "embeddings") in custom.stderr

@@ -3,6 +3,7 @@
 The score-0 checks run on TREC DL 2019 (../shared/data/trec-dl-2019), whose qrels hold 5,158 real
 judged-not-relevant rows, through every stage that reads qrels: input, mining, verification, evaluation.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,8 +66,11 @@ def _queries_are_documents(src: Path, dst: Path, n_docs: int = 80, n_queries: in
     (dst / "qrels").mkdir(parents=True)
     (dst / "corpus.jsonl").write_text("\n".join(lines) + "\n")
     docs = [json.loads(x) for x in lines]
-    (dst / "queries.jsonl").write_text("".join(
-        json.dumps({"_id": d["_id"], "text": f"{d['title']} {d['text']}".strip()}) + "\n" for d in docs[:n_queries]))
+    (dst / "queries.jsonl").write_text(
+        "".join(
+            json.dumps({"_id": d["_id"], "text": f"{d['title']} {d['text']}".strip()}) + "\n" for d in docs[:n_queries]
+        )
+    )
     return dst
 
 
@@ -75,16 +79,21 @@ def test_beir_folder_whose_queries_are_corpus_documents(scifact_dir, encoder_pat
     from negforge.trainer.evaluate import evaluate_model, retrieve
 
     folder = _queries_are_documents(scifact_dir, tmp_path / "self-beir")
-    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
-        f"{json.loads(x)['_id']}\tplaceholder\t1\n" for x in (folder / "queries.jsonl").read_text().splitlines()))
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n"
+        + "".join(
+            f"{json.loads(x)['_id']}\tplaceholder\t1\n" for x in (folder / "queries.jsonl").read_text().splitlines()
+        )
+    )
     cfg = EvalConfig(encoder=encoder_path, max_seq_length=128, cache_dir=str(tmp_path / "cache"))
     off_cfg = cfg.model_copy(update={"ignore_identical_ids": False})
     data = load_beir(folder, "test")
     off = retrieve(encoder_path, data, off_cfg, show_progress=False, k=10)
     assert all(list(docs)[0] == q for q, docs in off.items())  # each query finds itself first
     # judge the best *other* document relevant, as an ArguAna counter-argument would be
-    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
-        f"{q}\t{list(docs)[1]}\t1\n" for q, docs in off.items()))
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{list(docs)[1]}\t1\n" for q, docs in off.items())
+    )
     data = load_beir(folder, "test")
     on_run = retrieve(encoder_path, data, cfg, show_progress=False, k=10)
     assert all(q not in docs and len(docs) == 10 for q, docs in on_run.items())
@@ -147,8 +156,14 @@ def nf_test_run():
     rng = np.random.default_rng(0)
     run = {}
     for q, rels in qrels.items():
-        cand = list(dict.fromkeys([*rng.choice(list(rels), size=min(15, len(rels)), replace=False),
-                                   *rng.choice(docs, size=100, replace=False)]))[:100]
+        cand = list(
+            dict.fromkeys(
+                [
+                    *rng.choice(list(rels), size=min(15, len(rels)), replace=False),
+                    *rng.choice(docs, size=100, replace=False),
+                ]
+            )
+        )[:100]
         run[q] = {d: float(s) for d, s in zip(cand, rng.random(len(cand)))}
     return qrels, run
 
@@ -171,9 +186,16 @@ def test_binary_metrics_equal_sentence_transformers_on_nfcorpus_qrels(nf_test_ru
     binary = {q: {d: 1 for d, s in r.items() if s > 0} for q, r in qrels.items()}
     ours = metrics_from_run(binary, run)
     qids = sorted(binary)
-    ir = InformationRetrievalEvaluator(queries={q: q for q in qids}, corpus={d: d for r in run.values() for d in r},
-                                       relevant_docs={q: set(binary[q]) for q in qids}, mrr_at_k=[10], ndcg_at_k=[10],
-                                       accuracy_at_k=[1], precision_recall_at_k=[100], map_at_k=[100])
+    ir = InformationRetrievalEvaluator(
+        queries={q: q for q in qids},
+        corpus={d: d for r in run.values() for d in r},
+        relevant_docs={q: set(binary[q]) for q in qids},
+        mrr_at_k=[10],
+        ndcg_at_k=[10],
+        accuracy_at_k=[1],
+        precision_recall_at_k=[100],
+        map_at_k=[100],
+    )
     st = ir.compute_metrics([[{"corpus_id": d, "score": s} for d, s in run[q].items()] for q in qids])
     assert ours["ndcg@10"] == pytest.approx(st["ndcg@k"][10], abs=1e-6)
     assert ours["recall@100"] == pytest.approx(st["recall@k"][100], abs=1e-6)

@@ -1,15 +1,21 @@
 """Exports read back by the consumers' own loaders: datasets (disk / json / parquet), FlagEmbedding's
 own dataset file, a copy of Tevatron's TrainDataset, and sentence-transformers training steps."""
+
 from __future__ import annotations
 
 import json
 import random
 
 import pytest
+from consumer_loaders import (
+    TevatronTrainDataset,
+    flag_copy_items,
+    flag_getitem_copy,
+    flag_real_items,
+    flagembedding_dataset_module,
+)
 from typer.testing import CliRunner
 
-from consumer_loaders import (TevatronTrainDataset, flag_copy_items, flag_getitem_copy, flag_real_items,
-                              flagembedding_dataset_module)
 from negforge.mixers.mine import mine_records
 from negforge.synth.config import MineConfig, VerifyConfig
 from negforge.synth.data import load_beir, records_from_beir, records_from_flag_jsonl
@@ -29,18 +35,28 @@ def verified(tiny_beir):
     and an LLM draft rejected, two positives, one record whose negatives were all rejected and one
     with none; embedding scores (query cosine, positive's cosine) on every negative."""
     beir = load_beir(tiny_beir, "train")
-    recs, _ = mine_records(records_from_beir(beir)[:8], beir, MineConfig(sources=["bm25"], num_negatives=3),
-                           show_progress=False)
+    recs, _ = mine_records(
+        records_from_beir(beir)[:8], beir, MineConfig(sources=["bm25"], num_negatives=3), show_progress=False
+    )
     recs, _ = verify_records(recs, beir, VerifyConfig(verifiers=["qrels"]), show_progress=False)
     assert all(n.kept for r in recs for n in r.negatives)
-    gen = Negative(text="A generated passage that almost answers the claim.", source="llm", verdict=KEEP,
-                   provenance=Provenance(model="smollm2", template="mar_generate"))
+    gen = Negative(
+        text="A generated passage that almost answers the claim.",
+        source="llm",
+        verdict=KEEP,
+        provenance=Provenance(model="smollm2", template="mar_generate"),
+    )
     draft = Negative(text="A draft the reflection dropped.", source="llm", verdict=REJECT)
     recs[0] = recs[0].model_copy(update={"negatives": [*recs[0].negatives, gen, draft]})
-    recs[1] = recs[1].model_copy(update={"positives": [*recs[1].positives, Passage(text="Second positive.", title="T")],
-                                         "negatives": recs[1].negatives[:1]})
-    recs[2] = recs[2].model_copy(update={"negatives": [n.model_copy(update={"verdict": REJECT})
-                                                       for n in recs[2].negatives]})
+    recs[1] = recs[1].model_copy(
+        update={
+            "positives": [*recs[1].positives, Passage(text="Second positive.", title="T")],
+            "negatives": recs[1].negatives[:1],
+        }
+    )
+    recs[2] = recs[2].model_copy(
+        update={"negatives": [n.model_copy(update={"verdict": REJECT}) for n in recs[2].negatives]}
+    )
     recs[3] = recs[3].model_copy(update={"negatives": []})
     for i, r in enumerate(recs):
         for j, n in enumerate(r.negatives):
@@ -51,8 +67,11 @@ def verified(tiny_beir):
 @pytest.fixture(scope="module")
 def out_recs(verified):
     """What an export must contain: records 2 and 3 left out, the rejected draft dropped."""
-    return [r.model_copy(update={"negatives": [n for n in r.negatives if n.kept]}) for i, r in enumerate(verified)
-            if i not in (2, 3)]
+    return [
+        r.model_copy(update={"negatives": [n for n in r.negatives if n.kept]})
+        for i, r in enumerate(verified)
+        if i not in (2, 3)
+    ]
 
 
 def _load(kind, path, tmp_path):
@@ -84,8 +103,10 @@ def test_verdicts_respected_and_empty_records_skipped(verified, out_recs, tmp_pa
     assert rep.negatives_written == sum(len(r.negatives) for r in out_recs) and rep.unverified_written == 0
     assert "2 records with no kept negative left out" in rep.summary()
     # unverified: an error naming the fix, unless asked for
-    raw = [r.model_copy(update={"negatives": [n.model_copy(update={"verdict": None}) for n in r.negatives]})
-           for r in verified]
+    raw = [
+        r.model_copy(update={"negatives": [n.model_copy(update={"verdict": None}) for n in r.negatives]})
+        for r in verified
+    ]
     with pytest.raises(InputError, match="never verified .*run `negforge verify` first, or pass --unverified"):
         export_records(raw, "flag", tmp_path / "u.jsonl")
     rep = export_records(raw, "flag", tmp_path / "u.jsonl", allow_unverified=True)
@@ -104,8 +125,9 @@ def test_flagembedding_read_by_flagembeddings_own_dataset(verified, out_recs, tm
     rep = export_records(verified, "flagembedding", path)
     assert rep.score_key == "embedding"
     random.seed(0)
-    items = flag_real_items(path, tmp_path / "c1", train_group_size=8, knowledge_distillation=True,
-                            monkeypatch=monkeypatch)
+    items = flag_real_items(
+        path, tmp_path / "c1", train_group_size=8, knowledge_distillation=True, monkeypatch=monkeypatch
+    )
     assert len(items) == len(out_recs)
     for (query, passages, teacher), r in zip(items, out_recs):
         assert query == r.query and passages[0] in [p.full_text for p in r.positives]
@@ -213,8 +235,16 @@ def test_sentence_transformers_layouts(verified, out_recs, tmp_path):
 
 def test_parquet(verified, out_recs, tmp_path):
     ds = _load("parquet", export_records(verified, "parquet", tmp_path / "mix.parquet").path, tmp_path)
-    assert ds.column_names == ["id", "query", "positive", "negative", "negative_source", "negative_doc_id",
-                               "positive_score", "negative_score"]
+    assert ds.column_names == [
+        "id",
+        "query",
+        "positive",
+        "negative",
+        "negative_source",
+        "negative_doc_id",
+        "positive_score",
+        "negative_score",
+    ]
     assert ds["id"] == [r.id for r in out_recs]
     assert ds[0]["negative_source"] == ["bm25"] * 3 + ["llm"] and ds[0]["negative_doc_id"][-1] is None
     assert ds[1]["positive"] == [p.full_text for p in out_recs[1].positives]
@@ -232,16 +262,23 @@ def test_cli(verified, tmp_path):
     assert "wrote 6 of 8 records" in res.output and "2 records with no kept negative left out" in res.output
     assert len((tmp_path / "f.jsonl").read_text().splitlines()) == 6
     raw = tmp_path / "mined.jsonl"
-    write_records(raw, [r.model_copy(update={"negatives": [n.model_copy(update={"verdict": None})
-                                                           for n in r.negatives]}) for r in verified])
+    write_records(
+        raw,
+        [
+            r.model_copy(update={"negatives": [n.model_copy(update={"verdict": None}) for n in r.negatives]})
+            for r in verified
+        ],
+    )
     res = CliRunner().invoke(app, ["export", "-i", str(raw), "-f", "tevatron", "-o", str(tmp_path / "t")])
     assert res.exit_code == 2 and "never verified" in res.output
-    res = CliRunner().invoke(app, ["export", "-i", str(raw), "-f", "tevatron", "-o", str(tmp_path / "t"),
-                                   "--unverified", "-q"])
+    res = CliRunner().invoke(
+        app, ["export", "-i", str(raw), "-f", "tevatron", "-o", str(tmp_path / "t"), "--unverified", "-q"]
+    )
     assert res.exit_code == 0 and (tmp_path / "t" / "corpus.jsonl").is_file()
     # a FlagEmbedding file converts to Tevatron (its negatives were never verified here)
-    res = CliRunner().invoke(app, ["export", "-i", str(tmp_path / "f.jsonl"), "-f", "tevatron", "-o",
-                                   str(tmp_path / "conv"), "--unverified"])
+    res = CliRunner().invoke(
+        app, ["export", "-i", str(tmp_path / "f.jsonl"), "-f", "tevatron", "-o", str(tmp_path / "conv"), "--unverified"]
+    )
     assert res.exit_code == 0 and "wrote 6 of 6 records" in res.output, res.output
     res = CliRunner().invoke(app, ["export", "-i", str(src), "-f", "csv", "-o", str(tmp_path / "c")])
     assert res.exit_code == 2 and "valid:" in res.output
@@ -253,10 +290,17 @@ def _train_one_step(model, ds, loss, tmp_path):
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
-    args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path / "run"), max_steps=1,
-                                                per_device_train_batch_size=4, learning_rate=1e-3,
-                                                logging_steps=1, report_to="none", save_strategy="no",
-                                                use_cpu=True, disable_tqdm=True)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
     out = SentenceTransformerTrainer(model=model, args=args, train_dataset=ds, loss=loss).train()
     assert out.global_step == 1 and torch.isfinite(torch.tensor(out.training_loss))
     return sum(not torch.equal(before[k], v) for k, v in model.named_parameters())
@@ -285,15 +329,35 @@ def test_column_layouts_match_sentence_transformers_mine_hard_negatives(verified
     from sentence_transformers.util import mine_hard_negatives
 
     model = SentenceTransformer(encoder_path)
-    pairs = Dataset.from_dict({"anchor": [r.query for r in verified], "positive": [r.positives[0].full_text
-                                                                                    for r in verified]})
+    pairs = Dataset.from_dict(
+        {"anchor": [r.query for r in verified], "positive": [r.positives[0].full_text for r in verified]}
+    )
     corpus = [n.full_text for r in verified for n in r.negatives] + list(pairs["positive"])
-    for st_fmt, ours in (("n-tuple", "st"), ("triplet", "triplet"), ("labeled-pair", "labeled-pair"),
-                         ("labeled-list", "labeled-list")):
+    for st_fmt, ours in (
+        ("n-tuple", "st"),
+        ("triplet", "triplet"),
+        ("labeled-pair", "labeled-pair"),
+        ("labeled-list", "labeled-list"),
+    ):
         for with_scores in (False, True):
-            theirs = mine_hard_negatives(pairs, model, corpus=corpus, num_negatives=2, output_format=st_fmt,
-                                         output_scores=with_scores, verbose=False, batch_size=64,
-                                         cache_folder=str(tmp_path / "emb"))
-            mine = load_from_disk(export_records(verified, ours, tmp_path / f"{ours}{with_scores}", num_negatives=2,
-                                                 scores="embedding" if with_scores else None).path)
+            theirs = mine_hard_negatives(
+                pairs,
+                model,
+                corpus=corpus,
+                num_negatives=2,
+                output_format=st_fmt,
+                output_scores=with_scores,
+                verbose=False,
+                batch_size=64,
+                cache_folder=str(tmp_path / "emb"),
+            )
+            mine = load_from_disk(
+                export_records(
+                    verified,
+                    ours,
+                    tmp_path / f"{ours}{with_scores}",
+                    num_negatives=2,
+                    scores="embedding" if with_scores else None,
+                ).path
+            )
             assert mine.column_names == theirs.column_names, (st_fmt, with_scores)

@@ -2,6 +2,7 @@
 changes on resume, stamps that do not match their output, and every bad input as one line with exit 2.
 Against the fault-injecting OpenAI-compatible server on 127.0.0.1 (tests/fault_server.py), through the
 real CLI entry point."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from fault_server import FaultServer, mar_reply
+
 from negforge.synth.io import read_records, write_records
 from negforge.synth.schema import Passage, Record
 
@@ -37,10 +38,23 @@ def fast_backoff(monkeypatch):
 
 
 def conf(path: Path, base_url: str, **extra) -> Path:
-    doc = {"llm": {"base_url": base_url, "model": "fault-mar", "concurrency": 4, "timeout_s": 5, "max_retries": 2,
-                   "params": {"max_tokens": 200, "temperature": 0.0}},
-           "num_negatives": 2, "reflection_rounds": 1, "seed": 3, "cache_dir": None, "batch_size": 3,
-           "profile": {"describe_with_llm": False}, **extra}  # no description call: request counts stay exact
+    doc = {
+        "llm": {
+            "base_url": base_url,
+            "model": "fault-mar",
+            "concurrency": 4,
+            "timeout_s": 5,
+            "max_retries": 2,
+            "params": {"max_tokens": 200, "temperature": 0.0},
+        },
+        "num_negatives": 2,
+        "reflection_rounds": 1,
+        "seed": 3,
+        "cache_dir": None,
+        "batch_size": 3,
+        "profile": {"describe_with_llm": False},
+        **extra,
+    }  # no description call: request counts stay exact
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -86,8 +100,10 @@ def test_full_outage_marks_nothing_done_and_a_rerun_completes_every_record(tmp_p
         assert read_records(out) == [] if out.exists() else True  # nothing marked done
         rows = failures(out)
         assert sorted(rows) == [f"q{i}" for i in range(5)]
-        assert all(r["step"] == "analyse" and "500" in r["error"] and "gave up after 3 attempts" in r["error"]
-                   for r in rows.values())
+        assert all(
+            r["step"] == "analyse" and "500" in r["error"] and "gave up after 3 attempts" in r["error"]
+            for r in rows.values()
+        )
         first = json.loads(Path(f"{out}.summary.json").read_text())
         assert first["outcome"] == "failures" and first["records_failed"] == 5 and first["records_in_output"] == 0
         # the server recovers: the rerun retries exactly the failed rows and completes every record
@@ -120,8 +136,10 @@ def test_server_death_mid_step_loses_nothing_and_marks_nothing_failed_as_done(tm
 
         from negforge.synth.cli import app
 
-        res = CliRunner().invoke(app, ["generate", str(conf(tmp_path / "g.yaml", srv.base_url)), "--input", str(src),
-                                       "--output", str(out), "-q"])
+        res = CliRunner().invoke(
+            app,
+            ["generate", str(conf(tmp_path / "g.yaml", srv.base_url)), "--input", str(src), "--output", str(out), "-q"],
+        )
     assert res.exit_code in (2, 3), res.output  # refused connections: the server cannot be used / too many failed
     one_error_line(res.output)
     done = read_records(out)
@@ -221,7 +239,9 @@ def test_input_equal_to_output_and_legacy_output_without_fingerprint(tmp_path):
     src = inputs(tmp_path, 2)
     with FaultServer(reply_fn=mar_reply) as srv:
         c = conf(tmp_path / "g.yaml", srv.base_url)
-        assert "the input is also the output" in one_error_line(cli("generate", c, "--input", src, "--output", src, code=2))
+        assert "the input is also the output" in one_error_line(
+            cli("generate", c, "--input", src, "--output", src, code=2)
+        )
         legacy = tmp_path / "legacy.jsonl"
         write_records(legacy, [rec(0)])
         assert "no config fingerprint" in one_error_line(cli("generate", c, "--input", src, "--output", legacy, code=2))
@@ -265,7 +285,12 @@ def _case(name: str, tmp_path: Path) -> tuple[list[str], str]:
     if name == "yaml_in_set":
         p = tmp_path / "in.jsonl"
         p.write_text(good)
-        return ["--input", p, "--set", "llm.params={temperature: [0.1"], "--set 'llm.params={temperature: [0.1': the value is not valid YAML"
+        return [
+            "--input",
+            p,
+            "--set",
+            "llm.params={temperature: [0.1",
+        ], "--set 'llm.params={temperature: [0.1': the value is not valid YAML"
     if name == "duplicate_flag_ids":
         p = tmp_path / "in.jsonl"
         p.write_text(good + json.dumps({"query": "other", "pos": ["x y z"], "id": "a"}) + "\n")
@@ -286,8 +311,10 @@ def _case(name: str, tmp_path: Path) -> tuple[list[str], str]:
         return ["--input", p], f"{p} (jsonl): no records in the input"
     if name == "qrels_match_no_document":
         d = _beir(tmp_path, DOC, QUERY, "query-id\tcorpus-id\tscore\nq1\tgone\t1\n")
-        return ["--data", d], ("no records in the input (dropped: 1 queries with no relevant document in the corpus; "
-                               "1 qrels rows naming a document not in the corpus)")
+        return ["--data", d], (
+            "no records in the input (dropped: 1 queries with no relevant document in the corpus; "
+            "1 qrels rows naming a document not in the corpus)"
+        )
     if name == "jinja_security_error":
         from negforge.synth.templates import builtin_sets_dir
 
@@ -300,9 +327,20 @@ def _case(name: str, tmp_path: Path) -> tuple[list[str], str]:
     raise KeyError(name)
 
 
-BAD_INPUTS = ["non_utf8_input", "non_utf8_corpus", "non_utf8_qrels", "non_utf8_existing_output", "yaml_in_set",
-              "duplicate_flag_ids", "duplicate_record_ids", "duplicate_query_ids", "duplicate_doc_ids", "empty_input",
-              "qrels_match_no_document", "jinja_security_error"]
+BAD_INPUTS = [
+    "non_utf8_input",
+    "non_utf8_corpus",
+    "non_utf8_qrels",
+    "non_utf8_existing_output",
+    "yaml_in_set",
+    "duplicate_flag_ids",
+    "duplicate_record_ids",
+    "duplicate_query_ids",
+    "duplicate_doc_ids",
+    "empty_input",
+    "qrels_match_no_document",
+    "jinja_security_error",
+]
 
 
 @pytest.mark.parametrize("name", BAD_INPUTS)
@@ -322,15 +360,20 @@ def test_empty_input_is_fine_when_asked_for_and_dropped_queries_are_counted(tmp_
     with FaultServer(reply_fn=mar_reply) as srv:
         c = conf(tmp_path / "g.yaml", srv.base_url)
         assert "0 selected" in cli("generate", c, "--input", p, "--output", tmp_path / "e.jsonl", "--allow-empty", "-q")
-        d = _beir(tmp_path, DOC + b'{"_id": "d2", "text": "another passage"}\n',
-                  QUERY + b'{"_id": "q2", "text": "a second query"}\n',
-                  "query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\tgone\t1\nq2\tgone\t2\n")
+        d = _beir(
+            tmp_path,
+            DOC + b'{"_id": "d2", "text": "another passage"}\n',
+            QUERY + b'{"_id": "q2", "text": "a second query"}\n',
+            "query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\tgone\t1\nq2\tgone\t2\n",
+        )
         out = tmp_path / "b.jsonl"
         text = cli("generate", c, "--data", d, "--output", out, "-q")
     assert "input" in text and "1 queries with no relevant document in the corpus" in text
     s = json.loads(Path(f"{out}.summary.json").read_text())
-    assert s["input_dropped"] == {"queries with no relevant document in the corpus": 1,
-                                  "qrels rows naming a document not in the corpus": 2}
+    assert s["input_dropped"] == {
+        "queries with no relevant document in the corpus": 1,
+        "qrels rows naming a document not in the corpus": 2,
+    }
     assert [r.id for r in read_records(out)] == ["q1"]
 
 
@@ -344,6 +387,7 @@ def test_stage_stamp_holds_the_output_digest_and_a_mismatch_redoes_the_stage(tmp
         def fn():
             calls.append(tag)
             return [rec(0), rec(1)] if tag == "a" else [rec(5)], {"made_by": tag}
+
         return fn
 
     st = _Stages(tmp_path, RunResult(tmp_path), fresh=False)
@@ -382,8 +426,15 @@ def test_every_output_follows_the_umask(tmp_path):
         with RecordAppender(tmp_path / "b.jsonl") as w:
             w.append(rec(1))
         CompletionCache(tmp_path / "cache").close()
-        modes = {p.name: p.stat().st_mode & 0o777 for p in [tmp_path / "a.jsonl", tmp_path / "s.json",
-                                                             tmp_path / "b.jsonl", tmp_path / "cache" / "completions.sqlite"]}
+        modes = {
+            p.name: p.stat().st_mode & 0o777
+            for p in [
+                tmp_path / "a.jsonl",
+                tmp_path / "s.json",
+                tmp_path / "b.jsonl",
+                tmp_path / "cache" / "completions.sqlite",
+            ]
+        }
     finally:
         os.umask(old)
     assert set(modes.values()) == {0o660}, modes
@@ -468,8 +519,12 @@ def test_run_pipeline_generate_stage_with_an_outage_then_a_healthy_server(tiny_b
     monkeypatch.setattr(mine_mod, "mine_records", fake_mine)
     out = tmp_path / "run"
     with FaultServer(reply_fn=mar_reply) as srv:
-        doc = {"data": str(tiny_beir), "out_dir": str(out), "llm_queries": 3,
-               "generate": yaml.safe_load(conf(tmp_path / "g.yaml", srv.base_url).read_text())}
+        doc = {
+            "data": str(tiny_beir),
+            "out_dir": str(out),
+            "llm_queries": 3,
+            "generate": yaml.safe_load(conf(tmp_path / "g.yaml", srv.base_url).read_text()),
+        }
         (tmp_path / "run.yaml").write_text(yaml.safe_dump(doc))
         srv.fail_all = "500"
         line = one_error_line(cli("run", tmp_path / "run.yaml", "-q", code=3))

@@ -1,5 +1,6 @@
 """verify.fn_action on real model scores: drop (default), relabel (into the positives, with provenance)
 and drop_query; and a relabelled positive reaching a multi-positive loss (JointLH) through build_columns."""
+
 from __future__ import annotations
 
 import pytest
@@ -52,8 +53,13 @@ def dropped(records, beir, emb_cache):
 
 def _flagged(r) -> list[Negative]:
     """Negatives the embedding rule rejected as probably relevant (not off-topic)."""
-    return [n for n in r.negatives if n.verdict.status == Status.rejected and n.verdict.rule == "embedding"
-            and not n.verdict.reason.startswith("off-topic")]
+    return [
+        n
+        for n in r.negatives
+        if n.verdict.status == Status.rejected
+        and n.verdict.rule == "embedding"
+        and not n.verdict.reason.startswith("off-topic")
+    ]
 
 
 def test_drop_is_the_default_and_flags_some_but_not_all(dropped, records):
@@ -78,8 +84,8 @@ def test_relabel_moves_exactly_the_flagged_negatives_into_the_positives(dropped,
     assert report.relabelled == sum(len(_flagged(r)) for r in ref) > 0
     for r_in, r_ref, r in zip(records, ref, out):
         flagged = _flagged(r_ref)
-        assert r.positives[:len(r_in.positives)] == r_in.positives
-        moved = r.positives[len(r_in.positives):]
+        assert r.positives[: len(r_in.positives)] == r_in.positives
+        moved = r.positives[len(r_in.positives) :]
         assert [(p.doc_id, p.text) for p in moved] == [(n.doc_id, n.text) for n in flagged]
         for p, n in zip(moved, flagged):
             rel = p.relabelled
@@ -87,8 +93,9 @@ def test_relabel_moves_exactly_the_flagged_negatives_into_the_positives(dropped,
             assert rel.score == n.scores["embedding"] > 0.8 * n.scores["embedding_pos"] == 0.8 * rel.positive_score
             assert rel.reason == n.verdict.reason and rel.provenance.rank == n.provenance.rank
         # what is left: every other negative, with the same verdict as under drop (off-topic drafts, the copy)
-        assert [(n.text, n.verdict) for n in r.negatives] == [(n.text, n.verdict) for n in r_ref.negatives
-                                                             if n not in flagged]
+        assert [(n.text, n.verdict) for n in r.negatives] == [
+            (n.text, n.verdict) for n in r_ref.negatives if n not in flagged
+        ]
     write_records(tmp_path / "v.jsonl", out)  # the provenance survives a round trip; plain positives stay plain
     back = read_records(tmp_path / "v.jsonl")
     assert back == out and '"relabelled": null' not in (tmp_path / "v.jsonl").read_text()
@@ -114,8 +121,9 @@ def test_drop_query_removes_queries_past_n_flagged(dropped, records, beir, emb_c
     ref, _ = dropped
     counts = {r.id: len(_flagged(r)) for r in ref}
     n = sorted(counts.values())[len(counts) // 2]  # the median: some queries go, some stay
-    out, report = verify_records(records, beir, _cfg(emb_cache, fn_action="drop_query", drop_query_over=n),
-                                 show_progress=False)
+    out, report = verify_records(
+        records, beir, _cfg(emb_cache, fn_action="drop_query", drop_query_over=n), show_progress=False
+    )
     gone = [q for q, k in counts.items() if k > n]
     assert gone and len(gone) < len(records)
     assert report.dropped_queries == gone and [r.id for r in out] == [q for q in counts if q not in gone]
@@ -129,9 +137,9 @@ def test_relabelled_positive_reaches_the_multi_positive_loss(dropped, records, b
     when that slot is masked out: the loss trains on it."""
     from sentence_transformers import SentenceTransformer
 
+    from negforge.synth.verifiers import verify_records
     from negforge.trainer.losses import build_loss
     from negforge.trainer.train import build_columns, dataset_loss
-    from negforge.synth.verifiers import verify_records
 
     out, _ = verify_records(records, beir, _cfg(emb_cache, fn_action="relabel"), show_progress=False)
     out = [r for r in out if any(p.relabelled for p in r.positives)]
@@ -145,7 +153,12 @@ def test_relabelled_positive_reaches_the_multi_positive_loss(dropped, records, b
         assert sum(cols["label"][i]) == min(4, len(r.positives))
     model = SentenceTransformer(encoder_path, device="cpu")
     loss = build_loss("jointlh", model)
-    masked = {**cols, "label": [[0 if j < len(r.positives) and r.positives[j].relabelled else y
-                                 for j, y in enumerate(row)] for r, row in zip(out, cols["label"])]}
+    masked = {
+        **cols,
+        "label": [
+            [0 if j < len(r.positives) and r.positives[j].relabelled else y for j, y in enumerate(row)]
+            for r, row in zip(out, cols["label"])
+        ],
+    }
     assert any(sum(a) != sum(b) for a, b in zip(cols["label"], masked["label"]))
     assert dataset_loss(model, cols, loss) != pytest.approx(dataset_loss(model, masked, loss), abs=1e-4)

@@ -1,5 +1,6 @@
 """False-negative curves (negforge.synth.fn_curves): the sweep arithmetic on hand-made scores, and
 `negforge fn-report --curves` end to end with the bundled MiniLM on a real SciFact slice."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,18 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from negforge.synth.fn_curves import (PLANTED, at_budget, combo_curve, fn_curves, judge_curve, known_fn, pareto,
-                                      plant_false_negatives, ratio_curve)
-from negforge.synth.schema import Negative, Passage, Record, Source
+from negforge.synth.fn_curves import (
+    PLANTED,
+    at_budget,
+    combo_curve,
+    fn_curves,
+    judge_curve,
+    known_fn,
+    pareto,
+    plant_false_negatives,
+    ratio_curve,
+)
+from negforge.synth.schema import Negative, Passage, Record
 
 
 def test_ratio_curve_covers_every_threshold_and_marks_the_default():
@@ -19,14 +29,21 @@ def test_ratio_curve_covers_every_threshold_and_marks_the_default():
     c = ratio_curve(ratio, fn, default=0.95)
     assert c["default"] == {"dropped": 0.2, "recall": round(2 / 3, 4), "threshold": 0.95}  # 0.96 of 5 others
     # Pareto points only: t = 0.96 drops the FN at 0.99 and 0.97 and nothing else; t = 0.80 adds 0.96 and 0.90.
-    assert c["points"] == [{"dropped": 0.0, "recall": round(2 / 3, 4), "threshold": 0.96},
-                           {"dropped": 0.2, "recall": 1.0, "threshold": 0.8}]
+    assert c["points"] == [
+        {"dropped": 0.0, "recall": round(2 / 3, 4), "threshold": 0.96},
+        {"dropped": 0.2, "recall": 1.0, "threshold": 0.8},
+    ]
     assert at_budget(c["points"], 0.1)["threshold"] == 0.96 and at_budget(c["points"], 0.2)["recall"] == 1.0
 
 
 def test_pareto_keeps_only_undominated_points():
-    pts = [{"dropped": 0.1, "recall": 0.5}, {"dropped": 0.2, "recall": 0.4}, {"dropped": 0.2, "recall": 0.7},
-           {"dropped": 0.05, "recall": 0.5}, {"dropped": 0.3, "recall": 0.7}]
+    pts = [
+        {"dropped": 0.1, "recall": 0.5},
+        {"dropped": 0.2, "recall": 0.4},
+        {"dropped": 0.2, "recall": 0.7},
+        {"dropped": 0.05, "recall": 0.5},
+        {"dropped": 0.3, "recall": 0.7},
+    ]
     assert pareto(pts) == [{"dropped": 0.05, "recall": 0.5}, {"dropped": 0.2, "recall": 0.7}]
 
 
@@ -44,8 +61,12 @@ def test_combinations_any_beats_each_rule_when_they_catch_different_fns():
     best = at_budget(any_, 0.0)["threshold"]
     assert 0.97 <= best["embedding"] < 0.98 and 0.97 <= best["cross_encoder"] < 0.98
     res = fn_curves([], scores, fn)
-    assert set(res["curves"]) == {"embedding", "cross_encoder", "embedding any cross_encoder",
-                                  "embedding both cross_encoder"}
+    assert set(res["curves"]) == {
+        "embedding",
+        "cross_encoder",
+        "embedding any cross_encoder",
+        "embedding both cross_encoder",
+    }
     assert res["summary"]["embedding any cross_encoder"]["0.15"]["recall"] == 1.0
 
 
@@ -60,9 +81,18 @@ def test_judge_curve_has_yes_and_yes_or_partly():
 
 def test_plant_moves_the_last_positive_and_known_fn_ignores_copies():
     p = [Passage(text=f"doc {i}", doc_id=f"d{i}") for i in range(3)]
-    recs = [Record(id="q1", query="q", positives=p[:2], negatives=[Negative(text="n", doc_id="d9", source="bm25")]),
-            Record(id="q2", query="q", positives=p[2:], negatives=[Negative(text="doc 2", doc_id="d2", source="bm25"),
-                                                                    Negative(text="x", doc_id="d7", source="dense")])]
+    recs = [
+        Record(id="q1", query="q", positives=p[:2], negatives=[Negative(text="n", doc_id="d9", source="bm25")]),
+        Record(
+            id="q2",
+            query="q",
+            positives=p[2:],
+            negatives=[
+                Negative(text="doc 2", doc_id="d2", source="bm25"),
+                Negative(text="x", doc_id="d7", source="dense"),
+            ],
+        ),
+    ]
     planted = plant_false_negatives(recs)
     assert [len(r.positives) for r in planted] == [1, 1] and len(recs[0].positives) == 2  # copies
     assert planted[0].negatives[-1].doc_id == "d1" and planted[0].negatives[-1].provenance.extra[PLANTED]
@@ -80,17 +110,34 @@ def test_fn_report_cli_draws_curves_with_real_scores(tiny_beir, tmp_path):
 
     beir = load_beir(tiny_beir, "train")
     cache = str(tmp_path / "emb")
-    recs, _ = mine_records(records_from_beir(beir, limit=6), beir,
-                           MineConfig(sources=["bm25"], num_negatives=5, range_max=10, cache_dir=cache),
-                           show_progress=False)
+    recs, _ = mine_records(
+        records_from_beir(beir, limit=6),
+        beir,
+        MineConfig(sources=["bm25"], num_negatives=5, range_max=10, cache_dir=cache),
+        show_progress=False,
+    )
     for r in recs[:4]:  # a second relevant passage on 4 queries (the first half of the positive's abstract)
         words = r.positives[0].text.split()
         r.positives.append(Passage(text=" ".join(words[: len(words) // 2]), title=r.positives[0].title))
     write_records(tmp_path / "recs.jsonl", recs)
     out = tmp_path / "rep"
-    res = CliRunner().invoke(app, ["fn-report", "-i", str(tmp_path / "recs.jsonl"), "--data", str(tiny_beir),
-                                   "-o", str(out), "-q", "--verifiers", "qrels,embedding",
-                                   "--set", f"cache_dir={cache}"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "fn-report",
+            "-i",
+            str(tmp_path / "recs.jsonl"),
+            "--data",
+            str(tiny_beir),
+            "-o",
+            str(out),
+            "-q",
+            "--verifiers",
+            "qrels,embedding",
+            "--set",
+            f"cache_dir={cache}",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "fn_report.json").read_text())
     curves = rep["curves"]

@@ -1,6 +1,7 @@
 """MAR generation: parsing of junk replies, re-ask then reject, job counts and provenance (scripted
 backend); a real run through the bundled SmolLM2 on the local xllamacpp server; the CLI, sharding and
 merge; resume after SIGKILL and faults against the fault-injecting OpenAI-compatible server."""
+
 from __future__ import annotations
 
 import json
@@ -11,42 +12,55 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fault_server import ALWAYS_JUNK, FaultServer, mar_reply
-from negforge.synth.attributes import sample_setting
 from scripted_backend import ScriptedBackend
+
+from negforge.synth.attributes import sample_setting
 from negforge.synth.config import GenerateConfig, LLMConfig, ProfileConfig
-from negforge.synth.errors import ConfigError
 from negforge.synth.draft_checks import copies_positive, talks_about_the_task
+from negforge.synth.errors import ConfigError
 from negforge.synth.generate import generate_records
-from negforge.synth.job import TooManyFailures, run_generate_job
-from negforge.synth.templates import TemplateSet
 from negforge.synth.io import read_records, write_records
+from negforge.synth.job import TooManyFailures, run_generate_job
 from negforge.synth.params import GenParams
 from negforge.synth.parsing import DraftReply, ParseError, ReflectionReply, analysis_model, parse_reply
 from negforge.synth.schema import Passage, Record, Source, Status
+from negforge.synth.templates import TemplateSet
 
 ROOT = Path(__file__).resolve().parents[1]
-POSITIVE = ("Vitamin D supplementation reduced the incidence of influenza A in schoolchildren by forty "
-            "percent in a randomised, double-blind, placebo-controlled trial in Japan during one winter.")
+POSITIVE = (
+    "Vitamin D supplementation reduced the incidence of influenza A in schoolchildren by forty "
+    "percent in a randomised, double-blind, placebo-controlled trial in Japan during one winter."
+)
 
 
 def rec(i: int, extra: str = "") -> Record:
-    return Record(id=f"q{i}", query=f"Vitamin D prevents influenza in children [r{i}]{extra}",
-                  positives=[Passage(text=POSITIVE, doc_id=f"d{i}")])
+    return Record(
+        id=f"q{i}",
+        query=f"Vitamin D prevents influenza in children [r{i}]{extra}",
+        positives=[Passage(text=POSITIVE, doc_id=f"d{i}")],
+    )
 
 
 def cfg(**kw) -> GenerateConfig:
-    base = dict(num_negatives=2, reflection_rounds=1, max_reasks=1, seed=7, cache_dir=None, batch_size=4,
-                llm=LLMConfig(params=GenParams(max_tokens=200, temperature=0.0)),
-                profile=ProfileConfig(describe_with_llm=False))  # no extra call for the corpus description
+    base = dict(
+        num_negatives=2,
+        reflection_rounds=1,
+        max_reasks=1,
+        seed=7,
+        cache_dir=None,
+        batch_size=4,
+        llm=LLMConfig(params=GenParams(max_tokens=200, temperature=0.0)),
+        profile=ProfileConfig(describe_with_llm=False),
+    )  # no extra call for the corpus description
     return GenerateConfig(**{**base, **kw})
 
 
 def step(conv: list[dict]) -> str:
     first = conv[0]["content"]
-    return ("analyse" if "List the attributes" in first else "generate" if "Write a hard negative" in first
-            else "reflect")
+    return (
+        "analyse" if "List the attributes" in first else "generate" if "Write a hard negative" in first else "reflect"
+    )
 
 
 # -- parsing ---------------------------------------------------------------------------------------
@@ -114,8 +128,10 @@ def test_reask_with_the_error_then_reject_with_reason_and_counts(tmp_path):
     assert list(records) == ["q0", "q1", "q2"]
     # the re-ask carries the junk reply and the error, then the format again
     reasks = [c for c, _ in backend.seen if len(c) == 3]
-    assert len(reasks) == 4 and all(c[1]["role"] == "assistant" and "could not be used" in c[2]["content"]
-                                    and '"passage"' in c[2]["content"] for c in reasks)
+    assert len(reasks) == 4 and all(
+        c[1]["role"] == "assistant" and "could not be used" in c[2]["content"] and '"passage"' in c[2]["content"]
+        for c in reasks
+    )
     assert all("no complete JSON object" in c[2]["content"] for c in reasks)
     assert summary.reasks == {"generate": 4}
     # r0: both drafts recovered on the re-ask; r1: both rejected; r2: one copy (left out), one dropped
@@ -147,8 +163,9 @@ def test_provenance_on_every_llm_negative(tmp_path):
         assert p.seed == 11 and p.rounds == 1 and p.extra["index"] == i
         assert p.extra["reflection"] == [{"round": 1, "decision": "keep", "reason": "fine"}]
         # the setting sampled for this draft (flip among the attributes the analysis found) + the flipped value
-        setting = sample_setting(11, "q0", i, len(POSITIVE.split()), ["topic", "entities", "scope"],
-                                 max_words=int((200 - 60) / 1.4))
+        setting = sample_setting(
+            11, "q0", i, len(POSITIVE.split()), ["topic", "entities", "scope"], max_words=int((200 - 60) / 1.4)
+        )
         assert p.attributes == {**setting, "flip_value": p.attributes["flip_value"]}
         assert p.attributes["flip"] in ("entities", "scope")
         assert p.attributes["flip_value"] == {"entities": "protein X", "scope": "adult mice"}[p.attributes["flip"]]
@@ -156,21 +173,32 @@ def test_provenance_on_every_llm_negative(tmp_path):
 
 
 def test_drafts_about_the_task_are_rejected(tmp_path):
-    meta = json.dumps({"passage": "The passage is hard yet does not answer the query, as it is hard to tell.",
-                       "reasoning": "r"})
+    meta = json.dumps(
+        {"passage": "The passage is hard yet does not answer the query, as it is hard to tell.", "reasoning": "r"}
+    )
     backend = ScriptedBackend(lambda conv: meta if step(conv) == "generate" else mar_reply(conv))
     s = run_generate_job([rec(0)], cfg(), tmp_path / "o.jsonl", show_progress=False, backend=backend)
     assert dict(s.reasons) == {"meta_text": 2} and dict(s.status) == {"dropped": 2}
     negs = read_records(tmp_path / "o.jsonl")[0].negatives
-    assert len(negs) == 2 and all(n.verdict.rule == "meta_text" and n.verdict.status == Status.rejected
-                                  and n.provenance.rounds == 0 for n in negs)
+    assert len(negs) == 2 and all(
+        n.verdict.rule == "meta_text" and n.verdict.status == Status.rejected and n.provenance.rounds == 0 for n in negs
+    )
     assert len(backend.seen) == 3  # no reflection asked for them
     assert not talks_about_the_task(POSITIVE, TemplateSet("mar").space.draft_checks.meta_phrases)
 
 
 def test_filler_in_the_analysis_is_dropped(tmp_path):
-    filler = json.dumps({"topic": "The main subject", "entities": "vitamin D", "intent": "x y", "time": "x y",
-                         "place": "x y", "quantity": "quantity", "key_fact": "it cut influenza by 40%"})
+    filler = json.dumps(
+        {
+            "topic": "The main subject",
+            "entities": "vitamin D",
+            "intent": "x y",
+            "time": "x y",
+            "place": "x y",
+            "quantity": "quantity",
+            "key_fact": "it cut influenza by 40%",
+        }
+    )
     backend = ScriptedBackend(lambda conv: filler if step(conv) == "analyse" else mar_reply(conv))
     s = run_generate_job([rec(0)], cfg(num_negatives=3), tmp_path / "o.jsonl", show_progress=False, backend=backend)
     (r,) = read_records(tmp_path / "o.jsonl")
@@ -181,8 +209,11 @@ def test_filler_in_the_analysis_is_dropped(tmp_path):
 
 def test_backend_failures_fail_the_record_and_template_errors(tmp_path):
     """A draft whose call failed at the backend fails its record: not in the output, listed with the error."""
-    backend = ScriptedBackend(lambda conv: RuntimeError("boom") if step(conv) == "generate" and "[r0]" in conv[0]["content"]
-                              else mar_reply(conv))
+    backend = ScriptedBackend(
+        lambda conv: (
+            RuntimeError("boom") if step(conv) == "generate" and "[r0]" in conv[0]["content"] else mar_reply(conv)
+        )
+    )
     out = tmp_path / "o.jsonl"
     with pytest.raises(TooManyFailures, match=r"1 of 2 records failed") as e:
         run_generate_job([rec(0), rec(1)], cfg(), out, show_progress=False, backend=backend)
@@ -202,13 +233,23 @@ def test_backend_failures_fail_the_record_and_template_errors(tmp_path):
 # -- the real bundled model --------------------------------------------------------------------------
 @pytest.mark.slow
 def test_real_run_through_the_local_server(tiny_beir, local_server, tmp_path, monkeypatch):
-    monkeypatch.setenv("NEGFORGE_MODEL", "SmolLM2-135M-Instruct")  # the name we send; /v1/models would give the GGUF path
+    monkeypatch.setenv(
+        "NEGFORGE_MODEL", "SmolLM2-135M-Instruct"
+    )  # the name we send; /v1/models would give the GGUF path
     from negforge.synth.data import load_beir, records_from_beir
 
     records = records_from_beir(load_beir(tiny_beir, "train"), 3)
-    c = cfg(num_negatives=1, max_prompt_words=80, llm=LLMConfig(base_url=local_server.base_url, model="SmolLM2-135M-Instruct",
-                                           concurrency=2, timeout_s=900,
-                                           params=GenParams(max_tokens=200, temperature=0.7, seed=0)))
+    c = cfg(
+        num_negatives=1,
+        max_prompt_words=80,
+        llm=LLMConfig(
+            base_url=local_server.base_url,
+            model="SmolLM2-135M-Instruct",
+            concurrency=2,
+            timeout_s=900,
+            params=GenParams(max_tokens=200, temperature=0.7, seed=0),
+        ),
+    )
     out = tmp_path / "gen.jsonl"
     s = run_generate_job(records, c, out, show_progress=False)
     got = read_records(out)
@@ -247,9 +288,20 @@ def mar_server():
 def write_cfg(path: Path, base_url: str, **extra) -> Path:
     import yaml
 
-    doc = {"llm": {"base_url": base_url, "model": "fault-mar", "concurrency": 4, "timeout_s": 30,
-                   "params": {"max_tokens": 200, "temperature": 0.0}},
-           "num_negatives": 2, "reflection_rounds": 1, "seed": 3, "cache_dir": None, **extra}
+    doc = {
+        "llm": {
+            "base_url": base_url,
+            "model": "fault-mar",
+            "concurrency": 4,
+            "timeout_s": 30,
+            "params": {"max_tokens": 200, "temperature": 0.0},
+        },
+        "num_negatives": 2,
+        "reflection_rounds": 1,
+        "seed": 3,
+        "cache_dir": None,
+        **extra,
+    }
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -266,8 +318,22 @@ def test_cli_shards_and_merge_equal_the_unsharded_run(tiny_beir, mar_server, tmp
     shards = []
     for i in range(2):
         shards.append(tmp_path / f"shard{i}.jsonl")
-        cli("generate", "--config", conf, "--data", tiny_beir, "--output", shards[-1], "--limit", 8,
-            "--shard", i, "--num-shards", 2, "-q")
+        cli(
+            "generate",
+            "--config",
+            conf,
+            "--data",
+            tiny_beir,
+            "--output",
+            shards[-1],
+            "--limit",
+            8,
+            "--shard",
+            i,
+            "--num-shards",
+            2,
+            "-q",
+        )
     sizes = [len(read_records(s)) for s in shards]
     assert sum(sizes) == 8 and min(sizes) > 0
     merged = tmp_path / "merged.jsonl"
@@ -275,10 +341,26 @@ def test_cli_shards_and_merge_equal_the_unsharded_run(tiny_beir, mar_server, tmp
     assert read_records(merged) == read_records(full)  # same ids, same order, same negatives
     # a shard from another job (other seed) under the same ids is refused, naming the record and files
     other = tmp_path / "other.jsonl"
-    cli("generate", conf, "--data", tiny_beir, "--output", other, "--limit", 8, "--shard", 0, "--num-shards", 2,
-        "--set", "seed=4", "-q")
-    from negforge.synth.cli import app
+    cli(
+        "generate",
+        conf,
+        "--data",
+        tiny_beir,
+        "--output",
+        other,
+        "--limit",
+        8,
+        "--shard",
+        0,
+        "--num-shards",
+        2,
+        "--set",
+        "seed=4",
+        "-q",
+    )
     from typer.testing import CliRunner
+
+    from negforge.synth.cli import app
 
     res = CliRunner().invoke(app, ["merge", str(tmp_path / "bad.jsonl"), str(shards[0]), str(other)])
     assert res.exit_code == 2 and "differs between" in res.output
@@ -291,8 +373,20 @@ def test_cli_errors_are_one_line(tmp_path, tiny_beir):
 
     res = CliRunner().invoke(app, ["generate", "--output", str(tmp_path / "o.jsonl")])
     assert res.exit_code == 2 and "exactly one of --data" in res.output
-    res = CliRunner().invoke(app, ["generate", "--data", str(tiny_beir), "--output", str(tmp_path / "o.jsonl"),
-                                   "--shard", "2", "--num-shards", "2"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            "--data",
+            str(tiny_beir),
+            "--output",
+            str(tmp_path / "o.jsonl"),
+            "--shard",
+            "2",
+            "--num-shards",
+            "2",
+        ],
+    )
     assert res.exit_code == 2 and "shard" in res.output
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "query": "q", "positives": [{"text": "p"}]}\n{"id": "b", "query": ""}\n')
@@ -303,10 +397,32 @@ def test_cli_errors_are_one_line(tmp_path, tiny_beir):
 @pytest.mark.slow
 def test_cli_generate_with_the_local_server(tiny_beir, local_server, tmp_path):
     out = tmp_path / "gen.jsonl"
-    args = ["generate", "--data", tiny_beir, "--output", out, "--limit", 2, "--quiet",
-            "--set", f"llm.base_url={local_server.base_url}", "--set", "llm.concurrency=2",
-            "--set", "llm.timeout_s=900", "--set", "llm.params.max_tokens=160", "--set", "num_negatives=1",
-            "--set", "reflection_rounds=0", "--set", "max_prompt_words=80", "--set", f"cache_dir={tmp_path / 'cache'}"]
+    args = [
+        "generate",
+        "--data",
+        tiny_beir,
+        "--output",
+        out,
+        "--limit",
+        2,
+        "--quiet",
+        "--set",
+        f"llm.base_url={local_server.base_url}",
+        "--set",
+        "llm.concurrency=2",
+        "--set",
+        "llm.timeout_s=900",
+        "--set",
+        "llm.params.max_tokens=160",
+        "--set",
+        "num_negatives=1",
+        "--set",
+        "reflection_rounds=0",
+        "--set",
+        "max_prompt_words=80",
+        "--set",
+        f"cache_dir={tmp_path / 'cache'}",
+    ]
     text = cli(*args)
     assert "2 selected, 0 already done, 2 generated" in text and "completion" in text
     got = read_records(out)
@@ -333,7 +449,18 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
         ref = tmp_path / "ref.jsonl"
         run_generate_job(records, load_config(GenerateConfig, conf), ref, show_progress=False)
         out = tmp_path / "out.jsonl"
-        cmd = [sys.executable, "-m", "negforge.synth.cli", "generate", str(conf), "--input", str(src), "--output", str(out), "-q"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "negforge.synth.cli",
+            "generate",
+            str(conf),
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "-q",
+        ]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
@@ -362,14 +489,25 @@ def test_faults_retry_succeed_and_junk_is_rejected_with_counts(tmp_path, monkeyp
 
     monkeypatch.setattr(OpenAIBackend, "backoff_s", 0.02)
     monkeypatch.setattr(OpenAIBackend, "jitter_s", 0.02)
-    plan = {"[r0]": [("429", 1), "500"],  # analyse: rate limited, then a server error, then fine
-            "[r1]": [("hang", 2.5)],  # analyse: times out (timeout_s=1), retried
-            "[r2]": ["ok", "junk_body", "no_choices"],  # both drafts: a malformed HTTP 200, retried
-            "[r3]": ["ok", "junk_content"]}  # one draft: unparseable text, re-asked, fine
+    plan = {
+        "[r0]": [("429", 1), "500"],  # analyse: rate limited, then a server error, then fine
+        "[r1]": [("hang", 2.5)],  # analyse: times out (timeout_s=1), retried
+        "[r2]": ["ok", "junk_body", "no_choices"],  # both drafts: a malformed HTTP 200, retried
+        "[r3]": ["ok", "junk_content"],
+    }  # one draft: unparseable text, re-asked, fine
     records = [rec(0), rec(1), rec(2), rec(3), rec(4, " " + ALWAYS_JUNK), rec(5)]
     with FaultServer(plan, reply_fn=mar_reply) as srv:
-        c = cfg(batch_size=6, llm=LLMConfig(base_url=srv.base_url, model="fault-mar", concurrency=4, timeout_s=1,
-                                            max_retries=3, params=GenParams(max_tokens=200, temperature=0.0)))
+        c = cfg(
+            batch_size=6,
+            llm=LLMConfig(
+                base_url=srv.base_url,
+                model="fault-mar",
+                concurrency=4,
+                timeout_s=1,
+                max_retries=3,
+                params=GenParams(max_tokens=200, temperature=0.0),
+            ),
+        )
         s = run_generate_job(records, c, tmp_path / "out.jsonl", show_progress=False)
         assert srv.count("429") == 1 and srv.count("500") == 1 and srv.count("hang") == 1
         assert srv.count("junk_body") == 1 and srv.count("no_choices") == 1 and srv.count("junk_content") == 1

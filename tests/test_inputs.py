@@ -1,6 +1,7 @@
 """Inputs users already have, read into records: datasets folders (save_to_disk) and objects with a
 column map, sentence-transformers pairs / n-tuples / triplets, CSV/TSV pairs, Parquet, Tevatron
 (both layouts, our own exports), FlagEmbedding, records; the detected format named in errors."""
+
 from __future__ import annotations
 
 import csv
@@ -39,8 +40,9 @@ def test_saved_dataset_with_column_map(pairs, beir_records, tmp_path):
     got = read_input(tmp_path / "ds", columns={"query": "claim", "positive": "abstract"})
     assert got.format == "hf-dataset" and got.dataset.corpus is None
     assert [r.query for r in got.records] == [r.query for r in beir_records]
-    assert [[p.text for p in r.positives] for r in got.records] == [[p.full_text for p in r.positives]
-                                                                    for r in beir_records]
+    assert [[p.text for p in r.positives] for r in got.records] == [
+        [p.full_text for p in r.positives] for r in beir_records
+    ]
     assert len({r.id for r in got.records}) == len(got.records)
     # a DatasetDict folder: the split is chosen, a missing one is named; a Dataset object works too
     DatasetDict({"train": ds, "dev": ds.select(range(2))}).save_to_disk(str(tmp_path / "dd"))
@@ -61,15 +63,22 @@ def test_sentence_transformers_pairs_ntuples_and_triplets(pairs, tmp_path):
     queries = list(dict.fromkeys(q for q, _ in pairs))
     pos = {q: [p for qq, p in pairs if qq == q] for q in queries}
     others = [p for _, p in pairs]
-    ntuple = Dataset.from_dict({"anchor": queries, "positive": [pos[q][0] for q in queries],
-                                "negative_1": others[-len(queries):], "negative_2": others[:len(queries)]})
+    ntuple = Dataset.from_dict(
+        {
+            "anchor": queries,
+            "positive": [pos[q][0] for q in queries],
+            "negative_1": others[-len(queries) :],
+            "negative_2": others[: len(queries)],
+        }
+    )
     recs = read_input(ntuple).records
     assert [r.query for r in recs] == queries
     want = [x for x in (others[-len(queries)], others[0]) if x != pos[queries[0]][0]]
     assert [n.text for n in recs[0].negatives] == want
     assert all(n.source == Source.imported and n.verdict is None for r in recs for n in r.negatives)
-    triplets = Dataset.from_dict({"anchor": [queries[0]] * 3, "positive": [pos[queries[0]][0]] * 3,
-                                  "negative": others[-3:]})
+    triplets = Dataset.from_dict(
+        {"anchor": [queries[0]] * 3, "positive": [pos[queries[0]][0]] * 3, "negative": others[-3:]}
+    )
     (one,) = read_input(triplets).records  # one row per negative: one record
     assert [n.text for n in one.negatives] == others[-3:] and len(one.positives) == 1
 
@@ -86,8 +95,12 @@ def test_csv_and_tsv_pairs(pairs, beir_records, tmp_path):
     got = read_input(tmp_path / "pairs.csv")
     assert got.format == "csv" and [r.query for r in got.records] == [r.query for r in beir_records]
     assert sum(len(r.positives) for r in got.records) == len(pairs)  # a query's rows: one record
-    _write_table(tmp_path / "pairs.tsv", ["qid", "question", "passage"],
-                 [(f"Q{i}", q, p) for i, (q, p) in enumerate(pairs[:3])], "\t")
+    _write_table(
+        tmp_path / "pairs.tsv",
+        ["qid", "question", "passage"],
+        [(f"Q{i}", q, p) for i, (q, p) in enumerate(pairs[:3])],
+        "\t",
+    )
     got = read_input(tmp_path / "pairs.tsv", columns={"query": "question"})
     assert got.format == "tsv" and [r.id for r in got.records] == ["Q0", "Q1", "Q2"]
     _write_table(tmp_path / "bad.csv", ["a", "b"], pairs[:2], ",")
@@ -106,8 +119,12 @@ def test_own_exports_read_back(tiny_beir, beir_records, tmp_path):
     kept = Verdict(status=Status.kept, rule="all", reason="passed")
     corpus = load_beir(tiny_beir, "train").corpus
     other = [d for d in corpus.ids if d not in {p.doc_id for r in beir_records for p in r.positives}]
-    recs = [r.model_copy(update={"negatives": [Negative(**corpus.passage(other[i]).model_dump(), source="bm25",
-                                                         verdict=kept)]}) for i, r in enumerate(beir_records)]
+    recs = [
+        r.model_copy(
+            update={"negatives": [Negative(**corpus.passage(other[i]).model_dump(), source="bm25", verdict=kept)]}
+        )
+        for i, r in enumerate(beir_records)
+    ]
     recs[0].negatives.append(Negative(text="A generated passage.", source="llm", verdict=kept))
     # Parquet (this was a traceback): sources and doc ids come back
     back = read_input(export_records(recs, "parquet", tmp_path / "x.parquet").path)
@@ -142,8 +159,12 @@ def test_duplicate_ids_and_unknown_inputs(tmp_path):
     (tmp_path / "f.jsonl").write_text(json.dumps(line) + "\n" + json.dumps({**line, "query": "q2"}) + "\n")
     with pytest.raises(InputError, match=r"f\.jsonl:2: .*'7' appears again \(first at line 1\)"):
         read_input(tmp_path / "f.jsonl")
-    tev = {"query_id": "5", "query": "q", "positive_passages": [{"docid": "d", "title": "", "text": "p"}],
-           "negative_passages": []}
+    tev = {
+        "query_id": "5",
+        "query": "q",
+        "positive_passages": [{"docid": "d", "title": "", "text": "p"}],
+        "negative_passages": [],
+    }
     (tmp_path / "t.jsonl").write_text(json.dumps(tev) + "\n" + json.dumps({**tev, "query": "other"}) + "\n")
     with pytest.raises(InputError, match=r"t\.jsonl:2: query id '5' appears again \(first at line 1\)"):
         read_input(tmp_path / "t.jsonl")
@@ -167,9 +188,25 @@ def test_mine_cli_on_a_csv_of_pairs(pairs, tmp_path):
 
     _write_table(tmp_path / "pairs.csv", ["claim", "abstract"], pairs, ",")
     out = tmp_path / "mined.jsonl"
-    res = CliRunner().invoke(app, ["mine", "-i", str(tmp_path / "pairs.csv"), "-o", str(out), "--sources", "bm25",
-                                   "--columns", "query=claim,positive=abstract", "--set", "num_negatives=2",
-                                   "--set", "range_max=5", "-q"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "mine",
+            "-i",
+            str(tmp_path / "pairs.csv"),
+            "-o",
+            str(out),
+            "--sources",
+            "bm25",
+            "--columns",
+            "query=claim,positive=abstract",
+            "--set",
+            "num_negatives=2",
+            "--set",
+            "range_max=5",
+            "-q",
+        ],
+    )
     assert res.exit_code == 0, res.output
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(recs) == 10 and all(len(r["negatives"]) <= 2 for r in recs)

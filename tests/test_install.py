@@ -1,5 +1,6 @@
 """Install paths: scripts/setup.sh keeps an installed torch (and pins it for every later step), installs
 torch itself only on a machine without one; `pip install negforge[local]` resolves without touching torch."""
+
 from __future__ import annotations
 
 import json
@@ -67,8 +68,23 @@ def test_pip_install_local_extra_keeps_the_installed_torch(tmp_path):
     """pip's own resolver, in this environment (torch already installed): installing negforge with the
     [local] extra leaves torch as it is."""
     report = tmp_path / "report.json"
-    res = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--no-build-isolation",
-                          "--report", str(report), "-e", f"{ROOT}[local]"], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--quiet",
+            "--no-build-isolation",
+            "--report",
+            str(report),
+            "-e",
+            f"{ROOT}[local]",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if res.returncode != 0:
         pytest.fail(f"pip could not resolve negforge[local]: {res.stderr[-2000:]}")
     names = [i["metadata"]["name"].lower() for i in json.loads(report.read_text())["install"]]

@@ -2,15 +2,19 @@ import json
 
 import pytest
 
-from negforge.synth.data import load_beir, records_from_beir, records_from_flag_jsonl, load_corpus
+from negforge.synth.data import load_beir, load_corpus, records_from_beir, records_from_flag_jsonl
 from negforge.synth.errors import InputError
 from negforge.synth.io import RecordAppender, read_records, write_records
 from negforge.synth.schema import Negative, Passage, Record, Source
 
 
 def _rec(i: int) -> Record:
-    return Record(id=f"q{i}", query=f"query {i}", positives=[Passage(text=f"pos {i}", doc_id=f"d{i}")],
-                  negatives=[Negative(text=f"neg {i}", source=Source.bm25)])
+    return Record(
+        id=f"q{i}",
+        query=f"query {i}",
+        positives=[Passage(text=f"pos {i}", doc_id=f"d{i}")],
+        negatives=[Negative(text=f"neg {i}", source=Source.bm25)],
+    )
 
 
 def test_records_round_trip(tmp_path):

@@ -1,5 +1,6 @@
 """Multi-positive losses against direct reference formulas (values and gradients), and against
 sentence-transformers' MultipleNegativesRankingLoss where theory says they coincide (|P| = 1)."""
+
 from __future__ import annotations
 
 import math
@@ -89,18 +90,23 @@ def _compare(ours_fn, ref_fn, emb, labels):
 MULTI = [[1, 1, 1], [1, 0, 0], [1, 1, 0], [1, 0, 0]]
 
 
-@pytest.mark.parametrize("loss_cls,kwargs,ref", [
-    (SumMargLHLoss, {}, ref_summarg),
-    (JointLHLoss, {}, ref_joint_all),
-    (JointLHLoss, {"denominator": "each"}, ref_joint_each),
-    (LSEPairLoss, {}, ref_lsepair),
-], ids=["summarglh", "jointlh-all", "jointlh-each", "lsepair"])
+@pytest.mark.parametrize(
+    "loss_cls,kwargs,ref",
+    [
+        (SumMargLHLoss, {}, ref_summarg),
+        (JointLHLoss, {}, ref_joint_all),
+        (JointLHLoss, {"denominator": "each"}, ref_joint_each),
+        (LSEPairLoss, {}, ref_lsepair),
+    ],
+    ids=["summarglh", "jointlh-all", "jointlh-each", "lsepair"],
+)
 @pytest.mark.parametrize("n_neg", [0, 2])
 def test_multi_positive_matches_reference(loss_cls, kwargs, ref, n_neg):
     emb, labels = _batch(MULTI, n_neg)
     loss = loss_cls(None, scale=SCALE, **kwargs)
-    value = _compare(lambda e, l: loss.compute_loss_from_embeddings(e, l),
-                     lambda e, l: _reference(ref, e, l), emb, labels)
+    value = _compare(
+        lambda e, lab: loss.compute_loss_from_embeddings(e, lab), lambda e, lab: _reference(ref, e, lab), emb, labels
+    )
     assert value > 0
 
 
@@ -109,15 +115,15 @@ def test_rand1lh_matches_reference_with_its_draws():
     drawn = Rand1LHLoss(None, scale=SCALE, seed=7).sample_positives(labels)  # same seed: same first draw
     assert all(labels[i, j] for i, j in enumerate(drawn.tolist()))
 
-    def ref(e, l):
+    def ref(e, lab):
         out = []
-        for i in range(l.shape[0]):
-            q, _, neg = _sets(e, l, i)  # the query's other positives are not negatives
+        for i in range(lab.shape[0]):
+            q, _, neg = _sets(e, lab, i)  # the query's other positives are not negatives
             out.append(ref_infonce(q, e[1 + int(drawn[i])][i], neg))
         return torch.stack(out).mean()
 
     loss = Rand1LHLoss(None, scale=SCALE, seed=7)
-    _compare(lambda e, l: loss.compute_loss_from_embeddings(e, l), ref, emb, labels)
+    _compare(lambda e, lab: loss.compute_loss_from_embeddings(e, lab), ref, emb, labels)
 
 
 def test_rand1lh_draws_are_seeded_and_cover_all_positives():
@@ -135,9 +141,13 @@ def test_one_positive_all_losses_equal_infonce_and_sentence_transformers_mnrl(n_
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     emb, labels = _batch([[1]] * 5, n_neg, seed=2)
-    losses = [SumMargLHLoss(None, scale=SCALE), JointLHLoss(None, scale=SCALE),
-              JointLHLoss(None, scale=SCALE, denominator="each"), LSEPairLoss(None, scale=SCALE),
-              Rand1LHLoss(None, scale=SCALE)]
+    losses = [
+        SumMargLHLoss(None, scale=SCALE),
+        JointLHLoss(None, scale=SCALE),
+        JointLHLoss(None, scale=SCALE, denominator="each"),
+        LSEPairLoss(None, scale=SCALE),
+        Rand1LHLoss(None, scale=SCALE),
+    ]
     mnrl = MultipleNegativesRankingLoss(None, scale=SCALE)
     ref_leaves = _leaves(emb, torch.float32)
     ref = mnrl.compute_loss_from_embeddings(ref_leaves, None)

@@ -1,4 +1,5 @@
 """Miners on the real SciFact slice: BM25 against rank_bm25, dense windows, positives never mined."""
+
 from __future__ import annotations
 
 import json
@@ -97,16 +98,21 @@ def test_qrels_positive_missing_from_record_is_still_skipped(beir, records):
 
 def test_positives_without_doc_ids_are_skipped_by_text(beir, records, tmp_path):
     path = tmp_path / "flag.jsonl"
-    path.write_text("".join(json.dumps({"query": r.query, "pos": [r.positives[0].full_text]}) + "\n"
-                            for r in records[:10]))
+    path.write_text(
+        "".join(json.dumps({"query": r.query, "pos": [r.positives[0].full_text]}) + "\n" for r in records[:10])
+    )
     flag = records_from_flag_jsonl(path)
-    out, report = mine_records(flag, Dataset(corpus=beir.corpus), MineConfig(sources=["bm25"], num_negatives=4), show_progress=False)
+    out, report = mine_records(
+        flag, Dataset(corpus=beir.corpus), MineConfig(sources=["bm25"], num_negatives=4), show_progress=False
+    )
     assert report.miners["bm25"].removed["positive_text"] >= 5
     for r in out:
         assert normalise_text(r.positives[0].text) not in {normalise_text(n.full_text) for n in r.negatives}
     # mining against the input's own passages (corpus_from_records) skips them by id as well
     pooled = corpus_from_records(flag)
-    out, report = mine_records(flag, Dataset(corpus=pooled), MineConfig(sources=["bm25"], num_negatives=4, range_max=9), show_progress=False)
+    out, report = mine_records(
+        flag, Dataset(corpus=pooled), MineConfig(sources=["bm25"], num_negatives=4, range_max=9), show_progress=False
+    )
     assert report.miners["bm25"].mined > 0
     for r in out:
         assert not {n.doc_id for n in r.negatives} & r.positive_ids()
@@ -136,8 +142,15 @@ def test_rerun_adds_nothing_already_mined(beir, records):
 def test_dense_respects_windows_and_positives(beir, records, emb_cache, encoder_path):
     from negforge.mixers.embeddings import corpus_embeddings, encode_texts
 
-    cfg = MineConfig(sources=["dense"], num_negatives=4, range_min=2, range_max=20, max_score=0.6,
-                     relative_margin=0.05, cache_dir=emb_cache)
+    cfg = MineConfig(
+        sources=["dense"],
+        num_negatives=4,
+        range_min=2,
+        range_max=20,
+        max_score=0.6,
+        relative_margin=0.05,
+        cache_dir=emb_cache,
+    )
     out, report = mine_records(records, beir, cfg, show_progress=False)
     stats = report.miners["dense"]
     assert stats.mined > 0 and stats.removed["labelled_positive"] > 0 and stats.removed["range_min"] > 0
@@ -162,8 +175,12 @@ def test_dense_respects_windows_and_positives(beir, records, emb_cache, encoder_
             assert abs(float(emb[beir.corpus.index(n.doc_id)] @ qi) - s) < 1e-4
             assert 2 <= n.provenance.extra["window_rank"] < 20
     # without filters, the kept ones are exactly the survivors ranked range_min.. by score
-    plain, _ = mine_records(records, beir, MineConfig(sources=["dense"], num_negatives=4, range_min=0,
-                                                             range_max=20, cache_dir=emb_cache), show_progress=False)
+    plain, _ = mine_records(
+        records,
+        beir,
+        MineConfig(sources=["dense"], num_negatives=4, range_min=0, range_max=20, cache_dir=emb_cache),
+        show_progress=False,
+    )
     for qi, r in zip(q, plain):
         pos_ids = _positive_ids(beir, r)
         order = [beir.corpus.ids[i] for i in np.argsort(-(np.asarray(emb) @ qi), kind="stable")]
@@ -230,13 +247,14 @@ def test_exact_search_never_holds_a_second_copy(tmp_path, search):
     mm = np.memmap(path, dtype=np.float32, mode="w+", shape=(n, dim))
     rng = np.random.default_rng(0)
     for start in range(0, n, 50_000):
-        mm[start:start + 50_000] = rng.standard_normal((50_000, dim), dtype=np.float32)
+        mm[start : start + 50_000] = rng.standard_normal((50_000, dim), dtype=np.float32)
     mm.flush()
     del mm
     emb = np.memmap(path, dtype=np.float32, mode="r", shape=(n, dim))
     q = rng.standard_normal((64, dim), dtype=np.float32)
     import faiss  # noqa: F401 - the libraries' own pages are not the search's memory
     import torch  # noqa: F401
+
     try:
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM (the peak) to the current RSS
     except OSError:
@@ -283,8 +301,23 @@ def test_mine_cli(tiny_beir, tmp_path):
     from negforge.synth.cli import app
 
     out = tmp_path / "mined.jsonl"
-    res = CliRunner().invoke(app, ["mine", "--input", str(tiny_beir), "--output", str(out), "--sources", "bm25",
-                                   "--set", "num_negatives=3", "--set", f"mine.cache_dir={tmp_path}", "-q"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "mine",
+            "--input",
+            str(tiny_beir),
+            "--output",
+            str(out),
+            "--sources",
+            "bm25",
+            "--set",
+            "num_negatives=3",
+            "--set",
+            f"mine.cache_dir={tmp_path}",
+            "-q",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "labelled_positive" in res.output
     recs = read_records(out)
@@ -297,12 +330,25 @@ def test_mine_cli(tiny_beir, tmp_path):
         matches = {beir.corpus.ids[i] for i in row if i >= 0} - _positive_ids(beir, r)
         assert len(r.negatives) == min(3, len(matches)), (r.id, r.query)
     assert sum(len(r.negatives) < 3 for r in recs) >= 1  # "5'-nucleotidase metabolizes 6MP." matches 1 doc
-    res = CliRunner().invoke(app, ["mine", "--input", str(out), "--output", str(tmp_path / "x.jsonl"),
-                                   "--sources", "bm25", "--set", "range_min=60"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "mine",
+            "--input",
+            str(out),
+            "--output",
+            str(tmp_path / "x.jsonl"),
+            "--sources",
+            "bm25",
+            "--set",
+            "range_min=60",
+        ],
+    )
     assert res.exit_code == 2 and "range_min" in res.output
 
 
 # ---- click logs -------------------------------------------------------------------------------
+
 
 def _imp(shown, clicks, qid=None, query=None):
     key = {"query_id": qid} if qid is not None else {"query": query}
@@ -312,8 +358,11 @@ def _imp(shown, clicks, qid=None, query=None):
 def _click_setup(tmp_path):
     from negforge.synth.data import Corpus
 
-    corpus = Corpus(ids=[f"d{i}" for i in range(1, 9)], titles=[""] * 8,
-                    texts=[f"document {i} about bones, vitamins and number {i}" for i in range(1, 9)])
+    corpus = Corpus(
+        ids=[f"d{i}" for i in range(1, 9)],
+        titles=[""] * 8,
+        texts=[f"document {i} about bones, vitamins and number {i}" for i in range(1, 9)],
+    )
     long_ = lambda d: {"doc_id": d, "dwell_s": 30}  # noqa: E731
     lines = [
         _imp(["d1", "d2", "d3", "d4"], [long_("d3")], qid="1"),
@@ -324,15 +373,21 @@ def _click_setup(tmp_path):
     ]
     path = tmp_path / "clicks.jsonl"
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    recs = [Record(id="1", query="vitamin D and bone density", positives=[corpus.passage("d3")]),
-            Record(id="2", query="calcium intake and fractures", positives=[corpus.passage("d8")])]
+    recs = [
+        Record(id="1", query="vitamin D and bone density", positives=[corpus.passage("d3")]),
+        Record(id="2", query="calcium intake and fractures", positives=[corpus.passage("d8")]),
+    ]
     return corpus, recs, path
 
 
 def test_click_miner_skips_related_dwell_and_min_impressions(tmp_path):
     corpus, recs, path = _click_setup(tmp_path)
-    cfg = MineConfig(sources=["click"], num_negatives=5, range_max=10,
-                     click={"log": str(path), "propensities": [1.0, 0.5, 0.33, 0.25, 0.2], "min_impressions": 2})
+    cfg = MineConfig(
+        sources=["click"],
+        num_negatives=5,
+        range_max=10,
+        click={"log": str(path), "propensities": [1.0, 0.5, 0.33, 0.25, 0.2], "min_impressions": 2},
+    )
     out, report = mine_records(recs, Dataset(corpus=corpus), cfg, show_progress=False)
     negs = out[0].negatives_from("click")
     # d1, d2 shown above the click three times (d2's 2-second click is a bounce); d4 right below it,
@@ -347,14 +402,18 @@ def test_click_miner_skips_related_dwell_and_min_impressions(tmp_path):
     assert removed["clicked"] >= 3  # d3 for query 1, d3 and d6 for query 2
     assert "d3" not in {n.doc_id for r in out for n in r.negatives}
     # every click counts without the dwell rule: d2's click (1 of 3 views) makes it a clicked doc
-    out, _ = mine_records(recs, Dataset(corpus=corpus), cfg, show_progress=False, miner_options={"click": {"min_dwell_s": 0}})
+    out, _ = mine_records(
+        recs, Dataset(corpus=corpus), cfg, show_progress=False, miner_options={"click": {"min_dwell_s": 0}}
+    )
     assert [n.doc_id for n in out[0].negatives] == ["d1", "d4", "d6"]
     # position bias: with a flatter examination curve, d4 (below the click) counts as seen more often
     flat_cfg = cfg.model_copy(update={"click": cfg.click.model_copy(update={"propensities": [1.0] * 5})})
     flat, _ = mine_records(recs, Dataset(corpus=corpus), flat_cfg, show_progress=False)
     assert {n.doc_id: n.scores["click"] for n in flat[0].negatives}["d4"] == pytest.approx(3.0)
     # the same through the config instead of miner_options
-    strict_cfg = MineConfig.model_validate({**cfg.model_dump(), "click": {**cfg.click.model_dump(), "min_impressions": 4}})
+    strict_cfg = MineConfig.model_validate(
+        {**cfg.model_dump(), "click": {**cfg.click.model_dump(), "min_impressions": 4}}
+    )
     strict, rep = mine_records(recs, Dataset(corpus=corpus), strict_cfg, show_progress=False)
     assert [n.doc_id for n in strict[0].negatives] == [] and rep.miners["click"].removed["min_impressions"] > 1
 
@@ -362,10 +421,12 @@ def test_click_miner_skips_related_dwell_and_min_impressions(tmp_path):
 def test_click_log_errors_name_file_and_line(tmp_path):
     from negforge.mixers.click import load_click_log
 
-    bad = [("{\"shown\": [{\"doc_id\": \"a\", \"position\": 1}]}", "query_id"),
-           (json.dumps(_imp(["a"], ["b"], qid="1")), "clicked doc 'b' is not in 'shown'"),
-           (json.dumps({"query_id": "1", "shown": [{"doc_id": "a", "position": 0}]}), "position"),
-           ("{not json", "not valid JSON")]
+    bad = [
+        ('{"shown": [{"doc_id": "a", "position": 1}]}', "query_id"),
+        (json.dumps(_imp(["a"], ["b"], qid="1")), "clicked doc 'b' is not in 'shown'"),
+        (json.dumps({"query_id": "1", "shown": [{"doc_id": "a", "position": 0}]}), "position"),
+        ("{not json", "not valid JSON"),
+    ]
     for i, (line, msg) in enumerate(bad):
         path = tmp_path / f"bad{i}.jsonl"
         path.write_text(json.dumps(_imp(["a"], [], qid="0")) + "\n" + line + "\n")
@@ -374,8 +435,11 @@ def test_click_log_errors_name_file_and_line(tmp_path):
         assert msg in str(e.value)
     with pytest.raises(ConfigError, match="propensities"):
         corpus, recs, path = _click_setup(tmp_path)
-        mine_records(recs, Dataset(corpus=corpus), MineConfig(sources=["click"], click_log=str(path), num_negatives=2,
-                                              propensities=[1.0, 0.0]))
+        mine_records(
+            recs,
+            Dataset(corpus=corpus),
+            MineConfig(sources=["click"], click_log=str(path), num_negatives=2, propensities=[1.0, 0.0]),
+        )
 
 
 def test_propensities_fitted_from_a_simulated_log(scifact_dir, tmp_path):
@@ -396,8 +460,20 @@ def test_clicklog_and_click_mining_clis(tiny_beir, tmp_path):
     from negforge.synth.cli import app
 
     log_path = tmp_path / "clicks.jsonl"
-    args = ["clicklog", "--data", str(tiny_beir), "--output", str(log_path), "--sessions", "15",
-            "--cache-dir", str(tmp_path), "--seed", "3", "-q"]
+    args = [
+        "clicklog",
+        "--data",
+        str(tiny_beir),
+        "--output",
+        str(log_path),
+        "--sessions",
+        "15",
+        "--cache-dir",
+        str(tmp_path),
+        "--seed",
+        "3",
+        "-q",
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "wrote 300 impressions" in res.output
@@ -406,9 +482,25 @@ def test_clicklog_and_click_mining_clis(tiny_beir, tmp_path):
     rows = [json.loads(x) for x in first.splitlines()]
     assert all(c["doc_id"] in {s["doc_id"] for s in r["shown"]} for r in rows for c in r["clicks"])
     out = tmp_path / "mined.jsonl"
-    res = CliRunner().invoke(app, ["mine", "--input", str(tiny_beir), "--output", str(out), "--sources", "click,bm25",
-                                   "--click-log", str(log_path), "--set", "num_negatives=3",
-                                   "--set", f"mine.cache_dir={tmp_path}", "-q"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "mine",
+            "--input",
+            str(tiny_beir),
+            "--output",
+            str(out),
+            "--sources",
+            "click,bm25",
+            "--click-log",
+            str(log_path),
+            "--set",
+            "num_negatives=3",
+            "--set",
+            f"mine.cache_dir={tmp_path}",
+            "-q",
+        ],
+    )
     assert res.exit_code == 0, res.output
     beir = load_beir(tiny_beir, "train")
     recs = read_records(out)

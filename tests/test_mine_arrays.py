@@ -2,6 +2,7 @@
 
 ``_reference_select`` is the loop negforge used before (kept here verbatim as the oracle); both run
 on the same real SciFact slice and rankings, over configurations that exercise every rule."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,7 @@ import negforge.mixers.mine as mine
 from negforge.mixers.mine import MINERS, MinerStats, Ranking, _Excluder, mine_records
 from negforge.synth.config import MineConfig
 from negforge.synth.data import Corpus, Dataset, load_beir, records_from_beir
-from negforge.synth.schema import (Negative, Provenance, Source, ascii_alnum_count, join_title_text,
-                                   normalise_text)
+from negforge.synth.schema import Negative, Provenance, Source, ascii_alnum_count, join_title_text, normalise_text
 from negforge.synth.seeding import seeded_rng
 
 
@@ -28,8 +28,9 @@ def _reference_select(r, ranking, miner, cfg, corpus, qrels, stats):
     norm = lambda row: _reference_normalise(join_title_text(corpus.titles[row], corpus.texts[row]))  # noqa: E731
     ids = {d for d, s in qrels.get(r.id, {}).items() if s > 0} | r.positive_ids()
     pos_rows = {corpus.index(d) for d in ids if d in corpus}
-    pos_texts = {_reference_normalise(p.full_text) for p in r.positives} | {_reference_normalise(p.text)
-                                                                          for p in r.positives}
+    pos_texts = {_reference_normalise(p.full_text) for p in r.positives} | {
+        _reference_normalise(p.text) for p in r.positives
+    }
     already = {n.doc_id for n in r.negatives if n.source == miner.source and n.doc_id}
     threshold = None
     score_window = miner.score_window or ranking.score_name is not None
@@ -60,22 +61,31 @@ def _reference_select(r, ranking, miner, cfg, corpus, qrels, stats):
             survivors.append((rank, row, float(score), len(survivors)))
     stats.removed["range_min"] += min(cfg.range_min, len(survivors))
     stats.removed["past_range_max"] += max(0, len(survivors) - cfg.range_max)
-    window = survivors[cfg.range_min:cfg.range_max]
+    window = survivors[cfg.range_min : cfg.range_max]
     if cfg.sampling == "random" and len(window) > cfg.num_negatives:
         chosen = sorted(seeded_rng(cfg.seed, r.id, miner.source.value).sample(window, cfg.num_negatives))
     else:
-        chosen = window[:cfg.num_negatives]
+        chosen = window[: cfg.num_negatives]
     stats.removed["not_sampled"] += len(window) - len(chosen)
     out = []
     for rank, row, score, wrank in chosen:
         doc_id, title, text = corpus.ids[row], corpus.titles[row], corpus.texts[row]
         extra = {"window_rank": wrank, **(ranking.info[rank - 1] if ranking.info else {})}
-        out.append(Negative(
-            text=text if text.strip() else title, title=title if text.strip() else "", doc_id=doc_id,
-            source=miner.source, scores={ranking.score_name or miner.source.value: round(score, 6),
-                                         **(ranking.extra_scores[rank - 1] if ranking.extra_scores else {})},
-            provenance=Provenance(model=miner.model, rank=rank, extra=extra,
-                                  seed=cfg.seed if cfg.sampling == "random" else None)))
+        out.append(
+            Negative(
+                text=text if text.strip() else title,
+                title=title if text.strip() else "",
+                doc_id=doc_id,
+                source=miner.source,
+                scores={
+                    ranking.score_name or miner.source.value: round(score, 6),
+                    **(ranking.extra_scores[rank - 1] if ranking.extra_scores else {}),
+                },
+                provenance=Provenance(
+                    model=miner.model, rank=rank, extra=extra, seed=cfg.seed if cfg.sampling == "random" else None
+                ),
+            )
+        )
     stats.queries += 1
     stats.mined += len(out)
     stats.short += len(out) < cfg.num_negatives
@@ -95,8 +105,9 @@ class _Fixed:
 
 def _compare(records, corpus, qrels, cfg, miner):
     ref_stats = MinerStats()
-    ref = [_reference_select(r, k, miner, cfg, corpus, qrels, ref_stats)
-           for r, k in zip(records, miner.rank(records, 0))]
+    ref = [
+        _reference_select(r, k, miner, cfg, corpus, qrels, ref_stats) for r, k in zip(records, miner.rank(records, 0))
+    ]
     stats = MinerStats()
     got = mine._select_block(records, miner.rank(records, 0), miner, cfg, _Excluder(corpus, qrels), stats)
     dump = lambda negs: [[n.model_dump(mode="json") for n in ns] for ns in negs]  # noqa: E731
@@ -130,7 +141,7 @@ def _rankings(corpus, records, depth, seed, with_info=False, with_missing=False)
     for i, r in enumerate(records):
         rows = rng.permutation(len(corpus))[:depth].astype(np.int64)
         pos = [corpus.index(p.doc_id) for p in r.positives if p.doc_id in corpus]
-        rows[:len(pos)] = pos  # positives ranked on top, as a real miner does
+        rows[: len(pos)] = pos  # positives ranked on top, as a real miner does
         rows[-6:] = np.arange(len(corpus) - 8, len(corpus) - 2)  # the duplicates, empty and Unicode docs
         rows[-2:] = [len(corpus) - 2, len(corpus) - 1]
         scores = np.sort(rng.uniform(0.2, 0.9, depth).astype(np.float32))[::-1]
@@ -138,9 +149,16 @@ def _rankings(corpus, records, depth, seed, with_info=False, with_missing=False)
             rows[5:8] = -1
         info = [{"clicks": int(j)} for j in range(depth)] if with_info else None
         rescored = i % 5 == 1  # as negforge.mixers.rescore hands them back: another score name, extra scores
-        out.append(Ranking(rows=rows, scores=scores, positive_score=None if i % 7 == 3 else float(scores[2]),
-                           info=info, score_name="cross_encoder" if rescored else None,
-                           extra_scores=[{"bm25": float(j)} for j in range(depth)] if rescored else None))
+        out.append(
+            Ranking(
+                rows=rows,
+                scores=scores,
+                positive_score=None if i % 7 == 3 else float(scores[2]),
+                info=info,
+                score_name="cross_encoder" if rescored else None,
+                extra_scores=[{"bm25": float(j)} for j in range(depth)] if rescored else None,
+            )
+        )
     return out
 
 
@@ -158,12 +176,22 @@ def test_rules_match_the_reference_loop(slice_, cfg, score_window):
     corpus, qrels, records = slice_
     # half the records already have negatives from this source (already_mined), one with a doc outside the corpus
     ranks = _rankings(corpus, records, 45, seed=len(str(cfg)), with_info=score_window, with_missing=not score_window)
-    records = [r.model_copy(update={"negatives": [Negative(text="x", doc_id=corpus.ids[int(k.rows[j])],
-                                                           source=Source.dense) for j in (9, 10, 11)]
-                                    + [Negative(text="y", doc_id="not-in-corpus", source=Source.dense)]})
-               if i % 2 else r for i, (r, k) in enumerate(zip(records, ranks))]
-    stats = _compare(records, corpus, qrels, MineConfig(sources=["dense"], **cfg), _Fixed(Source.dense, score_window,
-                                                                                           ranks))
+    records = [
+        r.model_copy(
+            update={
+                "negatives": [
+                    Negative(text="x", doc_id=corpus.ids[int(k.rows[j])], source=Source.dense) for j in (9, 10, 11)
+                ]
+                + [Negative(text="y", doc_id="not-in-corpus", source=Source.dense)]
+            }
+        )
+        if i % 2
+        else r
+        for i, (r, k) in enumerate(zip(records, ranks))
+    ]
+    stats = _compare(
+        records, corpus, qrels, MineConfig(sources=["dense"], **cfg), _Fixed(Source.dense, score_window, ranks)
+    )
     assert stats.removed["labelled_positive"] and stats.removed["positive_text"] >= 6
     assert stats.removed["already_mined"] and stats.removed["empty_text"] + stats.removed["past_range_max"]
 
@@ -182,9 +210,13 @@ def test_real_bm25_rankings_match(slice_, tmp_path):
 
 def test_fast_normalise_is_the_reference():
     texts = [json.dumps(x) for x in range(3)] + [
-        "", "   ", "ABC def_ghi-jk\x00\x7f", "Straße ΣΑΣ ΣΑΣ. Σ",
+        "",
+        "   ",
+        "ABC def_ghi-jk\x00\x7f",
+        "Straße ΣΑΣ ΣΑΣ. Σ",
         "İstanbul K ǅ ẞ Ωmega ½ ² ٣ 〇 日本語 —dash\u00a0nb\tT\nN ﬁ",
-        "".join(chr(i) for i in range(1, 0x3000) if not 0xD800 <= i < 0xE000)]
+        "".join(chr(i) for i in range(1, 0x3000) if not 0xD800 <= i < 0xE000),
+    ]
     for t in texts:
         assert normalise_text(t) == _reference_normalise(t)
         assert ascii_alnum_count(t) == ascii_alnum_count(normalise_text(t))
@@ -192,6 +224,9 @@ def test_fast_normalise_is_the_reference():
 
 def test_alnum_count_invariant_covers_every_character():
     # the only characters whose lower case gains an ASCII letter or digit are the two the pre-check knows
-    gain = [chr(i) for i in range(sys.maxunicode + 1) if not chr(i).isascii() and chr(i).isalnum()
-            and any(x.isascii() and x.isalnum() for x in chr(i).lower())]
+    gain = [
+        chr(i)
+        for i in range(sys.maxunicode + 1)
+        if not chr(i).isascii() and chr(i).isalnum() and any(x.isascii() and x.isalnum() for x in chr(i).lower())
+    ]
     assert gain == ["\u0130", "\u212a"]

@@ -1,6 +1,7 @@
 """Cross-encoder rescoring in mining (MineConfig.cross_encoder), as sentence-transformers'
 mine_hard_negatives(cross_encoder=...): a real CrossEncoder built from the bundled MiniLM (its head is
 random, so the mechanics are under test, not the model's judgement) rescoring real BM25 candidates."""
+
 from __future__ import annotations
 
 import pytest

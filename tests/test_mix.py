@@ -1,4 +1,5 @@
 """The hybrid mixer: ratios, the quota passing rule, dedup, positives, determinism, epochs, curriculum."""
+
 from __future__ import annotations
 
 import json
@@ -20,14 +21,24 @@ RATIOS = {"llm": 0.5, "bm25": 0.25, "dense": 0.25}
 
 def _neg(source: str, i: int, text: str | None = None, verdict=KEPT, score: float | None = None, doc_id=None):
     scores = {"embedding": score} if score is not None else {}
-    return Negative(text=text or f"{source} negative number {i} about topic {i * 7 % 13}", source=source,
-                    doc_id=doc_id, verdict=verdict, scores=scores, provenance=Provenance(rank=i + 1))
+    return Negative(
+        text=text or f"{source} negative number {i} about topic {i * 7 % 13}",
+        source=source,
+        doc_id=doc_id,
+        verdict=verdict,
+        scores=scores,
+        provenance=Provenance(rank=i + 1),
+    )
 
 
 def _record(rid: str, counts: dict[str, int], extra: list[Negative] = ()) -> Record:
     negs = [_neg(s, i) for s, n in counts.items() for i in range(n)]
-    return Record(id=rid, query=f"query {rid}", positives=[Passage(text=f"The positive passage of {rid}.", doc_id=f"p{rid}")],
-                  negatives=[*negs, *extra])
+    return Record(
+        id=rid,
+        query=f"query {rid}",
+        positives=[Passage(text=f"The positive passage of {rid}.", doc_id=f"p{rid}")],
+        negatives=[*negs, *extra],
+    )
 
 
 def _texts(r: Record) -> list[str]:
@@ -53,8 +64,10 @@ def test_quota_passing_rule():
     assert quota == {"llm": 2, "bm25": 1, "dense": 1} and alloc == {"llm": 1, "bm25": 2, "dense": 1}
     # an empty source: its share goes to the others by their ratios (1 : 3 of 8 -> 2 : 6) ...
     three = {"llm": 0.5, "bm25": 0.125, "dense": 0.375}
-    assert allocate(8, three, {"llm": 0, "bm25": 9, "dense": 9}) == ({"llm": 4, "bm25": 1, "dense": 3},
-                                                                      {"llm": 0, "bm25": 2, "dense": 6})
+    assert allocate(8, three, {"llm": 0, "bm25": 9, "dense": 9}) == (
+        {"llm": 4, "bm25": 1, "dense": 3},
+        {"llm": 0, "bm25": 2, "dense": 6},
+    )
     # ... capped by what each has; what is still missing goes round again to whoever has spare
     assert allocate(8, three, {"llm": 0, "bm25": 9, "dense": 3})[1] == {"llm": 0, "bm25": 5, "dense": 3}
     # not enough in total: everything is taken and the record is short
@@ -70,9 +83,11 @@ def test_quota_passing_rule():
 
 
 def test_positive_and_rejected_never_chosen():
-    extra = [_neg("llm", 90, text="THE positive passage of r!"),  # the positive, up to case and punctuation
-             _neg("bm25", 91, text="a corpus copy of the positive", doc_id="pr"),  # the positive's doc id
-             _neg("dense", 92, text="a negative the verifier rejected", verdict=REJECTED)]
+    extra = [
+        _neg("llm", 90, text="THE positive passage of r!"),  # the positive, up to case and punctuation
+        _neg("bm25", 91, text="a corpus copy of the positive", doc_id="pr"),  # the positive's doc id
+        _neg("dense", 92, text="a negative the verifier rejected", verdict=REJECTED),
+    ]
     rec = _record("r", {"llm": 2, "bm25": 2, "dense": 2}, extra)
     texts = {n.text for n in extra}
     seen = set()
@@ -96,8 +111,11 @@ def test_unverified_negatives_need_verify_or_opt_out():
 
 
 def test_exact_duplicates_are_dropped_within_and_across_sources():
-    dup = [_neg("llm", 50, text="Insulin   lowers blood sugar."), _neg("llm", 51, text="insulin lowers blood sugar"),
-           _neg("bm25", 52, text="Insulin lowers blood-sugar")]
+    dup = [
+        _neg("llm", 50, text="Insulin   lowers blood sugar."),
+        _neg("llm", 51, text="insulin lowers blood sugar"),
+        _neg("bm25", 52, text="Insulin lowers blood-sugar"),
+    ]
     rec = Record(id="d", query="q", positives=[Passage(text="positive")], negatives=dup + [_neg("dense", 1)])
     for seed in range(10):
         out, summary = mix_records([rec], None, MixConfig(k=4, ratios=RATIOS, seed=seed))
@@ -108,13 +126,19 @@ def test_exact_duplicates_are_dropped_within_and_across_sources():
 
 
 def test_cosine_near_duplicates_with_the_real_encoder(encoder_path):
-    near = ["Aspirin reduces the risk of heart attacks in older adults.",
-            "Aspirin lowers the risk of heart attacks in older adults."]
+    near = [
+        "Aspirin reduces the risk of heart attacks in older adults.",
+        "Aspirin lowers the risk of heart attacks in older adults.",
+    ]
     other = ["The Amazon river carries more water than any other river.", "Quarks are bound by the strong force."]
     pos = "Daily aspirin reduces the risk of a heart attack in adults over 60."
-    rec = Record(id="c", query="does aspirin prevent heart attacks", positives=[Passage(text=pos)],
-                 negatives=[_neg("llm", i, text=t) for i, t in enumerate(near)]
-                 + [_neg("bm25", i, text=t) for i, t in enumerate(other)])
+    rec = Record(
+        id="c",
+        query="does aspirin prevent heart attacks",
+        positives=[Passage(text=pos)],
+        negatives=[_neg("llm", i, text=t) for i, t in enumerate(near)]
+        + [_neg("bm25", i, text=t) for i, t in enumerate(other)],
+    )
     vectors = embed_for_dedup([rec], encoder_path)
     assert float(vectors[near[0]] @ vectors[near[1]]) > 0.95 > float(vectors[near[0]] @ vectors[other[0]])
     plain, _ = mix_records([rec], None, MixConfig(k=4, ratios={"llm": 0.5, "bm25": 0.5}), vectors=vectors)
@@ -173,8 +197,9 @@ def test_mix_cli_writes_one_file_per_epoch_and_a_summary(tmp_path):
     src = tmp_path / "verified.jsonl"
     write_records(src, recs)
     out = tmp_path / "mixed.jsonl"
-    res = CliRunner().invoke(app, ["mix", "--input", str(src), "--output", str(out), "--k", "4", "--epochs", "2",
-                                   "--seed", "3", "-q"])
+    res = CliRunner().invoke(
+        app, ["mix", "--input", str(src), "--output", str(out), "--k", "4", "--epochs", "2", "--seed", "3", "-q"]
+    )
     assert res.exit_code == 0, res.output
     e0, e1 = read_records(tmp_path / "mixed.epoch0.jsonl"), read_records(tmp_path / "mixed.epoch1.jsonl")
     assert [len(r.negatives) for r in e0 + e1] == [4] * 12
@@ -187,7 +212,11 @@ def test_mix_cli_writes_one_file_per_epoch_and_a_summary(tmp_path):
     assert sum(int(rows[("0", s)][5]) for s in RATIOS) == 24  # chosen per epoch = 6 records * k
     assert int(rows[("1", "bm25")][5]) == 6  # bm25 had 1 per record
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"id": "1", "query": "q", "positives": [{"text": "p"}],
-                               "negatives": [{"text": "n", "source": "bm25"}]}) + "\n")
+    bad.write_text(
+        json.dumps(
+            {"id": "1", "query": "q", "positives": [{"text": "p"}], "negatives": [{"text": "n", "source": "bm25"}]}
+        )
+        + "\n"
+    )
     res = CliRunner().invoke(app, ["mix", "--input", str(bad), "--output", str(tmp_path / "x.jsonl")])
     assert res.exit_code != 0 and "negforge verify" in res.output

@@ -1,5 +1,6 @@
 """Multi-positive examples and the query-aware batch sampler, on real NFCorpus train data (many
 relevant documents per query, documents shared between queries)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,11 @@ def nf_records() -> list[Record]:
 
 
 def test_select_positives_rules():
-    r = Record(id="q", query="q", positives=[Passage(text=f"p{i}", doc_id=f"d{i}", grade=g)
-                                             for i, g in enumerate([1, 2, 1, 2, 1, 1])])
+    r = Record(
+        id="q",
+        query="q",
+        positives=[Passage(text=f"p{i}", doc_id=f"d{i}", grade=g) for i, g in enumerate([1, 2, 1, 2, 1, 1])],
+    )
     assert [p.doc_id for p in select_positives(r, 3, "first")] == ["d0", "d1", "d2"]
     assert [p.doc_id for p in select_positives(r, 3, "grade")] == ["d1", "d3", "d0"]  # grade 2 first, then order
     assert len(select_positives(r, None, "grade")) == 6
@@ -63,7 +67,9 @@ def test_query_aware_sampler_leaves_no_false_in_batch_negatives(nf_records, mult
     assert len(rows_records) == stats.examples == len(keys)
     ds = Dataset.from_dict(cols)
     plain = list(NoDuplicatesBatchSampler(ds, batch_size=32, drop_last=False, valid_label_columns=["label"], seed=0))
-    ours_s = QueryAwareBatchSampler(ds, batch_size=32, drop_last=False, valid_label_columns=["label"], seed=0, rows=keys)
+    ours_s = QueryAwareBatchSampler(
+        ds, batch_size=32, drop_last=False, valid_label_columns=["label"], seed=0, rows=keys
+    )
     ours = list(ours_s)
     assert _false_in_batch_negatives(plain, cols, rows_records) > 0  # the problem is real on NFCorpus
     assert _false_in_batch_negatives(ours, cols, rows_records) == 0
@@ -100,9 +106,20 @@ def test_real_training_with_multi_positive_examples(nf_records, encoder_path, lo
     from negforge.trainer.train import build_columns, dataset_loss, train_model
 
     recs = [r for r in nf_records if len(r.positives) >= 4][:32]
-    cfg = TrainConfig(encoder=encoder_path, loss=loss, batch_size=8, max_seq_length=64, lr=1e-4, warmup_ratio=0.0,
-                      logging_steps=1, num_hard_negatives=0, max_positives=3, positive_rule="sample", epochs=2,
-                      output_dir=str(tmp_path / "model"))
+    cfg = TrainConfig(
+        encoder=encoder_path,
+        loss=loss,
+        batch_size=8,
+        max_seq_length=64,
+        lr=1e-4,
+        warmup_ratio=0.0,
+        logging_steps=1,
+        num_hard_negatives=0,
+        max_positives=3,
+        positive_rule="sample",
+        epochs=2,
+        output_dir=str(tmp_path / "model"),
+    )
     res = train_model(recs, cfg, show_progress=False)
     rows_per_epoch = 32 * (1 if is_multi_positive(loss) else 3)
     assert res.epochs == 2 and res.columns["examples"] == 2 * rows_per_epoch

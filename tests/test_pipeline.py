@@ -1,5 +1,6 @@
 """The whole pipeline through the real CLI entry point, on a real SciFact slice, with the real
 local LLM server that negforge starts itself, real BM25/faiss mining, the real encoder and training."""
+
 import json
 
 import pytest
@@ -17,9 +18,15 @@ pytestmark = pytest.mark.slow
 def run_dir(tiny_beir, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     cfg = {
-        "data": str(tiny_beir), "out_dir": str(out / "run"), "llm_queries": 3,
-        "generate": {"num_negatives": 2, "reflection_rounds": 1, "cache_dir": str(out / "llm-cache"),
-                     "llm": {"n_ctx": 4096, "concurrency": 2, "params": {"max_tokens": 320}}},
+        "data": str(tiny_beir),
+        "out_dir": str(out / "run"),
+        "llm_queries": 3,
+        "generate": {
+            "num_negatives": 2,
+            "reflection_rounds": 1,
+            "cache_dir": str(out / "llm-cache"),
+            "llm": {"n_ctx": 4096, "concurrency": 2, "params": {"max_tokens": 320}},
+        },
         "mine": {"num_negatives": 4, "cache_dir": str(out / "emb")},
         "mix": {"k": 3},
         "train": {"batch_size": 8, "max_seq_length": 64},
@@ -40,7 +47,15 @@ def test_run_prints_before_and_after_metrics(run_dir):
         assert 0.0 <= metrics["metrics_after"][key] <= 1.0
     # the fine-tuned model is a different model, so at least one figure moves
     assert metrics["metrics_before"] != metrics["metrics_after"]
-    assert set(metrics["timings_s"]) >= {"generated", "mined", "verified", "mixed", "train", "eval_before", "eval_after"}
+    assert set(metrics["timings_s"]) >= {
+        "generated",
+        "mined",
+        "verified",
+        "mixed",
+        "train",
+        "eval_before",
+        "eval_after",
+    }
 
 
 def test_records_carry_every_source_with_provenance_and_verdicts(run_dir):
@@ -80,7 +95,7 @@ def test_run_writes_the_report(run_dir):
     assert "| base model (test) |" in md and "| fine-tuned (test) |" in md
     rows = {line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ")}
     assert {"llm", "bm25", "dense"} <= rows  # the verifier's table, one row per source
-    cos = md[md.index("## Cosine similarity"):]
+    cos = md[md.index("## Cosine similarity") :]
     groups = {line.split("|")[1].strip() for line in cos.splitlines() if line.startswith("| ")}
     assert "positive" in groups and {"llm", "llm rejected"} & groups and {"bm25", "bm25 rejected"} & groups
     assert "report" in metrics["timings_s"]
@@ -101,15 +116,36 @@ def test_report_takes_the_model_given_not_the_path_stored_at_training(run_dir, t
     res_file = moved / "train_result.json"
     res_file.write_text(res_file.read_text().replace(str(path / "model"), "gone/model"))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [sys.executable, "-m", "negforge", "report", "-m", str(moved), "-r", str(path / "verified.jsonl"),
-           "--metrics", str(path / "metrics.json"), "-o", str(tmp_path / "rep"), "--sample", "6", "-q",
-           "--set", "max_seq_length=64"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "negforge",
+        "report",
+        "-m",
+        str(moved),
+        "-r",
+        str(path / "verified.jsonl"),
+        "--metrics",
+        str(path / "metrics.json"),
+        "-o",
+        str(tmp_path / "rep"),
+        "--sample",
+        "6",
+        "-q",
+        "--set",
+        "max_seq_length=64",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     md = (tmp_path / "rep" / "report.md").read_text()
     assert f"# Training report: {moved}" in md and "| fine-tuned (test) |" in md and "6 of " in md
     # the run folder form picks everything up by itself
-    res = subprocess.run([sys.executable, "-m", "negforge", "report", str(path), "-o", str(tmp_path / "rep2"),
-                          "--sample", "6", "-q"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-m", "negforge", "report", str(path), "-o", str(tmp_path / "rep2"), "--sample", "6", "-q"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr
     assert "## Verifier" in (tmp_path / "rep2" / "report.md").read_text()

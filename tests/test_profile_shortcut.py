@@ -1,5 +1,6 @@
 """The corpus profile (seeded examples, lengths, description written once and stored) and the shortcut
 check (cross-validated classifier, real vs real ~0.5, clearly different style ~1)."""
+
 from __future__ import annotations
 
 import json
@@ -8,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scripted_backend import ScriptedBackend
 
 from negforge.synth.attributes import target_length
-from scripted_backend import ScriptedBackend
 from negforge.synth.config import ProfileConfig
 from negforge.synth.data import load_corpus
 from negforge.synth.params import GenParams
 from negforge.synth.profile import corpus_profile, length_stats, trim
 from negforge.synth.schema import Negative, Passage, Record, Source, Status, Verdict
-from negforge.synth.shortcut import (cross_val_scores, roc_auc, separability, shortcut_check, style_features)
+from negforge.synth.shortcut import cross_val_scores, roc_auc, separability, shortcut_check, style_features
 from negforge.synth.templates import TemplateSet
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -39,8 +40,14 @@ def test_profile_is_seeded_trimmed_and_measures_lengths():
     assert a.length["median"] == pytest.approx(np.median(lengths), abs=3)  # a 2,000-doc seeded sample
     assert a.length["p10"] <= a.length["median"] <= a.length["p90"]
     assert trim("One two three. Four five six seven", 5) == "One two three."
-    assert length_stats(["a b", "a b c d"]) == {"p10": 2.2, "p25": 2.5, "median": 3.0, "p75": 3.5, "p90": 3.8,
-                                                "mean": 3.0}
+    assert length_stats(["a b", "a b c d"]) == {
+        "p10": 2.2,
+        "p25": 2.5,
+        "median": 3.0,
+        "p75": 3.5,
+        "p90": 3.8,
+        "mean": 3.0,
+    }
 
 
 def test_target_length_follows_the_corpus_and_the_positive():
@@ -113,8 +120,12 @@ def test_real_against_real_is_near_half_and_another_style_near_one():
 
 def _record_with(negs: list[tuple[str, str]], keep=True) -> Record:
     v = Verdict(status=Status.kept if keep else Status.rejected, rule="t", reason="t")
-    return Record(id="r", query="q", positives=[Passage(text="p p p")],
-                  negatives=[Negative(text=t, source=Source(s), verdict=v) for s, t in negs])
+    return Record(
+        id="r",
+        query="q",
+        positives=[Passage(text="p p p")],
+        negatives=[Negative(text=t, source=Source(s), verdict=v) for s, t in negs],
+    )
 
 
 def test_shortcut_check_per_source_with_a_warning(caplog):
@@ -166,8 +177,20 @@ def test_shortcut_command(tmp_path, tiny_beir):
     mined = rng.sample(docs[40:], 30)
     llm = [" ".join(w.upper() for w in t.split()[:12]) + "!!! WOW!!!" for t in rng.sample(docs, 30)]
     write_records(tmp_path / "v.jsonl", [_record_with([("bm25", t) for t in mined] + [("llm", t) for t in llm])])
-    res = CliRunner().invoke(app, ["shortcut", "-i", str(tmp_path / "v.jsonl"), "-d", str(tiny_beir),
-                                   "--encoder", "none", "-o", str(tmp_path / "s.json")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "shortcut",
+            "-i",
+            str(tmp_path / "v.jsonl"),
+            "-d",
+            str(tiny_beir),
+            "--encoder",
+            "none",
+            "-o",
+            str(tmp_path / "s.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     saved = json.loads((tmp_path / "s.json").read_text())
     by = {s["source"]: s for s in saved["sources"]}

@@ -1,5 +1,6 @@
 """The generation bar: it moves per finished request inside a batch, its clock ticks while a request
 is in flight, and it counts records, requests, tokens/s, kept and failed."""
+
 from __future__ import annotations
 
 import io
@@ -27,8 +28,9 @@ def test_bar_moves_per_request_and_the_clock_ticks():
     calls, tokens, buf = Counter(), Counter(), io.StringIO()
     gate = [threading.Event() for _ in range(6)]
     seen = []
-    with JobProgress(4, per_record=3, calls=lambda: calls.n, tokens=lambda: tokens.n, kept=lambda: 2,
-                     interval=0.02, file=buf) as p:
+    with JobProgress(
+        4, per_record=3, calls=lambda: calls.n, tokens=lambda: tokens.n, kept=lambda: 2, interval=0.02, file=buf
+    ) as p:
         p.start_batch(2)  # 2 records x 3 requests
         for i in range(6):
             calls.add()

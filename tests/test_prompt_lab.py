@@ -1,6 +1,7 @@
 """Prompt iteration: `negforge prompt render` shows exactly what the job sends; `prompt try` and
 `prompt compare` write side-by-side reports with the verifier's scores (fault server with
 deterministic replies, and the real bundled model on the local server)."""
+
 from __future__ import annotations
 
 import json
@@ -8,17 +9,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+from fault_server import FaultServer, mar_reply
 from typer.testing import CliRunner
 
-from fault_server import FaultServer, mar_reply
 from negforge.synth.cli import app
 from negforge.synth.config import GenerateConfig
-from negforge.synth.generate import MarFlow
-from negforge.synth.templates import TemplateSet
-from negforge.synth.io import read_records, write_records
 from negforge.synth.gen_report import GenerateReport as JobSummary
+from negforge.synth.generate import MarFlow
+from negforge.synth.io import read_records, write_records
 from negforge.synth.prompt_lab import parse_template, render_step, resolve_set, sample_records
-from negforge.synth.templates import builtin_sets_dir
+from negforge.synth.templates import TemplateSet, builtin_sets_dir
 
 
 def cli(*args) -> str:
@@ -39,7 +39,9 @@ def my_templates(tmp_path) -> Path:
     d = tmp_path / "mine" / "terse"
     shutil.copytree(builtin_sets_dir() / "mar", d)
     g = d / "generate.jinja2"
-    g.write_text(g.read_text().replace("written like the documents of this corpus", "in plain words, one short paragraph"))
+    g.write_text(
+        g.read_text().replace("written like the documents of this corpus", "in plain words, one short paragraph")
+    )
     return d
 
 
@@ -64,8 +66,9 @@ def test_render_prints_the_exact_messages_the_job_sends(tiny_beir, my_templates)
     assert "<key_fact from the analyse step>" in out and f"# setting: {setting}" in out
     assert f"About {setting['length_words']} words" in out
     # the user's own folder: the edit shows, under its own hash
-    out = cli("prompt", "render", "terse_generate", "--example", 2, "--data", tiny_beir,
-              "--template-dir", my_templates.parent)
+    out = cli(
+        "prompt", "render", "terse_generate", "--example", 2, "--data", tiny_beir, "--template-dir", my_templates.parent
+    )
     assert "in plain words, one short paragraph" in out and TemplateSet("terse", str(my_templates.parent)).hash in out
     out = cli("prompt", "render", my_templates, "--example", 2, "--data", tiny_beir)  # the folder itself: all steps
     assert out.count("===== terse/") == 3 and TemplateSet(str(my_templates)).hash in out
@@ -78,17 +81,26 @@ def test_render_prints_the_exact_messages_the_job_sends(tiny_beir, my_templates)
 
 def test_render_uses_a_generated_records_analysis_and_draft(tmp_path, tiny_beir):
     from scripted_backend import ScriptedBackend
+
     from negforge.synth.generate import generate_records
 
     src = records_of(tiny_beir, 1)
     out = tmp_path / "gen.jsonl"
-    generated, _ = generate_records(src, None, GenerateConfig(cache_dir=None, num_negatives=2), show_progress=False,
-                                    backend=ScriptedBackend(mar_reply))
+    generated, _ = generate_records(
+        src,
+        None,
+        GenerateConfig(cache_dir=None, num_negatives=2),
+        show_progress=False,
+        backend=ScriptedBackend(mar_reply),
+    )
     write_records(out, generated)
     (rec,) = read_records(out)
     msgs, info = render_step(rec, GenerateConfig(), "reflect", 1)
-    assert info == {"setting": {k: v for k, v in rec.negatives[1].provenance.attributes.items() if k != "flip_value"},
-                    "analysis": "from the record", "draft": "from the record"}
+    assert info == {
+        "setting": {k: v for k, v in rec.negatives[1].provenance.attributes.items() if k != "flip_value"},
+        "analysis": "from the record",
+        "draft": "from the record",
+    }
     assert f"Draft hard negative: {rec.negatives[1].text}" in msgs[0]["content"]
     text = cli("prompt", "render", "mar_generate", "--input", out)
     assert "- entities: protein X" in text and "# analysis: from the record" in text
@@ -97,8 +109,23 @@ def test_render_uses_a_generated_records_analysis_and_draft(tmp_path, tiny_beir)
 def test_try_writes_markdown_and_html_reports(tmp_path, tiny_beir):
     with FaultServer(reply_fn=mar_reply) as srv:
         out = tmp_path / "trial"
-        text = cli("prompt", "try", "--sample", 2, "--output", out, "--data", tiny_beir, "--quiet",
-                   "--set", f"llm.base_url={srv.base_url}", "--set", "cache_dir=null", "--set", "num_negatives=2")
+        text = cli(
+            "prompt",
+            "try",
+            "--sample",
+            2,
+            "--output",
+            out,
+            "--data",
+            tiny_beir,
+            "--quiet",
+            "--set",
+            f"llm.base_url={srv.base_url}",
+            "--set",
+            "cache_dir=null",
+            "--set",
+            "num_negatives=2",
+        )
     assert "verifier kept-rate" in text and "mean cosine gap to the positive" in text
     md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
     scored = read_records(out / "trial.verified.jsonl")
@@ -130,11 +157,35 @@ def test_resolve_set_errors(tmp_path, my_templates):
 @pytest.mark.slow
 def test_compare_two_template_sets_with_the_local_server(tmp_path, tiny_beir, local_server, my_templates):
     out = tmp_path / "cmp"
-    text = cli("prompt", "compare", "mar", my_templates, "--sample", 2, "--output", out, "--data", tiny_beir, "--quiet",
-               "--set", f"llm.base_url={local_server.base_url}", "--set", "llm.concurrency=2",
-               "--set", "llm.timeout_s=900", "--set", "llm.params.max_tokens=160", "--set", "num_negatives=1",
-               "--set", "reflection_rounds=0", "--set", "max_prompt_words=80",
-               "--set", f"cache_dir={tmp_path / 'cache'}")
+    text = cli(
+        "prompt",
+        "compare",
+        "mar",
+        my_templates,
+        "--sample",
+        2,
+        "--output",
+        out,
+        "--data",
+        tiny_beir,
+        "--quiet",
+        "--set",
+        f"llm.base_url={local_server.base_url}",
+        "--set",
+        "llm.concurrency=2",
+        "--set",
+        "llm.timeout_s=900",
+        "--set",
+        "llm.params.max_tokens=160",
+        "--set",
+        "num_negatives=1",
+        "--set",
+        "reflection_rounds=0",
+        "--set",
+        "max_prompt_words=80",
+        "--set",
+        f"cache_dir={tmp_path / 'cache'}",
+    )
     assert "A (mar," in text and "B (terse," in text
     stats = json.loads((out / "compare.json").read_text())
     assert stats["A"]["template_hash"] != stats["B"]["template_hash"] and Path(stats["B"]["template"]).name == "terse"

@@ -3,6 +3,7 @@ job record for record (the bundled SmolLM2 on the local xllamacpp server); a dri
 mid-way resumes with no loss and no duplicate (two OpenAI-compatible servers, one per actor); a row whose
 LLM work failed comes back marked failed, the others done; the actor's rows and a batch that raises (no
 cluster)."""
+
 from __future__ import annotations
 
 import json
@@ -36,12 +37,25 @@ def test_ray_job_equals_the_single_process_job(tiny_beir, local_server, tmp_path
     from negforge.synth.data import load_beir, records_from_beir
 
     records = records_from_beir(load_beir(tiny_beir, "train"), 4)
-    base = dict(num_negatives=1, reflection_rounds=1, max_prompt_words=60, seed=5, batch_size=2,
-                cache_dir=str(tmp_path / "cache"), profile=ProfileConfig(corpus=str(tiny_beir), describe_with_llm=True),
-                llm=LLMConfig(base_url=local_server.base_url, model="SmolLM2-135M-Instruct", concurrency=2,
-                              timeout_s=900, params=GenParams(max_tokens=120, temperature=0.0, seed=0)))
-    on_ray = run_generate_job(records, GenerateConfig(**base, ray=RayConfig(**RAY)), tmp_path / "ray.jsonl",
-                              show_progress=False)
+    base = dict(
+        num_negatives=1,
+        reflection_rounds=1,
+        max_prompt_words=60,
+        seed=5,
+        batch_size=2,
+        cache_dir=str(tmp_path / "cache"),
+        profile=ProfileConfig(corpus=str(tiny_beir), describe_with_llm=True),
+        llm=LLMConfig(
+            base_url=local_server.base_url,
+            model="SmolLM2-135M-Instruct",
+            concurrency=2,
+            timeout_s=900,
+            params=GenParams(max_tokens=120, temperature=0.0, seed=0),
+        ),
+    )
+    on_ray = run_generate_job(
+        records, GenerateConfig(**base, ray=RayConfig(**RAY)), tmp_path / "ray.jsonl", show_progress=False
+    )
     assert on_ray.records_done == 4 and on_ray.records_failed == 0
     assert on_ray.usage["calls"] >= 9 and on_ray.usage["cached"] == 0 and on_ray.usage["completion_tokens"] > 0
     single = run_generate_job(records, GenerateConfig(**base), tmp_path / "one.jsonl", show_progress=False)
@@ -65,17 +79,33 @@ def test_killed_ray_driver_resumes_with_no_loss_and_no_duplicate(tmp_path):
     src = tmp_path / "in.jsonl"
     write_records(src, records)
     with FaultServer(reply_fn=mar_reply, delay_s=0.4) as s1, FaultServer(reply_fn=mar_reply, delay_s=0.4) as s2:
-        conf = write_cfg(tmp_path / "gen.yaml", s1.base_url, batch_size=1, cache_dir=str(tmp_path / "cache"),
-                         profile={"describe_with_llm": False},
-                         ray={**RAY, "enabled": False, "base_urls": [s1.base_url, s2.base_url]})
+        conf = write_cfg(
+            tmp_path / "gen.yaml",
+            s1.base_url,
+            batch_size=1,
+            cache_dir=str(tmp_path / "cache"),
+            profile={"describe_with_llm": False},
+            ray={**RAY, "enabled": False, "base_urls": [s1.base_url, s2.base_url]},
+        )
         ref = tmp_path / "ref.jsonl"
         # the reference does not fill the Ray job's cache
         one = load_config(GenerateConfig, conf).model_copy(update={"cache_dir": None})
         run_generate_job(records, one, ref, show_progress=False)
         s1.requests.clear()
         out = tmp_path / "out.jsonl"
-        cmd = [sys.executable, "-m", "negforge.synth.cli", "generate", str(conf), "--input", str(src),
-               "--output", str(out), "--ray", "-q"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "negforge.synth.cli",
+            "generate",
+            str(conf),
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "--ray",
+            "-q",
+        ]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.time() + 180
@@ -117,10 +147,21 @@ def test_a_failed_row_comes_back_marked_failed(tmp_path):
     plan = {"[r1]": ["500"] * 4}
     records = [rec(i) for i in range(4)]
     with FaultServer(plan, reply_fn=mar_reply) as srv:
-        c = GenerateConfig(num_negatives=1, seed=3, cache_dir=None, batch_size=2, max_failed_fraction=0.5,
-                           profile=ProfileConfig(describe_with_llm=False), ray=RayConfig(**RAY),
-                           llm=LLMConfig(base_url=srv.base_url, model="fault-mar", max_retries=0,
-                                         params=GenParams(max_tokens=200, temperature=0.0)))
+        c = GenerateConfig(
+            num_negatives=1,
+            seed=3,
+            cache_dir=None,
+            batch_size=2,
+            max_failed_fraction=0.5,
+            profile=ProfileConfig(describe_with_llm=False),
+            ray=RayConfig(**RAY),
+            llm=LLMConfig(
+                base_url=srv.base_url,
+                model="fault-mar",
+                max_retries=0,
+                params=GenParams(max_tokens=200, temperature=0.0),
+            ),
+        )
         out = tmp_path / "out.jsonl"
         report = run_generate_job(records, c, out, show_progress=False)
     assert sorted(r.id for r in read_records(out)) == ["q0", "q2", "q3"]
@@ -139,9 +180,14 @@ def test_actor_rows_and_a_batch_that_raises(tmp_path, monkeypatch):
     from negforge.synth.schema import Record
 
     with FaultServer(reply_fn=mar_reply) as srv:
-        c = GenerateConfig(num_negatives=1, seed=3, cache_dir=None, limit=1,
-                           profile=ProfileConfig(describe_with_llm=False),
-                           llm=LLMConfig(base_url=srv.base_url, model="fault-mar", params=GenParams(max_tokens=200)))
+        c = GenerateConfig(
+            num_negatives=1,
+            seed=3,
+            cache_dir=None,
+            limit=1,
+            profile=ProfileConfig(describe_with_llm=False),
+            llm=LLMConfig(base_url=srv.base_url, model="fault-mar", params=GenParams(max_tokens=200)),
+        )
         acfg = actor_config(c)
         assert acfg.limit is None and not acfg.ray.enabled  # the driver selected already
         actor = GenerateActor(acfg.model_dump_json(), None)
@@ -165,8 +211,12 @@ def test_without_ray_installed_the_job_says_how_to_install_it(tmp_path, monkeypa
     from negforge.synth.errors import ConfigError
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
-    c = GenerateConfig(cache_dir=None, ray=RayConfig(enabled=True), profile=ProfileConfig(describe_with_llm=False),
-                       llm=LLMConfig(base_url="http://127.0.0.1:9/v1", model="m"))
+    c = GenerateConfig(
+        cache_dir=None,
+        ray=RayConfig(enabled=True),
+        profile=ProfileConfig(describe_with_llm=False),
+        llm=LLMConfig(base_url="http://127.0.0.1:9/v1", model="m"),
+    )
     with pytest.raises(ConfigError, match=r"pip install 'negforge\[ray\]'"):
         run_generate_job([rec(0)], c, tmp_path / "o.jsonl", show_progress=False)
     assert not (tmp_path / "o.jsonl").read_text()  # nothing written, the lock released

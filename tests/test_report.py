@@ -1,5 +1,6 @@
 """The report's pieces that need no model: the sample keeps every negative source, and the metrics
 files of `negforge eval` and `negforge run` both read."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,14 @@ from negforge.trainer.report import group_of, load_metrics, sample_records
 
 
 def _rec(i: int, sources: list[tuple[str, bool]]) -> Record:
-    negs = [Negative(text=f"n{i}-{k}", source=Source(s),
-                     verdict=Verdict(status=Status.rejected if rej else Status.kept, rule="x", reason="y"))
-            for k, (s, rej) in enumerate(sources)]
+    negs = [
+        Negative(
+            text=f"n{i}-{k}",
+            source=Source(s),
+            verdict=Verdict(status=Status.rejected if rej else Status.kept, rule="x", reason="y"),
+        )
+        for k, (s, rej) in enumerate(sources)
+    ]
     return Record(id=str(i), query=f"q{i}", positives=[Passage(text=f"p{i}")], negatives=negs)
 
 
@@ -39,10 +45,15 @@ def test_metrics_from_eval_and_run_files(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"eval": {"split": "dev"}}))
-    (run / "metrics.json").write_text(json.dumps({"metrics_before": {"ndcg@10": 0.4}, "metrics_after": {"ndcg@10": 0.6}}))
+    (run / "metrics.json").write_text(
+        json.dumps({"metrics_before": {"ndcg@10": 0.4}, "metrics_after": {"ndcg@10": 0.6}})
+    )
     rows = load_metrics([ev, run / "metrics.json"], model_dir=ev.parent)
-    assert rows == {"fine-tuned (test)": {"ndcg@10": 0.5}, "base model (dev)": {"ndcg@10": 0.4},
-                    "fine-tuned (dev)": {"ndcg@10": 0.6}}
+    assert rows == {
+        "fine-tuned (test)": {"ndcg@10": 0.5},
+        "base model (dev)": {"ndcg@10": 0.4},
+        "fine-tuned (dev)": {"ndcg@10": 0.6},
+    }
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"something": 1}))
     with pytest.raises(InputError, match="bad.json: neither an eval JSON .* nor the metrics.json"):

@@ -1,4 +1,5 @@
 """Encoder runtimes (ONNX Runtime, OpenVINO) against the torch SentenceTransformer, on real SciFact text."""
+
 from __future__ import annotations
 
 import shutil
@@ -43,8 +44,9 @@ def test_fp32_runtimes_match_torch(backend, texts, reference, runtime_cache):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend,precision,min_cos", [("onnx", "int8", 0.95), ("openvino", "int8", 0.99),
-                                                       ("torch", "bf16", 0.999)])
+@pytest.mark.parametrize(
+    "backend,precision,min_cos", [("onnx", "int8", 0.95), ("openvino", "int8", 0.99), ("torch", "bf16", 0.999)]
+)
 def test_reduced_precisions_stay_close(backend, precision, min_cos, texts, reference, runtime_cache):
     vecs = encode_texts(texts, "bundled", 8, 256, backend=backend, precision=precision, cache_dir=runtime_cache)
     cos = (vecs * reference).sum(1)
@@ -64,8 +66,11 @@ def test_export_cached_by_content(tmp_path, encoder_path, texts):
     copy = tmp_path / "model"
     shutil.copytree(encoder_path, copy)
     pooling = copy / "1_Pooling" / "config.json"
-    pooling.write_text(pooling.read_text().replace('"pooling_mode_cls_token": false', '"pooling_mode_cls_token": true')
-                       .replace('"pooling_mode_mean_tokens": true', '"pooling_mode_mean_tokens": false'))
+    pooling.write_text(
+        pooling.read_text()
+        .replace('"pooling_mode_cls_token": false', '"pooling_mode_cls_token": true')
+        .replace('"pooling_mode_mean_tokens": true', '"pooling_mode_mean_tokens": false')
+    )
     assert content_key(copy) != content_key(Path(encoder_path))
     cls = RuntimeEncoder(str(copy), "onnx", "fp32", 256, cache)
     assert cls.folder != first.folder
@@ -103,10 +108,11 @@ def test_precision_checks():
 def test_corpus_cache_per_runtime(tiny_beir, tmp_path):
     full = load_beir(tiny_beir, "train").corpus
     corpus = Corpus(ids=full.ids[:40], titles=full.titles[:40], texts=full.texts[:40])
-    paths = {(b, p): cache_path("bundled", corpus, tmp_path, 256, b, p)
-             for b, p in [("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32")]}
+    paths = {
+        (b, p): cache_path("bundled", corpus, tmp_path, 256, b, p)
+        for b, p in [("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32")]
+    }
     assert len(set(paths.values())) == 4
     assert "-onnx-" not in paths[("torch", "fp32")].name  # torch keeps the file name it always had
-    emb = corpus_embeddings(corpus, "bundled", tmp_path, 32, 256, show_progress=False, backend="onnx",
-                            precision="int8")
+    emb = corpus_embeddings(corpus, "bundled", tmp_path, 32, 256, show_progress=False, backend="onnx", precision="int8")
     assert paths[("onnx", "int8")].exists() and emb.shape == (len(corpus), 384)

@@ -1,6 +1,7 @@
 """Template sets as folders (templates + space.yaml), rendered for three corpora of different domains
 (SciFact abstracts, NFCorpus medical documents, TREC DL 2019 web passages) with each corpus's profile;
 user sets change the attribute space with no code change; bad space files fail with the file and key."""
+
 from __future__ import annotations
 
 import re
@@ -8,18 +9,17 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from fault_server import mar_reply
 from scripted_backend import ScriptedBackend
+from typer.testing import CliRunner
+
 from negforge.synth.cli import app
 from negforge.synth.config import GenerateConfig, ProfileConfig
 from negforge.synth.data import load_beir, load_corpus, records_from_beir
 from negforge.synth.errors import ConfigError
 from negforge.synth.flows import make_flow
-from negforge.synth.generate import generate_records
-from negforge.synth.io import read_records
 from negforge.synth.gen_report import GenerateReport as JobSummary
+from negforge.synth.io import read_records
 from negforge.synth.job import run_generate_job
 from negforge.synth.profile import corpus_profile
 from negforge.synth.templates import TemplateSet, builtin_sets, builtin_sets_dir
@@ -27,8 +27,11 @@ from negforge.synth.templates import TemplateSet, builtin_sets, builtin_sets_dir
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CORPORA = {"scifact": "train", "nfcorpus": "train", "trec-dl-2019": "test"}
 # words of scientific text that must never come from a template, a space file or generic code
-DOMAIN_WORDS = re.compile(r"scientific|\babstracts?\b|\bstud(y|ies|ied)\b|\bgenes?\b|protein|\bdrugs?\b|"
-                          r"patient|\bmice\b|research|clinical|disease", re.I)
+DOMAIN_WORDS = re.compile(
+    r"scientific|\babstracts?\b|\bstud(y|ies|ied)\b|\bgenes?\b|protein|\bdrugs?\b|"
+    r"patient|\bmice\b|research|clinical|disease",
+    re.I,
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +45,12 @@ def corpora() -> dict[str, list]:
 
 
 def _cfg(template: str, corpus: str, **kw) -> GenerateConfig:
-    return GenerateConfig(template=template, cache_dir=None, profile=ProfileConfig(
-        corpus=str(DATA / corpus), description=None, describe_with_llm=False), **kw)
+    return GenerateConfig(
+        template=template,
+        cache_dir=None,
+        profile=ProfileConfig(corpus=str(DATA / corpus), description=None, describe_with_llm=False),
+        **kw,
+    )
 
 
 def _prompts(template: str, corpus: str, records) -> tuple[list[str], object]:
@@ -118,8 +125,20 @@ def test_default_set_and_generic_code_are_domain_free():
         for f in (builtin_sets_dir() / name).iterdir():
             assert not DOMAIN_WORDS.search(f.read_text()), (f, DOMAIN_WORDS.search(f.read_text()).group(0))
     root = Path(__file__).resolve().parents[1] / "negforge"
-    prompt_code = ["generate", "counterfactual", "flows", "attributes", "draft_checks", "parsing", "profile", "space",
-                   "templates", "prompt_lab", "shortcut", "verifiers/llm_judge"]  # what builds prompts and checks
+    prompt_code = [
+        "generate",
+        "counterfactual",
+        "flows",
+        "attributes",
+        "draft_checks",
+        "parsing",
+        "profile",
+        "space",
+        "templates",
+        "prompt_lab",
+        "shortcut",
+        "verifiers/llm_judge",
+    ]  # what builds prompts and checks
     for f in [*(root / "synth" / f"{m}.py" for m in prompt_code), *(root / "prompts").glob("*.jinja2")]:
         hits = [m.group(0) for m in DOMAIN_WORDS.finditer(f.read_text())]
         assert not hits, (f, hits)
@@ -183,19 +202,34 @@ def test_the_hash_covers_templates_and_space(product_set):
     assert len({before, after_space, TemplateSet(str(product_set)).hash}) == 3
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda s: s.replace("query_attributes:", "query_atributes:"), r"space.yaml: key 'query_atributes': unknown key"),
-    (lambda s: s.replace("length_factors: [1.0]", "length_factors: [fast]"), r"space.yaml: key 'length_factors.0'"),
-    (lambda s: s.replace("never_flip: []", "never_flip: [colour]"), r"space.yaml: key '\(top level\)'|never_flip"),
-    (lambda s: s.replace("flow: mar", "flow: magic"), r"space.yaml: key 'flow': unknown flow 'magic'; valid: "
-                                                      r"counterfactual, mar"),
-    (lambda s: s.replace("domains: {same: the same shop category}", "domains: {}"), r"space.yaml: key 'domains': "
-                                                                                      r"the 'mar' flow needs"),
-    (lambda s: s.replace("  price: a price or price range", "  price: ''"), r"space.yaml: key 'query_attributes': "
-                                                                          r"'price' needs a description"),
-    (lambda s: s.replace("copy_share: 0.6", "copy_share: 3"), r"space.yaml: key 'draft_checks.copy_share'"),
-    (lambda s: s + "  bad: [unclosed\n", r"space.yaml:\d+: not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (
+            lambda s: s.replace("query_attributes:", "query_atributes:"),
+            r"space.yaml: key 'query_atributes': unknown key",
+        ),
+        (lambda s: s.replace("length_factors: [1.0]", "length_factors: [fast]"), r"space.yaml: key 'length_factors.0'"),
+        (lambda s: s.replace("never_flip: []", "never_flip: [colour]"), r"space.yaml: key '\(top level\)'|never_flip"),
+        (
+            lambda s: s.replace("flow: mar", "flow: magic"),
+            r"space.yaml: key 'flow': unknown flow 'magic'; valid: "
+            r"counterfactual, mar",
+        ),
+        (
+            lambda s: s.replace("domains: {same: the same shop category}", "domains: {}"),
+            r"space.yaml: key 'domains': "
+            r"the 'mar' flow needs",
+        ),
+        (
+            lambda s: s.replace("  price: a price or price range", "  price: ''"),
+            r"space.yaml: key 'query_attributes': "
+            r"'price' needs a description",
+        ),
+        (lambda s: s.replace("copy_share: 0.6", "copy_share: 3"), r"space.yaml: key 'draft_checks.copy_share'"),
+        (lambda s: s + "  bad: [unclosed\n", r"space.yaml:\d+: not valid YAML"),
+    ],
+)
 def test_a_bad_space_file_names_the_file_and_the_key(product_set, edit, match):
     space = product_set / "space.yaml"
     space.write_text(edit(space.read_text()))

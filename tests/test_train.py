@@ -1,6 +1,7 @@
 """The trainer on real SciFact records with real BM25 negatives: every loss lowers the loss on the
 data it saw and changes the weights; columns, checkpoints/resume, validation, the CLI, the report,
 and two processes under torchrun (gloo on CPU)."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,11 @@ def bm25_records(data, records: list[Record], k: int = 2, rejected: int = 1) -> 
 
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(data.corpus.full_texts(), stopwords="en", show_progress=False), show_progress=False)
-    hits, scores = retriever.retrieve(bm25s.tokenize([r.query for r in records], stopwords="en", show_progress=False),
-                                      k=k + rejected + 8, show_progress=False)
+    hits, scores = retriever.retrieve(
+        bm25s.tokenize([r.query for r in records], stopwords="en", show_progress=False),
+        k=k + rejected + 8,
+        show_progress=False,
+    )
     out = []
     for r, row, srow in zip(records, hits, scores):
         negs = []
@@ -41,8 +45,15 @@ def bm25_records(data, records: list[Record], k: int = 2, rejected: int = 1) -> 
             if doc.doc_id in r.positive_ids():
                 continue
             status = Status.kept if len(negs) < k else Status.rejected
-            negs.append(Negative(**doc.model_dump(), source=Source.bm25, provenance=Provenance(rank=rank),
-                                 scores={"bm25": float(s)}, verdict=Verdict(status=status, rule="test", reason="BM25")))
+            negs.append(
+                Negative(
+                    **doc.model_dump(),
+                    source=Source.bm25,
+                    provenance=Provenance(rank=rank),
+                    scores={"bm25": float(s)},
+                    verdict=Verdict(status=status, rule="test", reason="BM25"),
+                )
+            )
             if len(negs) == k + rejected:
                 break
         out.append(r.model_copy(update={"negatives": negs}))
@@ -75,8 +86,15 @@ def base_model(encoder_path):
 
 
 def _cfg(tmp_path, **kw) -> TrainConfig:
-    base = dict(batch_size=8, max_seq_length=64, lr=1e-4, warmup_ratio=0.0, logging_steps=1, num_hard_negatives=1,
-                output_dir=str(tmp_path / "model"))
+    base = dict(
+        batch_size=8,
+        max_seq_length=64,
+        lr=1e-4,
+        warmup_ratio=0.0,
+        logging_steps=1,
+        num_hard_negatives=1,
+        output_dir=str(tmp_path / "model"),
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -87,8 +105,12 @@ def _neg(text: str, status: Status | None = Status.kept) -> Negative:
 
 def test_build_columns_layouts_and_counts():
     recs = [
-        Record(id="a", query="qa", positives=[Passage(text="pa1"), Passage(text="pa2"), Passage(text="pa3")],
-               negatives=[_neg("na1"), _neg("na2"), _neg("na3"), _neg("bad", Status.rejected)]),
+        Record(
+            id="a",
+            query="qa",
+            positives=[Passage(text="pa1"), Passage(text="pa2"), Passage(text="pa3")],
+            negatives=[_neg("na1"), _neg("na2"), _neg("na3"), _neg("bad", Status.rejected)],
+        ),
         Record(id="b", query="qb", positives=[Passage(text="pb1")], negatives=[_neg("nb1", None)]),
         Record(id="c", query="qc", positives=[Passage(text="pc1")], negatives=[_neg("nc", Status.rejected)]),
     ]
@@ -99,8 +121,15 @@ def test_build_columns_layouts_and_counts():
     assert cols["positive_2"] == ["pa2", "pb1"]  # an unused slot repeats positive_1, masked by label
     assert cols["negative_1"][1] == cols["negative_2"][1] == "nb1"  # fewer negatives than n: repeated
     assert set(cols["negative_1"][:1] + cols["negative_2"][:1]) < {"na1", "na2", "na3"}  # more: drawn
-    assert st.to_dict() == {"records": 3, "examples": 2, "dropped_no_negatives": 1, "filled_negatives": 1,
-                            "sampled_negatives": 1, "rejected_negatives_skipped": 2, "truncated_positives": 1}
+    assert st.to_dict() == {
+        "records": 3,
+        "examples": 2,
+        "dropped_no_negatives": 1,
+        "filled_negatives": 1,
+        "sampled_negatives": 1,
+        "rejected_negatives_skipped": 2,
+        "truncated_positives": 1,
+    }
     again, _ = build_columns(recs, cfg, multi_positive=True)
     assert again == cols  # the draw is seeded by (seed, record id)
 
@@ -140,16 +169,20 @@ def test_checkpoints_and_resume(tiny_records, tmp_path):
     first = train_model(tiny_records, cfg, show_progress=False)
     ckpts = sorted(p.name for p in (tmp_path / "model" / "checkpoints").iterdir())
     assert ckpts == ["checkpoint-1", "checkpoint-2"]
-    resumed = train_model(tiny_records, cfg.model_copy(update={"max_steps": 3, "resume_from": "latest"}),
-                          show_progress=False)
+    resumed = train_model(
+        tiny_records, cfg.model_copy(update={"max_steps": 3, "resume_from": "latest"}), show_progress=False
+    )
     assert resumed.steps == 3
     assert resumed.losses[:2] == first.losses  # steps 1-2 restored from the checkpoint, not retrained
     assert resumed.losses[2]["step"] == 3
     with pytest.raises(ConfigError, match="not a checkpoint folder"):
         train_model(tiny_records, cfg.model_copy(update={"resume_from": str(tmp_path)}), show_progress=False)
     with pytest.raises(ConfigError, match="no checkpoint under"):
-        train_model(tiny_records, cfg.model_copy(update={"resume_from": "latest", "output_dir": str(tmp_path / "x")}),
-                    show_progress=False)
+        train_model(
+            tiny_records,
+            cfg.model_copy(update={"resume_from": "latest", "output_dir": str(tmp_path / "x")}),
+            show_progress=False,
+        )
 
 
 @pytest.mark.slow
@@ -158,9 +191,31 @@ def test_cli_train_with_validation_then_eval_and_report(tiny_records, tiny_beir,
     write_records(recs, tiny_records[:12])
     out, cache = tmp_path / "model", tmp_path / "cache"
     runner = CliRunner()
-    r = runner.invoke(app, ["train", "--input", str(recs), "--output", str(out), "--loss", "lsepair", "-q",
-                            "--eval-data", str(tiny_beir), "--set", "epochs=2", "--set", "batch_size=6",
-                            "--set", "max_seq_length=64", "--set", "logging_steps=1", "--set", "eval_corpus_size=60"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "--input",
+            str(recs),
+            "--output",
+            str(out),
+            "--loss",
+            "lsepair",
+            "-q",
+            "--eval-data",
+            str(tiny_beir),
+            "--set",
+            "epochs=2",
+            "--set",
+            "batch_size=6",
+            "--set",
+            "max_seq_length=64",
+            "--set",
+            "logging_steps=1",
+            "--set",
+            "eval_corpus_size=60",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "with lsepair: 4 steps on 12 examples" in r.output and "epoch 2.0: ndcg@10" in r.output
     res = load_result(out)
@@ -170,8 +225,9 @@ def test_cli_train_with_validation_then_eval_and_report(tiny_records, tiny_beir,
     sets = ["--set", "max_seq_length=64", "--set", f"cache_dir={cache}"]
     r = runner.invoke(app, ["eval", "--model", str(out), "--data", str(tiny_beir), "-q", *sets])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["report", "--model", str(out), "--records", str(recs), "--data", str(tiny_beir),
-                            "-q", *sets])
+    r = runner.invoke(
+        app, ["report", "--model", str(out), "--records", str(recs), "--data", str(tiny_beir), "-q", *sets]
+    )
     assert r.exit_code == 0, r.output
     md = (out / "report" / "report.md").read_text()
     assert (out / "report" / "training.png").stat().st_size > 5000
@@ -204,9 +260,33 @@ def test_torchrun_two_processes_on_cpu(tiny_records, tmp_path):
     write_records(recs, tiny_records)
     out = tmp_path / "model"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "negforge.synth.cli", "train", "--input", str(recs), "--output", str(out),
-           "-q", "--set", "max_steps=2", "--set", "batch_size=4", "--set", "max_seq_length=32", "--set", "logging_steps=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "negforge.synth.cli",
+        "train",
+        "--input",
+        str(recs),
+        "--output",
+        str(out),
+        "-q",
+        "--set",
+        "max_steps=2",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "max_seq_length=32",
+        "--set",
+        "logging_steps=1",
+    ]
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "2 steps" in p.stdout and "(cpu x2)" in p.stdout

@@ -2,6 +2,7 @@
 the MiniLM path (cross-encoder rule mechanics; its head is random, so only the rule is under test,
 not the model's quality), the qrels rule, the LLM judge's parsing (scripted backend) and one real
 judge run against the local SmolLM2 server (structure only: the 135M model is weak)."""
+
 from __future__ import annotations
 
 import json
@@ -70,7 +71,9 @@ def _edge(pos: float, score: float) -> float:
 def test_embedding_scores_are_real_cosines_and_verdicts_follow_the_rule(mined, beir, corpus, emb_cache, encoder_path):
     from sentence_transformers import SentenceTransformer
 
-    out, report = verify_records(mined, Dataset(corpus=corpus, qrels=beir.qrels), _cfg(emb_cache, verifiers=["embedding"]), show_progress=False)
+    out, report = verify_records(
+        mined, Dataset(corpus=corpus, qrels=beir.qrels), _cfg(emb_cache, verifiers=["embedding"]), show_progress=False
+    )
     assert mined[0].negatives[0].verdict is None  # input untouched
     model = SentenceTransformer(encoder_path, device="cpu")
     r = out[0]
@@ -92,14 +95,24 @@ def test_embedding_scores_are_real_cosines_and_verdicts_follow_the_rule(mined, b
 
 def test_embedding_ratio_and_margin_edges(mined, beir, corpus, emb_cache):
     rec = mined[1]
-    (base,), _ = verify_records([rec], Dataset(corpus=corpus, qrels=beir.qrels), _cfg(emb_cache, verifiers=["embedding"], perc_pos=2.0), show_progress=False)
+    (base,), _ = verify_records(
+        [rec],
+        Dataset(corpus=corpus, qrels=beir.qrels),
+        _cfg(emb_cache, verifiers=["embedding"], perc_pos=2.0),
+        show_progress=False,
+    )
     n = next(n for n in base.negatives if 0 < n.scores["embedding"] < n.scores["embedding_pos"])
     i = base.negatives.index(n)
     s, p = n.scores["embedding"], n.scores["embedding_pos"]
     assert 0 < s < p < 1
 
     def status(**kw) -> Status:
-        (r,), _ = verify_records([rec], Dataset(corpus=corpus, qrels=beir.qrels), _cfg(emb_cache, verifiers=["embedding"], **kw), show_progress=False)
+        (r,), _ = verify_records(
+            [rec],
+            Dataset(corpus=corpus, qrels=beir.qrels),
+            _cfg(emb_cache, verifiers=["embedding"], **kw),
+            show_progress=False,
+        )
         assert r.negatives[i].scores["embedding"] == s  # deterministic scores: the edges below are exact
         return r.negatives[i].verdict.status
 
@@ -117,32 +130,43 @@ def test_copied_positive_text_is_caught_by_the_embedding_rule(mined, beir, corpu
     rec = mined[2].model_copy(deep=True)
     paraphrase = rec.positives[0].text.upper() + " (as reported)"  # not an exact copy: qrels text rule misses
     rec.negatives.append(Negative(text=paraphrase, source=Source.llm))
-    (out,), report = verify_records([rec], Dataset(corpus=corpus, qrels=beir.qrels), _cfg(emb_cache), show_progress=False)
+    (out,), report = verify_records(
+        [rec], Dataset(corpus=corpus, qrels=beir.qrels), _cfg(emb_cache), show_progress=False
+    )
     llm = out.negatives_from("llm")[0]
     assert llm.verdict.status == Status.rejected and llm.verdict.rule == "embedding"
     assert llm.scores["embedding"] > 0.95 * llm.scores["embedding_pos"]
     assert report.counts["llm"]["qrels"]["checked"] == 1 and report.counts["llm"]["qrels"]["dropped"] == 0
 
 
-
-
-FILLER = ("This is a hard hard hard task. You need to have the right skills to do it. It takes time and "
-          "dedication.")  # a SmolLM2 draft that passed its own checks in the default run
+FILLER = (
+    "This is a hard hard hard task. You need to have the right skills to do it. It takes time and "
+    "dedication."
+)  # a SmolLM2 draft that passed its own checks in the default run
 
 
 def test_off_topic_floor_drops_filler_llm_negatives_only(mined, beir, corpus, emb_cache):
     reports = []
 
     def verdicts(r, **kw):
-        (out,), report = verify_records([r], Dataset(corpus=corpus, qrels=beir.qrels), _cfg(emb_cache, perc_pos=2.0, **kw), show_progress=False)
+        (out,), report = verify_records(
+            [r], Dataset(corpus=corpus, qrels=beir.qrels), _cfg(emb_cache, perc_pos=2.0, **kw), show_progress=False
+        )
         reports.append(report)
         return out.negatives
 
     # an on-topic LLM text: a mined negative's text between the floor and the positive, sourced as llm
-    rec, mid = next((r.model_copy(deep=True), n) for r in mined for n in verdicts(r)
-                    if 0.3 < n.scores["embedding"] / n.scores["embedding_pos"] < 0.9)
-    rec.negatives += [Negative(text=FILLER, source=Source.llm), Negative(text=mid.text, source=Source.llm),
-                      Negative(text=FILLER, source=Source.bm25)]
+    rec, mid = next(
+        (r.model_copy(deep=True), n)
+        for r in mined
+        for n in verdicts(r)
+        if 0.3 < n.scores["embedding"] / n.scores["embedding_pos"] < 0.9
+    )
+    rec.negatives += [
+        Negative(text=FILLER, source=Source.llm),
+        Negative(text=mid.text, source=Source.llm),
+        Negative(text=FILLER, source=Source.bm25),
+    ]
     filler, topical, filler_bm25 = verdicts(rec)[-3:]
     s, p = filler.scores["embedding"], filler.scores["embedding_pos"]
     assert s < 0.2 * p  # the filler really is far from the query under MiniLM
@@ -171,7 +195,9 @@ def test_planted_qrels_positive_is_always_dropped(mined, beir, corpus, emb_cache
     rec.negatives.append(Negative(text=pos.text, title=pos.title, doc_id=pos.doc_id, source=Source.dense))
     rec.negatives.append(Negative(text="  " + pos.full_text.lower().replace(".", " ."), source=Source.llm))
     # The embedding rule keeps everything at perc_pos=2 and no margin: only the qrels rule can drop.
-    (out,), report = verify_records([rec], Dataset(corpus=corpus, qrels=qrels), _cfg(emb_cache, verifiers=order, perc_pos=2.0), show_progress=False)
+    (out,), report = verify_records(
+        [rec], Dataset(corpus=corpus, qrels=qrels), _cfg(emb_cache, verifiers=order, perc_pos=2.0), show_progress=False
+    )
     hid, planted, copy = out.negatives[0], out.negatives[-2], out.negatives[-1]
     assert hid.verdict.status == Status.rejected and hid.verdict.rule == "qrels", hid.verdict
     assert "grade 1" in hid.verdict.reason and hid.scores["qrels"] == 1.0
@@ -192,10 +218,14 @@ def test_planted_qrels_positive_is_always_dropped(mined, beir, corpus, emb_cache
 def test_existing_verdicts_are_left_alone_unless_reverify(mined, beir, emb_cache):
     rec = mined[4].model_copy(deep=True)
     rec.negatives[0].verdict = Verdict(status=Status.kept, rule="manual", reason="checked by hand")
-    (out,), report = verify_records([rec], Dataset(qrels=beir.qrels), _cfg(emb_cache, verifiers=["qrels"]), show_progress=False)
+    (out,), report = verify_records(
+        [rec], Dataset(qrels=beir.qrels), _cfg(emb_cache, verifiers=["qrels"]), show_progress=False
+    )
     assert out.negatives[0].verdict.rule == "manual" and report.totals["bm25"]["already"] == 1
     assert report.totals["bm25"]["checked"] == 3
-    (out,), report = verify_records([rec], Dataset(qrels=beir.qrels), _cfg(emb_cache, verifiers=["qrels"], reverify=True), show_progress=False)
+    (out,), report = verify_records(
+        [rec], Dataset(qrels=beir.qrels), _cfg(emb_cache, verifiers=["qrels"], reverify=True), show_progress=False
+    )
     assert out.negatives[0].verdict.rule == "all" and report.totals["bm25"]["checked"] == 4
 
 
@@ -223,8 +253,7 @@ def minilm_cross_encoder(tmp_path_factory, encoder_path):
     return str(path)
 
 
-def test_cross_encoder_scores_are_sigmoid_probabilities_and_edges_hold(mined, beir, emb_cache,
-                                                                          minilm_cross_encoder):
+def test_cross_encoder_scores_are_sigmoid_probabilities_and_edges_hold(mined, beir, emb_cache, minilm_cross_encoder):
     import torch
     from sentence_transformers import CrossEncoder
 
@@ -246,21 +275,53 @@ def test_cross_encoder_scores_are_sigmoid_probabilities_and_edges_hold(mined, be
     at = _edge(p, s)
 
     def status(perc: float) -> Status:
-        (r,), _ = verify_records([rec], Dataset(qrels=beir.qrels), _cfg(emb_cache, **{**cfg, "perc_pos": perc}), show_progress=False)
+        (r,), _ = verify_records(
+            [rec], Dataset(qrels=beir.qrels), _cfg(emb_cache, **{**cfg, "perc_pos": perc}), show_progress=False
+        )
         return r.negatives[i].verdict.status
 
     assert status(at) == Status.kept
     assert status(float(np.nextafter(at, 0.0))) == Status.rejected
-    assert "P(relevant)" in verify_records([rec], Dataset(qrels=beir.qrels), _cfg(emb_cache, **{**cfg, "perc_pos": 0.01}), show_progress=False)[0][0].negatives[i].verdict.reason
+    assert (
+        "P(relevant)"
+        in verify_records(
+            [rec], Dataset(qrels=beir.qrels), _cfg(emb_cache, **{**cfg, "perc_pos": 0.01}), show_progress=False
+        )[0][0]
+        .negatives[i]
+        .verdict.reason
+    )
 
 
 def test_verifier_train_cli_trains_saves_and_plugs_into_verify(tiny_beir, tmp_path, mined, emb_cache):
     out = tmp_path / "ce"
-    res = CliRunner().invoke(app, ["verifier", "train", "--data", str(tiny_beir), "--output", str(out),
-                                   "--limit", "8", "--max-length", "48", "-q",
-                                   "--set", "mine.num_negatives=1", "--set", "mine.range_max=5",
-                                   "--set", "heldout=0.25", "--set", "batch_size=4", "--set", "max_pairs=10",
-                                   "--set", f"mine.cache_dir={emb_cache}"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "verifier",
+            "train",
+            "--data",
+            str(tiny_beir),
+            "--output",
+            str(out),
+            "--limit",
+            "8",
+            "--max-length",
+            "48",
+            "-q",
+            "--set",
+            "mine.num_negatives=1",
+            "--set",
+            "mine.range_max=5",
+            "--set",
+            "heldout=0.25",
+            "--set",
+            "batch_size=4",
+            "--set",
+            "max_pairs=10",
+            "--set",
+            f"mine.cache_dir={emb_cache}",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "train_report.json").read_text())["result"]
     saved = json.loads((out / "train_report.json").read_text())
@@ -279,9 +340,23 @@ def test_verifier_train_cli_trains_saves_and_plugs_into_verify(tiny_beir, tmp_pa
     assert "ROC-AUC" in res.output and "kept step" in res.output
     records = tmp_path / "in.jsonl"
     write_records(records, mined[:2])
-    res = CliRunner().invoke(app, ["verify", "-i", str(records), "-o", str(tmp_path / "v.jsonl"), "-q",
-                                   "--data", str(tiny_beir), "--verifiers", "qrels,cross_encoder",
-                                   "--cross-encoder", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "verify",
+            "-i",
+            str(records),
+            "-o",
+            str(tmp_path / "v.jsonl"),
+            "-q",
+            "--data",
+            str(tiny_beir),
+            "--verifiers",
+            "qrels,cross_encoder",
+            "--cross-encoder",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     verified = read_records(tmp_path / "v.jsonl")
     assert all(0 < n.scores["cross_encoder"] < 1 and n.verdict for r in verified for n in r.negatives)
@@ -295,6 +370,7 @@ def test_verifier_train_cli_trains_saves_and_plugs_into_verify(tiny_beir, tmp_pa
 
 def test_judge_parsing_with_scripted_backend(mined):
     from scripted_backend import ScriptedBackend
+
     from negforge.synth.parsing import ParseError, parse_reply
     from negforge.synth.verifiers.llm_judge import REASKED, UNPARSEABLE, JudgeReply, judge_checks
 
@@ -309,15 +385,23 @@ def test_judge_parsing_with_scripted_backend(mined):
     with pytest.raises(ParseError, match="no complete JSON object"):
         parse("no json")
     pairs = [(mined[0], n) for n in mined[0].negatives] + [(mined[1], mined[1].negatives[0])]
-    replies = ['{"answer": "yes", "reason": "it answers"}', '{"answer": "partly", "reason": "half"}',
-               '{"answer": "no", "reason": "off topic"}', "I think so", TimeoutError("slow server"),
-               '{"answer": "no", "reason": "asked again"}']  # the re-ask of "I think so"
+    replies = [
+        '{"answer": "yes", "reason": "it answers"}',
+        '{"answer": "partly", "reason": "half"}',
+        '{"answer": "no", "reason": "off topic"}',
+        "I think so",
+        TimeoutError("slow server"),
+        '{"answer": "no", "reason": "asked again"}',
+    ]  # the re-ask of "I think so"
     backend = ScriptedBackend.sequence(replies)
     checks = judge_checks(pairs, backend, GenParams(temperature=0.0, max_tokens=64))
     assert backend.batches == [5, 1]  # one batched call, then the one re-ask (a failed call is not re-asked)
     assert "Query: " + mined[0].query in backend.seen[0][0][0]["content"]
     reask = backend.seen[5][0]
-    assert reask[-2] == {"role": "assistant", "content": "I think so"} and "no complete JSON object" in reask[-1]["content"]
+    assert (
+        reask[-2] == {"role": "assistant", "content": "I think so"}
+        and "no complete JSON object" in reask[-1]["content"]
+    )
     assert [c.passed for c in checks] == [False, False, True, True, True]
     assert [c.scores.get("llm_judge") for c in checks] == [1.0, 0.5, 0.0, 0.0, None]
     assert checks[3].note == REASKED and "asked again" in checks[3].reason and checks[4].note == "judge call failed"
@@ -329,11 +413,19 @@ def test_judge_parsing_with_scripted_backend(mined):
 
 
 def test_judge_inside_verify_records_counts_unparseable(mined, monkeypatch):
-    import negforge.synth.backends.factory as factory
     from scripted_backend import ScriptedBackend
 
-    replies = iter(['{"answer": "no"}', "garbage", '{"answer": "yes", "reason": "same claim"}', '{"answer": "no"}',
-                    "garbage again"])  # the re-ask of the second
+    import negforge.synth.backends.factory as factory
+
+    replies = iter(
+        [
+            '{"answer": "no"}',
+            "garbage",
+            '{"answer": "yes", "reason": "same claim"}',
+            '{"answer": "no"}',
+            "garbage again",
+        ]
+    )  # the re-ask of the second
     backend = ScriptedBackend(lambda conv: next(replies))
 
     @contextmanager
@@ -342,7 +434,9 @@ def test_judge_inside_verify_records_counts_unparseable(mined, monkeypatch):
         yield backend
 
     monkeypatch.setattr(factory, "open_backend", fake_open)
-    (out,), report = verify_records([mined[0]], None, VerifyConfig(verifiers=["qrels", "llm_judge"]), show_progress=False)
+    (out,), report = verify_records(
+        [mined[0]], None, VerifyConfig(verifiers=["qrels", "llm_judge"]), show_progress=False
+    )
     verdicts = [n.verdict for n in out.negatives]
     assert [v.status for v in verdicts] == [Status.kept, Status.kept, Status.rejected, Status.kept]
     assert "judge reply unparseable" in verdicts[1].reason and verdicts[2].rule == "llm_judge"
@@ -391,8 +485,7 @@ def test_fn_report_counts_rates_sweep_and_plots(mined, beir, corpus, emb_cache, 
     for n, s in zip(judged[:3], (1.0, 0.5, 0.0)):  # judge scores carried by the records are reported
         n.scores["llm_judge"] = s
     cfg = _cfg(emb_cache, verifiers=["qrels", "embedding"])
-    same, rep = fn_report(records, Dataset(corpus=corpus, qrels=beir.qrels), cfg, out_dir=tmp_path,
-                          show_progress=False)
+    same, rep = fn_report(records, Dataset(corpus=corpus, qrels=beir.qrels), cfg, out_dir=tmp_path, show_progress=False)
     assert same is records  # a report stage hands the records on unchanged
     src = rep.sources
     assert list(src) == ["bm25", "dense", "llm", "all"]
@@ -403,7 +496,9 @@ def test_fn_report_counts_rates_sweep_and_plots(mined, beir, corpus, emb_cache, 
     assert src["dense"]["model"]["fn_caught"] == src["llm"]["model"]["fn_caught"] == 1
     assert src["all"]["model"]["fn_recall"] == 1.0 and src["all"]["model"]["fn_after"] == 0.0
     # Model drops cross-checked against an independent verify run with the same rule.
-    (ref, _) = verify_records(records, Dataset(corpus=corpus, qrels=beir.qrels), _cfg(emb_cache, verifiers=["embedding"]), show_progress=False)
+    (ref, _) = verify_records(
+        records, Dataset(corpus=corpus, qrels=beir.qrels), _cfg(emb_cache, verifiers=["embedding"]), show_progress=False
+    )
     dropped = sum(n.verdict.status == Status.rejected for r in ref for n in r.negatives)
     assert src["all"]["model"]["dropped"] == dropped >= 2
     assert src["all"]["model"]["drop_precision"] == round(2 / dropped, 4)
@@ -422,17 +517,34 @@ def test_fn_report_counts_rates_sweep_and_plots(mined, beir, corpus, emb_cache, 
     assert "| dense | 1 | 100.0% (1) |" in (tmp_path / "fn_report.md").read_text()
 
 
-def test_fn_report_cli_with_cross_encoder_and_custom_groups(mined, tiny_beir, tmp_path, emb_cache,
-                                                             minilm_cross_encoder):
+def test_fn_report_cli_with_cross_encoder_and_custom_groups(
+    mined, tiny_beir, tmp_path, emb_cache, minilm_cross_encoder
+):
     from negforge.synth.fn_report import fn_report
 
     records = _with_certain_fns(mined[:2])
     path = tmp_path / "recs.jsonl"
     write_records(path, records)
     out = tmp_path / "rep"
-    res = CliRunner().invoke(app, ["fn-report", "-i", str(path), "--data", str(tiny_beir), "-o", str(out), "-q",
-                                   "--verifiers", "qrels,cross_encoder", "--cross-encoder", minilm_cross_encoder,
-                                   "--set", f"cache_dir={emb_cache}"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "fn-report",
+            "-i",
+            str(path),
+            "--data",
+            str(tiny_beir),
+            "-o",
+            str(out),
+            "-q",
+            "--verifiers",
+            "qrels,cross_encoder",
+            "--cross-encoder",
+            minilm_cross_encoder,
+            "--set",
+            f"cache_dir={emb_cache}",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "fn_report.json").read_text())
     assert rep["model_rules"] == ["cross_encoder"] and rep["sources"]["all"]["certain_fn"] == 2
@@ -441,9 +553,15 @@ def test_fn_report_cli_with_cross_encoder_and_custom_groups(mined, tiny_beir, tm
     assert "| llm | 1 | 100.0% (1) |" in res.output
     # A caller-defined grouping (e.g. planted false negatives in their own row) and file prefix.
     data = load_beir(tiny_beir, "train")
-    _, rep2 = fn_report(records, data, VerifyConfig(verifiers=["qrels"]), out_dir=tmp_path / "g",
-                        show_progress=False, group=lambda r, n: "copy" if n.doc_id is None or n.source == Source.dense
-                        else n.source.value, prefix="grouped")
+    _, rep2 = fn_report(
+        records,
+        data,
+        VerifyConfig(verifiers=["qrels"]),
+        out_dir=tmp_path / "g",
+        show_progress=False,
+        group=lambda r, n: "copy" if n.doc_id is None or n.source == Source.dense else n.source.value,
+        prefix="grouped",
+    )
     assert rep2.sources["copy"]["certain_fn"] == 2 and rep2.sources["bm25"]["certain_fn"] == 0
     assert (tmp_path / "g" / "grouped.md").is_file() and rep2.plots == []  # no model rule, no score to plot
 

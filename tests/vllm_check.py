@@ -8,6 +8,7 @@ Writes ``report.json`` (measurements and what was checked) to --out and, with --
 generation job's output to ``generated.jsonl``. Exits non-zero with the failed check's message.
 vLLM spawns processes: everything runs under ``if __name__ == "__main__"``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,11 +27,18 @@ from negforge.synth.params import GenParams  # noqa: E402  (light: pydantic only
 # Three conversations of clearly different lengths, so per-row prompt token counts pin the order.
 CONVERSATIONS = [
     [{"role": "user", "content": "Say hello."}],
-    [{"role": "system", "content": "You are a terse assistant."},
-     {"role": "user", "content": "Name three colours of the rainbow, separated by commas."}],
-    [{"role": "system", "content": "You write short factual passages."},
-     {"role": "user", "content": "Write two sentences about how vaccines train the immune system to recognise "
-                                 "a pathogen, and mention antibodies and memory cells."}],
+    [
+        {"role": "system", "content": "You are a terse assistant."},
+        {"role": "user", "content": "Name three colours of the rainbow, separated by commas."},
+    ],
+    [
+        {"role": "system", "content": "You write short factual passages."},
+        {
+            "role": "user",
+            "content": "Write two sentences about how vaccines train the immune system to recognise "
+            "a pathogen, and mention antibodies and memory cells.",
+        },
+    ],
 ]
 
 
@@ -71,10 +79,14 @@ def run_checks(backend, report: dict) -> None:
     check(u["calls"] == 3 and u["requests"] == 3 and u["failed"] == 0, f"usage counts wrong: {u}")
     check(u["prompt_tokens"] == sum(want), f"usage prompt tokens {u['prompt_tokens']} != {sum(want)}")
     check(u["completion_tokens"] == sum(r.completion_tokens for r in rows), f"usage completion tokens wrong: {u}")
-    report["batch3"] = {"texts": [r.text for r in rows], "prompt_tokens": got,
-                        "completion_tokens": [r.completion_tokens for r in rows],
-                        "finish_reasons": [r.finish_reason for r in rows], "wall_s": round(wall, 3),
-                        "completion_tokens_per_s": round(sum(r.completion_tokens for r in rows) / wall, 2)}
+    report["batch3"] = {
+        "texts": [r.text for r in rows],
+        "prompt_tokens": got,
+        "completion_tokens": [r.completion_tokens for r in rows],
+        "finish_reasons": [r.finish_reason for r in rows],
+        "wall_s": round(wall, 3),
+        "completion_tokens_per_s": round(sum(r.completion_tokens for r in rows) / wall, 2),
+    }
 
     # 2. The same batch reversed: greedy texts follow their conversations.
     rev = backend.generate(CONVERSATIONS[::-1], greedy)
@@ -102,15 +114,21 @@ def run_checks(backend, report: dict) -> None:
     report["json_mode"] = {"texts": [r.text for r in js], "stopped_and_parsed": len(stopped)}
 
     # 4b. A JSON schema: every row that stopped is an object with the required key, of the schema's type.
-    schema = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 120}},
-              "required": ["answer"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string", "maxLength": 120}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    }
     sj = backend.generate(CONVERSATIONS, GenParams(temperature=0.0, max_tokens=96, seed=0, json_schema=schema))
     done = [r for r in sj if r.finish_reason == "stop"]
     check(bool(done), f"json_schema: no row finished within 96 tokens: {sj}")
     for r in done:
         obj = json.loads(r.text)
-        check(isinstance(obj, dict) and set(obj) == {"answer"} and isinstance(obj["answer"], str),
-              f"json_schema row does not follow the schema: {r.text!r}")
+        check(
+            isinstance(obj, dict) and set(obj) == {"answer"} and isinstance(obj["answer"], str),
+            f"json_schema row does not follow the schema: {r.text!r}",
+        )
     report["json_schema"] = {"texts": [r.text for r in sj], "stopped_and_valid": len(done)}
 
     # 5. Throughput: a batch of 8 sampled rows, 128 tokens each at most.
@@ -119,8 +137,11 @@ def run_checks(backend, report: dict) -> None:
     wall = time.perf_counter() - t0
     toks = sum(r.completion_tokens for r in out)
     check(all(r.ok for r in out), f"bench rows failed: {[r.error for r in out if not r.ok]}")
-    report["bench8"] = {"completion_tokens": toks, "wall_s": round(wall, 3),
-                        "completion_tokens_per_s": round(toks / wall, 2)}
+    report["bench8"] = {
+        "completion_tokens": toks,
+        "wall_s": round(wall, 3),
+        "completion_tokens_per_s": round(toks / wall, 2),
+    }
 
 
 def run_generation(backend, records_path: str, gen_cfg_path: str, out_dir: Path, report: dict) -> None:
@@ -141,8 +162,11 @@ def run_generation(backend, records_path: str, gen_cfg_path: str, out_dir: Path,
     t0 = time.perf_counter()
     generated, summary = generate_records(records, None, cfg, backend=backend, show_progress=False)
     write_records(out, generated)
-    report["generation"] = {"records": len(read_records(out)), "wall_s": round(time.perf_counter() - t0, 2),
-                            "summary": summary.to_dict()}
+    report["generation"] = {
+        "records": len(read_records(out)),
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "summary": summary.to_dict(),
+    }
 
 
 def main() -> int:
@@ -159,9 +183,13 @@ def main() -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict = {}
-    cfg = LLMConfig(backend="vllm", model=args.model, n_ctx=2048,
-                    params=GenParams(max_tokens=256, seed=0, temperature=0.7),
-                    vllm={"dtype": "bfloat16", "max_model_len": 2048, "enforce_eager": True})
+    cfg = LLMConfig(
+        backend="vllm",
+        model=args.model,
+        n_ctx=2048,
+        params=GenParams(max_tokens=256, seed=0, temperature=0.7),
+        vllm={"dtype": "bfloat16", "max_model_len": 2048, "enforce_eager": True},
+    )
     t0 = time.perf_counter()
     backend = VLLMBackend(cfg)
     report["load_s"] = round(time.perf_counter() - t0, 2)

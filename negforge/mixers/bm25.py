@@ -8,6 +8,7 @@ million-passage corpus never holds its token strings in memory.
 The index lives in ``<cache_dir>/bm25-<corpus fingerprint>-<settings hash>/`` (bm25s' own
 ``save`` format, loaded memory-mapped); it is written to a temp folder and renamed when whole.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,9 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -48,13 +50,18 @@ class Tokenizer:
                 import Stemmer  # PyStemmer
             except ImportError:
                 raise MissingDependencyError(
-                    f"stemmer={stemmer!r} needs 'pip install PyStemmer' (or leave stemming off)") from None
+                    f"stemmer={stemmer!r} needs 'pip install PyStemmer' (or leave stemming off)"
+                ) from None
             self._stem = Stemmer.Stemmer(stemmer).stemWord
         self._cache: dict[str, str] = {}
 
     def settings(self) -> dict:
-        return {"pattern": _WORD.pattern, "lower": True, "stopwords": sorted(self.stopwords),
-                "stemmer": self.stemmer_name}
+        return {
+            "pattern": _WORD.pattern,
+            "lower": True,
+            "stopwords": sorted(self.stopwords),
+            "stemmer": self.stemmer_name,
+        }
 
     def __call__(self, text: str) -> list[str]:
         words = [w for w in _WORD.findall(text.lower()) if w not in self.stopwords]
@@ -72,9 +79,17 @@ class Tokenizer:
 class BM25Index:
     """A bm25s retriever over ``corpus`` (row i = ``corpus.ids[i]``)."""
 
-    def __init__(self, corpus: Corpus, cache_dir: str | os.PathLike | None = None, k1: float = 1.5,
-                 b: float = 0.75, method: str = "lucene", stopwords: str | None = "en",
-                 stemmer: str | None = None, show_progress: bool = True):
+    def __init__(
+        self,
+        corpus: Corpus,
+        cache_dir: str | os.PathLike | None = None,
+        k1: float = 1.5,
+        b: float = 0.75,
+        method: str = "lucene",
+        stopwords: str | None = "en",
+        stemmer: str | None = None,
+        show_progress: bool = True,
+    ):
         if method not in BM25_METHODS:
             raise ConfigError(f"unknown BM25 method {method!r}; valid: {', '.join(BM25_METHODS)}")
         self.corpus = corpus
@@ -101,8 +116,9 @@ class BM25Index:
         vocab: dict[str, int] = {}
         ids: list[list[int]] = []
         texts = self._texts()
-        for text in tqdm(texts, total=len(self.corpus), desc="bm25 tokenize", unit="doc",
-                         disable=not self.show_progress):
+        for text in tqdm(
+            texts, total=len(self.corpus), desc="bm25 tokenize", unit="doc", disable=not self.show_progress
+        ):
             ids.append([vocab.setdefault(t, len(vocab)) for t in self.tokenizer(text)])
         vocab.setdefault("", len(vocab))  # keeps bm25s happy with documents that have no tokens
         retriever = bm25s.BM25(**self.params)
@@ -144,7 +160,7 @@ class BM25Index:
         vocab = self.vocab
         with tqdm(total=len(queries), desc="bm25 search", unit="query", disable=not self.show_progress) as bar:
             for start in range(0, len(queries), batch_size):
-                toks = [[t for t in self.tokenizer(q) if t in vocab] for q in queries[start:start + batch_size]]
+                toks = [[t for t in self.tokenizer(q) if t in vocab] for q in queries[start : start + batch_size]]
                 todo = [i for i, t in enumerate(toks) if t]
                 if todo:
                     docs, sc = self.retriever.retrieve([toks[i] for i in todo], k=k, show_progress=False)

@@ -18,6 +18,7 @@ query that shares a clicked document with this one, or whose text is similar (to
 >= ``related_text_sim``), but never clicked for this one; score = relatedness * their ctr.
 Clicks with ``dwell_s`` below ``min_dwell_s`` are bounces and count as not clicked.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,21 +62,26 @@ def load_click_log(path: str | os.PathLike) -> list[Impression]:
             raise InputError(f"{where}: 'shown' must be a non-empty list of {{doc_id, position}}")
         pairs = []
         for s in shown:
-            if not isinstance(s, dict) or s.get("doc_id") is None or not isinstance(s.get("position"), int) \
-                    or s["position"] < 1:
+            if (
+                not isinstance(s, dict)
+                or s.get("doc_id") is None
+                or not isinstance(s.get("position"), int)
+                or s["position"] < 1
+            ):
                 raise InputError(f"{where}: each 'shown' entry needs 'doc_id' and an integer 'position' >= 1")
             pairs.append((str(s["doc_id"]), s["position"]))
         clicks: dict[str, Optional[float]] = {}
         for c in obj.get("clicks") or []:
             doc, dwell = (c.get("doc_id"), c.get("dwell_s")) if isinstance(c, dict) else (c, None)
             if doc is None or (dwell is not None and not isinstance(dwell, (int, float))):
-                raise InputError(f"{where}: a click is a doc id or {{\"doc_id\": ..., \"dwell_s\": seconds}}")
+                raise InputError(f'{where}: a click is a doc id or {{"doc_id": ..., "dwell_s": seconds}}')
             clicks[str(doc)] = max(float(dwell), clicks.get(str(doc)) or 0.0) if dwell is not None else None
         missing = set(clicks) - {d for d, _ in pairs}
         if missing:
             raise InputError(f"{where}: clicked doc {sorted(missing)[0]!r} is not in 'shown'")
-        out.append(Impression(_key(None if qid is None else str(qid), text), text, sorted(pairs, key=lambda p: p[1]),
-                              clicks))
+        out.append(
+            Impression(_key(None if qid is None else str(qid), text), text, sorted(pairs, key=lambda p: p[1]), clicks)
+        )
     if not out:
         raise InputError(f"{path}: the click log is empty")
     return out
@@ -118,7 +124,7 @@ class PairStats:
     skip_above: int = 0
     skip_next: int = 0
 
-    def add(self, o: "PairStats") -> None:
+    def add(self, o: PairStats) -> None:
         self.impressions += o.impressions
         self.clicks += o.clicks
         self.examined += o.examined
@@ -174,13 +180,23 @@ class ClickMiner:
     score_window = False
     model = None
 
-    def __init__(self, corpus: Corpus, cfg, qrels=None, show_progress: bool = True,
-                 min_dwell_s: Optional[float] = None, max_ctr: Optional[float] = None,
-                 related_text_sim: Optional[float] = None, impressions: Optional[list[Impression]] = None):
+    def __init__(
+        self,
+        corpus: Corpus,
+        cfg,
+        qrels=None,
+        show_progress: bool = True,
+        min_dwell_s: Optional[float] = None,
+        max_ctr: Optional[float] = None,
+        related_text_sim: Optional[float] = None,
+        impressions: Optional[list[Impression]] = None,
+    ):
         c = cfg.click
         if impressions is None and not c.log:
-            raise ConfigError("the click miner needs a click log: set mine.click.log (or --click-log FILE); "
-                              "`negforge clicklog --data BEIR --output clicks.jsonl` writes a demo one")
+            raise ConfigError(
+                "the click miner needs a click log: set mine.click.log (or --click-log FILE); "
+                "`negforge clicklog --data BEIR --output clicks.jsonl` writes a demo one"
+            )
         self.source, self.corpus, self.cfg = Source.click, corpus, cfg
         self.min_dwell_s = c.min_dwell_s if min_dwell_s is None else min_dwell_s
         self.max_ctr = c.max_ctr if max_ctr is None else max_ctr
@@ -189,8 +205,12 @@ class ClickMiner:
         imps = impressions if impressions is not None else load_click_log(c.log)
         self.log = ClickLog.build(imps, c.propensities, self.min_dwell_s)
         self.removed: dict[str, int] = defaultdict(int)
-        log.info("click log: %d impressions, %d queries; propensities %s", len(imps), len(self.log.pairs),
-                 np.round(self.log.propensities[:10], 3).tolist())
+        log.info(
+            "click log: %d impressions, %d queries; propensities %s",
+            len(imps),
+            len(self.log.pairs),
+            np.round(self.log.propensities[:10], 3).tolist(),
+        )
 
     def _merged(self, keys: list[str]) -> dict[str, PairStats]:
         out: dict[str, PairStats] = {}
@@ -239,15 +259,32 @@ class ClickMiner:
             clicked = self._clicked(stats)
             cands: list[tuple[float, str, dict]] = []
             for doc, s in stats.items():
-                rule = ("unknown_doc" if doc not in self.corpus else "min_impressions"
-                        if s.impressions < self.min_impressions else "clicked" if s.ctr > self.max_ctr
-                        else "not_skipped" if not (s.skip_above or s.skip_next) else None)
+                rule = (
+                    "unknown_doc"
+                    if doc not in self.corpus
+                    else "min_impressions"
+                    if s.impressions < self.min_impressions
+                    else "clicked"
+                    if s.ctr > self.max_ctr
+                    else "not_skipped"
+                    if not (s.skip_above or s.skip_next)
+                    else None
+                )
                 if rule:
                     self.removed[rule] += 1
                     continue
-                cands.append((s.examined * (1 - s.ctr), doc, {
-                    "signal": "skip_above" if s.skip_above else "skip_next", "impressions": s.impressions,
-                    "clicks": s.clicks, "examined": round(s.examined, 3)}))
+                cands.append(
+                    (
+                        s.examined * (1 - s.ctr),
+                        doc,
+                        {
+                            "signal": "skip_above" if s.skip_above else "skip_next",
+                            "impressions": s.impressions,
+                            "clicks": s.clicks,
+                            "examined": round(s.examined, 3),
+                        },
+                    )
+                )
             cands.sort(key=lambda c: (-c[0], c[1]))
             related: dict[str, tuple[float, dict]] = {}
             for k2, strength in self._related(keys, r.query, clicked, by_doc, by_token, tokens).items():
@@ -259,10 +296,22 @@ class ClickMiner:
                         continue
                     score = strength * s.ctr
                     if score > related.get(doc, (0.0, {}))[0]:
-                        related[doc] = (score, {"signal": "related", "related_query": k2,
-                                                "relatedness": round(strength, 3), "clicks": s.clicks})
+                        related[doc] = (
+                            score,
+                            {
+                                "signal": "related",
+                                "related_query": k2,
+                                "relatedness": round(strength, 3),
+                                "clicks": s.clicks,
+                            },
+                        )
             cands += sorted(((sc, d, info) for d, (sc, info) in related.items()), key=lambda c: (-c[0], c[1]))
             cands = cands[:depth]
-            out.append(Ranking(rows=[self.corpus.index(d) for _, d, _ in cands], scores=[s for s, _, _ in cands],
-                               info=[i for _, _, i in cands]))
+            out.append(
+                Ranking(
+                    rows=[self.corpus.index(d) for _, d, _ in cands],
+                    scores=[s for s, _, _ in cands],
+                    info=[i for _, _, i in cands],
+                )
+            )
         return out

@@ -20,6 +20,7 @@ document with ``p_click_relevant`` (long dwell) and an examined non-relevant one
 ``p_click_other`` (short dwell), and stop after a relevant click with ``p_stop``. A share
 ``text_share`` of the impressions name the query by text only.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,15 +77,20 @@ def _dwell(rng: random.Random, relevant: bool) -> float:
     return round(rng.lognormvariate(math.log(60.0 if relevant else 6.0), 0.6), 1)
 
 
-def generate_click_log(data: BeirData, out_path: str | os.PathLike, sim: ClickSim | None = None,
-                       cache_dir: str | os.PathLike | None = None, show_progress: bool = False) -> ClickLogStats:
+def generate_click_log(
+    data: BeirData,
+    out_path: str | os.PathLike,
+    sim: ClickSim | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    show_progress: bool = False,
+) -> ClickLogStats:
     """Simulate ``sim.sessions_per_query`` impressions per qrels query of ``data``; write JSONL."""
     from .bm25 import BM25Index
 
     sim = sim or ClickSim()
     rng = random.Random(sim.seed)
     corpus, qrels = data.need_corpus("the click simulator"), data.need_qrels("the click simulator")
-    qids = [q for q in qrels if q in data.queries][:sim.limit]
+    qids = [q for q in qrels if q in data.queries][: sim.limit]
     if not qids:
         raise ConfigError("click simulator: the qrels name no query of queries.jsonl")
     index = BM25Index(corpus, cache_dir=cache_dir, show_progress=show_progress)
@@ -101,7 +107,7 @@ def generate_click_log(data: BeirData, out_path: str | os.PathLike, sim: ClickSi
                 shown[i], shown[i + 1] = shown[i + 1], shown[i]
             clicks = []
             for pos, doc in enumerate(shown, start=1):
-                if rng.random() >= 1.0 / pos ** sim.eta:
+                if rng.random() >= 1.0 / pos**sim.eta:
                     continue  # not examined
                 rel = doc in relevant
                 if rng.random() < (sim.p_click_relevant if rel else sim.p_click_other):
@@ -112,10 +118,20 @@ def generate_click_log(data: BeirData, out_path: str | os.PathLike, sim: ClickSi
                     if rel and rng.random() < sim.p_stop:
                         break
             key = {"query": data.queries[qid]} if rng.random() < sim.text_share else {"query_id": qid}
-            lines.append(json.dumps({**key, "shown": [{"doc_id": d, "position": p} for p, d in enumerate(shown, 1)],
-                                     "clicks": clicks}) + "\n")
+            lines.append(
+                json.dumps(
+                    {**key, "shown": [{"doc_id": d, "position": p} for p, d in enumerate(shown, 1)], "clicks": clicks}
+                )
+                + "\n"
+            )
             stats.impressions += 1
     write_lines(Path(out_path), lines)
-    log.info("click log %s: %d impressions, %d clicks (%d on relevant documents) for %d queries",
-             out_path, stats.impressions, stats.clicks, stats.relevant_clicks, len(qids))
+    log.info(
+        "click log %s: %d impressions, %d clicks (%d on relevant documents) for %d queries",
+        out_path,
+        stats.impressions,
+        stats.clicks,
+        stats.relevant_clicks,
+        len(qids),
+    )
     return stats

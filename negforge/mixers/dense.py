@@ -17,6 +17,7 @@ Memory stays linear in the corpus with at most one float32 copy of the embedding
 After each chunk the memmap pages just read are dropped from this process (``madvise``), so
 the resident set does not grow into a second copy (the OS page cache still keeps them warm).
 """
+
 from __future__ import annotations
 
 import logging
@@ -72,8 +73,14 @@ def _sorted(best_s: np.ndarray, best_i: np.ndarray):
     return np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1)
 
 
-def exact_search(emb: np.ndarray, queries: np.ndarray, k: int, show_progress: bool = False,
-                 query_batch: int = 1024, block_rows: int = 16384):
+def exact_search(
+    emb: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    show_progress: bool = False,
+    query_batch: int = 1024,
+    block_rows: int = 16384,
+):
     """Exact top-k inner product over ``emb`` (an array or memmap) in chunks: (scores, rows), best first.
 
     BLAS (numpy) on (query batch × block) score tiles, top-k by argpartition, merged per chunk:
@@ -87,12 +94,15 @@ def exact_search(emb: np.ndarray, queries: np.ndarray, k: int, show_progress: bo
     for start, stop in tqdm(list(_chunks(len(emb))), desc="dense search", unit="chunk", disable=not show_progress):
         chunk = np.ascontiguousarray(emb[start:stop], dtype=np.float32)  # a view for float32 memmaps
         for b0 in range(0, stop - start, block_rows):
-            block = chunk[b0:b0 + block_rows]
+            block = chunk[b0 : b0 + block_rows]
             kk = min(k, len(block))
             for q0 in range(0, len(q), query_batch):
-                sc = q[q0:q0 + query_batch] @ block.T
-                top = np.argpartition(-sc, kk - 1, axis=1)[:, :kk] if sc.shape[1] > kk else \
-                    np.broadcast_to(np.arange(sc.shape[1]), sc.shape)
+                sc = q[q0 : q0 + query_batch] @ block.T
+                top = (
+                    np.argpartition(-sc, kk - 1, axis=1)[:, :kk]
+                    if sc.shape[1] > kk
+                    else np.broadcast_to(np.arange(sc.shape[1]), sc.shape)
+                )
                 s_part, i_part = np.take_along_axis(sc, top, 1), top + (start + b0)
                 if q0 == 0:
                     new_s, new_i = [s_part], [i_part]
@@ -135,18 +145,22 @@ def bf16_search(emb: np.ndarray, queries: np.ndarray, k: int, show_progress: boo
     # one bf16 block and one score buffer, reused (per-chunk temporaries would stay in the C heap)
     block = torch.empty((size, emb.shape[1]), dtype=torch.bfloat16)
     score_buf = torch.empty(nq * size, dtype=torch.bfloat16)
-    for start, stop in tqdm(list(_chunks(len(emb), size)), desc="dense search", unit="chunk", disable=not show_progress):
+    for start, stop in tqdm(
+        list(_chunks(len(emb), size)), desc="dense search", unit="chunk", disable=not show_progress
+    ):
         n = stop - start
         view = np.ascontiguousarray(emb[start:stop], dtype=np.float32)  # no copy for a float32 memmap
         with warnings.catch_warnings():  # a read-only view: torch only reads it
             warnings.simplefilter("ignore")
             block[:n].copy_(torch.from_numpy(view))
-        scores_b = score_buf[:nq * n].view(nq, n)
+        scores_b = score_buf[: nq * n].view(nq, n)
         torch.matmul(qb, block[:n].T, out=scores_b)
         cand = torch.topk(scores_b, min(m, n), dim=1).indices.numpy()
         exact = np.empty(cand.shape, dtype=np.float32)
         for b in range(0, nq, query_batch):
-            exact[b:b + query_batch] = np.einsum("qmd,qd->qm", view[cand[b:b + query_batch]], q32[b:b + query_batch])
+            exact[b : b + query_batch] = np.einsum(
+                "qmd,qd->qm", view[cand[b : b + query_batch]], q32[b : b + query_batch]
+            )
         best_s, best_i = _merge_top(best_s, best_i, exact, cand + start, k)
         del view
         _drop_pages(emb, start, stop)
@@ -196,8 +210,15 @@ def choose_index(n_docs: int, kind: str, ann_threshold: int) -> str:
     return kind
 
 
-def dense_search(emb: np.ndarray, queries: np.ndarray, k: int, kind: str = "auto", ann_threshold: int = 500_000,
-                 show_progress: bool = False, seed: int = 0):
+def dense_search(
+    emb: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    kind: str = "auto",
+    ann_threshold: int = 500_000,
+    show_progress: bool = False,
+    seed: int = 0,
+):
     """Top-k (scores, rows) of ``queries`` against ``emb`` with the chosen index (see module doc)."""
     kind = choose_index(len(emb), kind, ann_threshold)
     k = min(k, len(emb))
@@ -237,18 +258,32 @@ class DenseMiner:
 
     score_window = True
 
-    def __init__(self, corpus: Corpus, cfg, qrels=None, show_progress: bool = True,
-                 embeddings: Optional[np.ndarray] = None, query_embeddings: Optional[np.ndarray] = None,
-                 ):
+    def __init__(
+        self,
+        corpus: Corpus,
+        cfg,
+        qrels=None,
+        show_progress: bool = True,
+        embeddings: Optional[np.ndarray] = None,
+        query_embeddings: Optional[np.ndarray] = None,
+    ):
         enc = cfg.encoder  # mine.encoder: model, max_seq_length, batch_size, cache_dir
         self.source, self.model = Source.dense, enc.model
         self.corpus, self.cfg, self.enc, self.show_progress = corpus, cfg, enc, show_progress
         if embeddings is None:
             from .embeddings import corpus_embeddings
 
-            embeddings = corpus_embeddings(corpus, enc.model, enc.cache_dir, enc.batch_size, enc.max_seq_length,
-                                           show_progress=show_progress, backend=enc.backend, precision=enc.precision,
-                                           processes=enc.processes)
+            embeddings = corpus_embeddings(
+                corpus,
+                enc.model,
+                enc.cache_dir,
+                enc.batch_size,
+                enc.max_seq_length,
+                show_progress=show_progress,
+                backend=enc.backend,
+                precision=enc.precision,
+                processes=enc.processes,
+            )
         if len(embeddings) != len(corpus):
             raise ConfigError(f"dense: {len(embeddings)} embeddings for a corpus of {len(corpus)} documents")
         self.emb, self.query_emb = embeddings, query_embeddings
@@ -256,9 +291,16 @@ class DenseMiner:
     def _encode(self, texts: list[str]) -> np.ndarray:
         from .embeddings import encode_texts
 
-        return encode_texts(texts, self.enc.model, self.enc.batch_size, self.enc.max_seq_length,
-                            show_progress=self.show_progress, backend=self.enc.backend, precision=self.enc.precision,
-                            cache_dir=self.enc.cache_dir)
+        return encode_texts(
+            texts,
+            self.enc.model,
+            self.enc.batch_size,
+            self.enc.max_seq_length,
+            show_progress=self.show_progress,
+            backend=self.enc.backend,
+            precision=self.enc.precision,
+            cache_dir=self.enc.cache_dir,
+        )
 
     def _positive_scores(self, records: list[Record], q: np.ndarray) -> list[Optional[float]]:
         """Lowest positive score per record: corpus rows where the positive has a doc id there,
@@ -287,7 +329,8 @@ class DenseMiner:
             q = np.asarray(self.query_emb, dtype=np.float32)
         else:
             q = self._encode([r.query for r in records])
-        scores, rows = dense_search(self.emb, q, depth, self.cfg.dense.index, self.cfg.dense.ann_threshold,
-                                    self.show_progress, self.cfg.seed)
+        scores, rows = dense_search(
+            self.emb, q, depth, self.cfg.dense.index, self.cfg.dense.ann_threshold, self.show_progress, self.cfg.seed
+        )
         pos = self._positive_scores(records, q) if self.cfg.relative_margin is not None else [None] * len(records)
         return [Ranking(rows=rw, scores=sc, positive_score=p) for rw, sc, p in zip(rows, scores, pos)]

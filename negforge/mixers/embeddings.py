@@ -10,15 +10,17 @@ Embeddings are L2-normalised: inner product = cosine.
 SentenceTransformer), onnx (ONNX Runtime) or openvino; each (backend, precision) other than
 torch/fp32 gets its own cache file (``...-onnx-int8-...``), as its vectors differ slightly.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -49,8 +51,14 @@ def _runtime_tag(backend: str, precision: str) -> str:
     return "" if (backend, precision) == ("torch", "fp32") else f"-{backend}-{precision}"
 
 
-def cache_path(encoder: str, corpus: Corpus, cache_dir: str | os.PathLike, max_seq_length: int,
-               backend: str = "torch", precision: str = "fp32") -> Path:
+def cache_path(
+    encoder: str,
+    corpus: Corpus,
+    cache_dir: str | os.PathLike,
+    max_seq_length: int,
+    backend: str = "torch",
+    precision: str = "fp32",
+) -> Path:
     tag = _runtime_tag(backend, precision)
     return Path(cache_dir) / f"{_slug(resolve_encoder(encoder))}-L{max_seq_length}{tag}-{corpus.fingerprint()}.f32"
 
@@ -73,8 +81,14 @@ class _TorchBF16:
         return out.float().cpu().numpy()
 
 
-def get_encoder(encoder: str, max_seq_length: Optional[int] = None, backend: str = "torch", precision: str = "fp32",
-                cache_dir: str | os.PathLike | None = None, fresh: bool = False):
+def get_encoder(
+    encoder: str,
+    max_seq_length: Optional[int] = None,
+    backend: str = "torch",
+    precision: str = "fp32",
+    cache_dir: str | os.PathLike | None = None,
+    fresh: bool = False,
+):
     """An object with ``encode`` / ``get_embedding_dimension`` for (encoder, backend, precision).
 
     ``fresh`` skips the per-process cache (a folder retrained in this process must be re-read;
@@ -84,8 +98,11 @@ def get_encoder(encoder: str, max_seq_length: Optional[int] = None, backend: str
     precision = resolve_precision(backend, precision)
     cache_dir = _default_cache(cache_dir)
     if backend != "torch":
-        return _runtime_encoder(encoder, max_seq_length, backend, precision, str(cache_dir)) if not fresh else \
-            RuntimeEncoder(encoder, backend, precision, max_seq_length, cache_dir)
+        return (
+            _runtime_encoder(encoder, max_seq_length, backend, precision, str(cache_dir))
+            if not fresh
+            else RuntimeEncoder(encoder, backend, precision, max_seq_length, cache_dir)
+        )
     if fresh:
         from sentence_transformers import SentenceTransformer
 
@@ -111,15 +128,31 @@ def _dim(model) -> int:
     return int(get())
 
 
-def encode_texts(texts: Sequence[str], encoder: str, batch_size: int = 64, max_seq_length: Optional[int] = None,
-                 show_progress: bool = False, model=None, backend: str = "torch", precision: str = "fp32",
-                 cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+def encode_texts(
+    texts: Sequence[str],
+    encoder: str,
+    batch_size: int = 64,
+    max_seq_length: Optional[int] = None,
+    show_progress: bool = False,
+    model=None,
+    backend: str = "torch",
+    precision: str = "fp32",
+    cache_dir: str | os.PathLike | None = None,
+) -> np.ndarray:
     """Normalised float32 embeddings of ``texts`` (no cache: for queries and generated passages)."""
     model = model or get_encoder(encoder, max_seq_length, backend, precision, cache_dir)
     if not len(texts):
         return np.zeros((0, _dim(model)), dtype=np.float32)
-    return np.asarray(model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                                   convert_to_numpy=True, show_progress_bar=show_progress), dtype=np.float32)
+    return np.asarray(
+        model.encode(
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress,
+        ),
+        dtype=np.float32,
+    )
 
 
 def pool_devices(processes: int) -> list[str]:
@@ -141,8 +174,10 @@ class EncodePool:
         if not isinstance(model, SentenceTransformer):
             from negforge.synth.errors import ConfigError
 
-            raise ConfigError(f"encoder.processes={processes} needs the torch encoder backend at fp32 (the "
-                              "sentence-transformers pool); use processes: 1 with onnx / openvino / bf16")
+            raise ConfigError(
+                f"encoder.processes={processes} needs the torch encoder backend at fp32 (the "
+                "sentence-transformers pool); use processes: 1 with onnx / openvino / bf16"
+            )
         self.model, self.devices = model, pool_devices(processes)
         self.pool: Optional[dict] = None
 
@@ -159,8 +194,12 @@ class EncodePool:
         return self
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        return np.asarray(self.model.encode(list(texts), pool=self.pool, batch_size=batch_size,
-                                            normalize_embeddings=True, convert_to_numpy=True), dtype=np.float32)
+        return np.asarray(
+            self.model.encode(
+                list(texts), pool=self.pool, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+            ),
+            dtype=np.float32,
+        )
 
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
@@ -168,10 +207,19 @@ class EncodePool:
             self.pool = None
 
 
-def corpus_embeddings(corpus: Corpus, encoder: str, cache_dir: str | os.PathLike | None = None,
-                      batch_size: int = 64, max_seq_length: int = 256, show_progress: bool = True,
-                      model=None, chunk: int = 4096, backend: str = "torch", precision: str = "fp32",
-                      processes: int = 1) -> np.memmap:
+def corpus_embeddings(
+    corpus: Corpus,
+    encoder: str,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 64,
+    max_seq_length: int = 256,
+    show_progress: bool = True,
+    model=None,
+    chunk: int = 4096,
+    backend: str = "torch",
+    precision: str = "fp32",
+    processes: int = 1,
+) -> np.memmap:
     """Memory-mapped (len(corpus), dim) float32 matrix, computed on first use and reused after
     (``cache_dir`` None: ``embeddings/`` under negforge's cache folder, see :mod:`negforge.synth.paths`).
     ``model`` (optional) must be the encoder for (``backend``, ``precision``): it names the cache file.
@@ -199,12 +247,17 @@ def corpus_embeddings(corpus: Corpus, encoder: str, cache_dir: str | os.PathLike
 
     try:
         out = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(len(corpus), dim))
-        with tqdm(total=len(texts), desc="encode corpus", unit="doc", disable=not show_progress) as bar, \
-                (EncodePool(model, processes) if processes > 1 else nullcontext()) as pool:
+        with (
+            tqdm(total=len(texts), desc="encode corpus", unit="doc", disable=not show_progress) as bar,
+            EncodePool(model, processes) if processes > 1 else nullcontext() as pool,
+        ):
             for start in range(0, len(texts), chunk):
-                part = texts[start:start + chunk]
-                out[start:start + len(part)] = pool.encode(part, batch_size) if pool is not None else \
-                    encode_texts(part, encoder, batch_size, model=model)
+                part = texts[start : start + chunk]
+                out[start : start + len(part)] = (
+                    pool.encode(part, batch_size)
+                    if pool is not None
+                    else encode_texts(part, encoder, batch_size, model=model)
+                )
                 bar.update(len(part))
         out.flush()
         del out
@@ -212,6 +265,15 @@ def corpus_embeddings(corpus: Corpus, encoder: str, cache_dir: str | os.PathLike
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    write_json(meta_path, {"shape": [len(corpus), dim], "encoder": encoder, "backend": backend,
-                           "precision": precision, "max_seq_length": max_seq_length, "corpus": corpus.fingerprint()})
+    write_json(
+        meta_path,
+        {
+            "shape": [len(corpus), dim],
+            "encoder": encoder,
+            "backend": backend,
+            "precision": precision,
+            "max_seq_length": max_seq_length,
+            "corpus": corpus.fingerprint(),
+        },
+    )
     return np.memmap(path, dtype=np.float32, mode="r", shape=(len(corpus), dim))

@@ -22,12 +22,13 @@ local RNG seeded by sha256(seed, record id, epoch, source).
    the hard share grows each epoch to all-hardest in the last one. The chosen negatives are
    shuffled (seeded) so that a trainer taking the first n sees the mix.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import random
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 from pydantic import Field
@@ -70,7 +71,7 @@ class MixReport(Report):
     ratios: dict[str, float]
     epochs: dict[int, EpochStats] = Field(default_factory=dict)
 
-    def merge(self, other: "MixReport") -> "MixReport":
+    def merge(self, other: MixReport) -> MixReport:
         self.epochs.update(other.epochs)
         return self
 
@@ -80,8 +81,9 @@ class MixReport(Report):
         for e, s in sorted(self.epochs.items()):
             for n, x in sorted(s.sources.items(), key=lambda kv: (-self.ratios.get(kv[0], 0), kv[0])):
                 drops = ", ".join(f"{k} {v}" for k, v in x.dropped.items() if v) or "-"
-                lines.append(f"{e:>5}  {n:<9}{self.ratios.get(n, 0):>6.2f}{x.quota:>7}{x.available:>7}"
-                             f"{x.chosen:>8}  {drops}")
+                lines.append(
+                    f"{e:>5}  {n:<9}{self.ratios.get(n, 0):>6.2f}{x.quota:>7}{x.available:>7}{x.chosen:>8}  {drops}"
+                )
             lines.append(f"{e:>5}  {s.records} records, {s.short} short of k={self.k}, {s.empty} with none")
         return "\n".join(lines)
 
@@ -104,7 +106,7 @@ def allocate(k: int, ratios: dict[str, float], available: dict[str, int]) -> tup
         exact = {s: total * ratios[s] / w for s in names}
         base = {s: math.floor(exact[s]) for s in names}
         by_rest = sorted(names, key=lambda s: -(exact[s] - base[s]))  # stable: ties keep source order
-        for s in by_rest[:total - sum(base.values())]:
+        for s in by_rest[: total - sum(base.values())]:
             base[s] += 1
         return base
 
@@ -123,14 +125,17 @@ def _too_close(v: Optional[np.ndarray], others: list[np.ndarray], threshold: Opt
     return v is not None and threshold is not None and any(float(np.dot(v, o)) > threshold for o in others)
 
 
-def _pool(r: Record, cfg: MixConfig, order: list[str], vectors: Optional[dict[str, np.ndarray]],
-          st: EpochStats) -> dict[str, list[Negative]]:
+def _pool(
+    r: Record, cfg: MixConfig, order: list[str], vectors: Optional[dict[str, np.ndarray]], st: EpochStats
+) -> dict[str, list[Negative]]:
     """Per source, its usable negatives, hardest first (rule 1 and the positive checks of rule 2)."""
     unverified = [n for n in r.negatives if n.verdict is None]
     if unverified and cfg.require_verified:
-        raise InputError(f"record {r.id!r} has {len(unverified)} unverified negative(s) (e.g. from "
-                         f"{unverified[0].source.value}); run `negforge verify` first, or set "
-                         "mix.require_verified=false to use unverified negatives as they are")
+        raise InputError(
+            f"record {r.id!r} has {len(unverified)} unverified negative(s) (e.g. from "
+            f"{unverified[0].source.value}); run `negforge verify` first, or set "
+            "mix.require_verified=false to use unverified negatives as they are"
+        )
     pos_ids = r.positive_ids()
     pos_texts = r.positive_texts()
     pos_vecs = [vectors[p.full_text] for p in r.positives] if vectors is not None else []
@@ -167,8 +172,16 @@ def _draw_order(pool: list[Negative], quota: int, rng: random.Random, hard_share
     return pool[:n_hard] + rest
 
 
-def _choose(r: Record, cfg: MixConfig, order: list[str], pool: dict[str, list[Negative]], epoch: int,
-            hard_share: Optional[float], vectors: Optional[dict[str, np.ndarray]], st: EpochStats) -> list[Negative]:
+def _choose(
+    r: Record,
+    cfg: MixConfig,
+    order: list[str],
+    pool: dict[str, list[Negative]],
+    epoch: int,
+    hard_share: Optional[float],
+    vectors: Optional[dict[str, np.ndarray]],
+    st: EpochStats,
+) -> list[Negative]:
     """Rules 3 and 4: quotas, then draws (scarcest source first) that skip cross-source
     duplicates; what duplicates cost is re-allocated over what the sources have left."""
     ratios = {s: cfg.ratios[s] for s in order}
@@ -201,8 +214,9 @@ def _choose(r: Record, cfg: MixConfig, order: list[str], pool: dict[str, list[Ne
         alloc = allocate(cfg.k - len(chosen), ratios, left)[1]
 
 
-def embed_for_dedup(records: list[Record], encoder: str = DEFAULT_ENCODER,
-                    show_progress: bool = False) -> dict[str, np.ndarray]:
+def embed_for_dedup(
+    records: list[Record], encoder: str = DEFAULT_ENCODER, show_progress: bool = False
+) -> dict[str, np.ndarray]:
     """Normalised embeddings of every positive and negative text (the ``dedup_cosine`` input)."""
     from .embeddings import encode_texts
 
@@ -210,9 +224,15 @@ def embed_for_dedup(records: list[Record], encoder: str = DEFAULT_ENCODER,
     return dict(zip(texts, encode_texts(texts, encoder, show_progress=show_progress)))
 
 
-def mix_records(records: list[Record], dataset: Optional[Dataset], cfg: MixConfig, *, epoch: int = 0,
-                encoder: str = DEFAULT_ENCODER, vectors: Optional[dict[str, np.ndarray]] = None,
-                ) -> tuple[list[Record], MixReport]:
+def mix_records(
+    records: list[Record],
+    dataset: Optional[Dataset],
+    cfg: MixConfig,
+    *,
+    epoch: int = 0,
+    encoder: str = DEFAULT_ENCODER,
+    vectors: Optional[dict[str, np.ndarray]] = None,
+) -> tuple[list[Record], MixReport]:
     """One epoch's draw: each output record keeps only its ``cfg.k`` chosen, verified-kept negatives.
 
     The mixer needs nothing from ``dataset`` (pass ``None``); it is there so every stage is called
@@ -237,7 +257,8 @@ def mix_records(records: list[Record], dataset: Optional[Dataset], cfg: MixConfi
         st.records += 1
         st.short += len(chosen) < cfg.k
         st.empty += not chosen
-        out.append(r.model_copy(update={"negatives": chosen,
-                                        "meta": {**r.meta, "mix": {"epoch": epoch, "seed": cfg.seed}}}))
+        out.append(
+            r.model_copy(update={"negatives": chosen, "meta": {**r.meta, "mix": {"epoch": epoch, "seed": cfg.seed}}})
+        )
     log.info("mixed %d records (epoch %d): %d short of k=%d", st.records, epoch, st.short, cfg.k)
     return out, summary

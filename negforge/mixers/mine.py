@@ -24,12 +24,14 @@ Negatives carry ``source``, ``provenance.rank`` (1-based rank in the miner's own
 included), ``provenance.extra.window_rank`` (0-based rank among the survivors) and
 ``scores[source]``.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol, Sequence
+from typing import Any, Optional, Protocol
 
 import numpy as np
 from pydantic import Field
@@ -39,15 +41,31 @@ from negforge.synth.data import Corpus, Dataset, Qrels
 from negforge.synth.errors import ConfigError
 from negforge.synth.registry import Registry
 from negforge.synth.reports import Report, Seconds
-from negforge.synth.schema import (Negative, Provenance, Record, Source, ascii_alnum_count, join_title_text,
-                                   normalise_text)
+from negforge.synth.schema import (
+    Negative,
+    Provenance,
+    Record,
+    Source,
+    ascii_alnum_count,
+    join_title_text,
+    normalise_text,
+)
 from negforge.synth.seeding import seeded_rng
 from negforge.synth.stages import stage_dataset
 
 log = logging.getLogger(__name__)
 
-FILTERS = ("labelled_positive", "positive_text", "already_mined", "max_score", "relative_margin",
-           "range_min", "past_range_max", "not_sampled", "empty_text")
+FILTERS = (
+    "labelled_positive",
+    "positive_text",
+    "already_mined",
+    "max_score",
+    "relative_margin",
+    "range_min",
+    "past_range_max",
+    "not_sampled",
+    "empty_text",
+)
 
 
 @dataclass
@@ -97,17 +115,24 @@ class MineReport(Report):
 
     def table(self) -> str:
         names = list(self.miners)
-        rows = [("queries", [s.queries for s in self.miners.values()]),
-                ("candidates", [s.candidates for s in self.miners.values()])]
+        rows = [
+            ("queries", [s.queries for s in self.miners.values()]),
+            ("candidates", [s.candidates for s in self.miners.values()]),
+        ]
         keys = list(dict.fromkeys([*FILTERS, *(k for s in self.miners.values() for k in s.removed)]))
-        rows += [(f"- {f}", [s.removed.get(f, 0) for s in self.miners.values()]) for f in keys
-                 if any(s.removed.get(f, 0) for s in self.miners.values())]
+        rows += [
+            (f"- {f}", [s.removed.get(f, 0) for s in self.miners.values()])
+            for f in keys
+            if any(s.removed.get(f, 0) for s in self.miners.values())
+        ]
         if any(s.rescored for s in self.miners.values()):
             rows.append(("cross-encoder rescored", [s.rescored for s in self.miners.values()]))
-        rows += [("mined", [s.mined for s in self.miners.values()]),
-                 ("queries short", [s.short for s in self.miners.values()]),
-                 ("queries empty", [s.empty for s in self.miners.values()]),
-                 ("seconds", [f"{s.wall_s:.1f}" for s in self.miners.values()])]
+        rows += [
+            ("mined", [s.mined for s in self.miners.values()]),
+            ("queries short", [s.short for s in self.miners.values()]),
+            ("queries empty", [s.empty for s in self.miners.values()]),
+            ("seconds", [f"{s.wall_s:.1f}" for s in self.miners.values()]),
+        ]
         width = max(len(r[0]) for r in rows)
         lines = [f"{'':<{width}}  " + "  ".join(f"{n:>10}" for n in names)]
         lines += [f"{label:<{width}}  " + "  ".join(f"{v:>10}" for v in vals) for label, vals in rows]
@@ -118,8 +143,10 @@ def check_config(cfg: MineConfig) -> None:
     if cfg.range_min >= cfg.range_max:
         raise ConfigError(f"mine.range_min ({cfg.range_min}) must be smaller than mine.range_max ({cfg.range_max})")
     if cfg.num_negatives > cfg.range_max - cfg.range_min:
-        raise ConfigError(f"mine.num_negatives ({cfg.num_negatives}) does not fit in the rank window "
-                          f"[{cfg.range_min}, {cfg.range_max}); lower num_negatives or widen the window")
+        raise ConfigError(
+            f"mine.num_negatives ({cfg.num_negatives}) does not fit in the rank window "
+            f"[{cfg.range_min}, {cfg.range_max}); lower num_negatives or widen the window"
+        )
     for name in cfg.sources:
         MINERS.get(name)  # unknown names raise with the valid list
     if len(set(cfg.sources)) != len(cfg.sources):
@@ -180,13 +207,20 @@ def _arrays(rankings: Sequence[Ranking]) -> tuple[np.ndarray, np.ndarray]:
     rows = np.full((len(rankings), depth), -1, dtype=np.int64)
     scores = np.zeros((len(rankings), depth), dtype=dtype)
     for i, r in enumerate(rankings):
-        rows[i, :len(r.rows)] = r.rows
-        scores[i, :len(r.scores)] = r.scores
+        rows[i, : len(r.rows)] = r.rows
+        scores[i, : len(r.scores)] = r.scores
     return rows, scores
 
 
-def _rule_codes(records: Sequence[Record], rankings: Sequence[Ranking], rows: np.ndarray, scores: np.ndarray,
-                miner: Miner, cfg: MineConfig, ex: _Excluder) -> np.ndarray:
+def _rule_codes(
+    records: Sequence[Record],
+    rankings: Sequence[Ranking],
+    rows: np.ndarray,
+    scores: np.ndarray,
+    miner: Miner,
+    cfg: MineConfig,
+    ex: _Excluder,
+) -> np.ndarray:
     """(n, depth) int: -2 no candidate, -1 survivor, k = index in RULES of the first rule that removed it."""
     valid = rows >= 0
     safe = np.where(valid, rows, 0)
@@ -202,12 +236,23 @@ def _rule_codes(records: Sequence[Record], rankings: Sequence[Ranking], rows: np
     tid = np.full(rows.shape, -1, dtype=np.int64)
     tid[maybe] = ex.text_ids(rows[maybe])
     any_maybe = maybe.any(axis=1)
-    pos_ids = [{ex.text_id(t, normalised=True) for t in r.positive_texts()} if any_maybe[i] else set()
-               for i, r in enumerate(records)]
+    pos_ids = [
+        {ex.text_id(t, normalised=True) for t in r.positive_texts()} if any_maybe[i] else set()
+        for i, r in enumerate(records)
+    ]
     positive_text = _member(np.where(maybe, tid, 0), pos_ids) & maybe
     corpus = ex.corpus
-    already = _member(safe, [[corpus.index(n.doc_id) for n in r.negatives
-                              if n.source == miner.source and n.doc_id and n.doc_id in corpus] for r in records])
+    already = _member(
+        safe,
+        [
+            [
+                corpus.index(n.doc_id)
+                for n in r.negatives
+                if n.source == miner.source and n.doc_id and n.doc_id in corpus
+            ]
+            for r in records
+        ],
+    )
     # rescored rankings (score_name set) are on one scale for every source
     on_scale = np.array([miner.score_window or k.score_name is not None for k in rankings], dtype=bool)[:, None]
     no = np.zeros(rows.shape, dtype=bool)
@@ -218,12 +263,19 @@ def _rule_codes(records: Sequence[Record], rankings: Sequence[Ranking], rows: np
         thr = (pos - np.abs(pos) * cfg.relative_margin).astype(scores.dtype)  # compared at the scores' precision
         margin = on_scale & (scores > thr[:, None])
     empty = tid == 0
-    return np.select([~valid, labelled, positive_text, already, max_score, margin, empty],
-                     [-2, 0, 1, 2, 3, 4, 5], default=-1)
+    return np.select(
+        [~valid, labelled, positive_text, already, max_score, margin, empty], [-2, 0, 1, 2, 3, 4, 5], default=-1
+    )
 
 
-def _select_block(records: Sequence[Record], rankings: Sequence[Ranking], miner: Miner, cfg: MineConfig,
-                  ex: _Excluder, stats: MinerStats) -> list[list[Negative]]:
+def _select_block(
+    records: Sequence[Record],
+    rankings: Sequence[Ranking],
+    miner: Miner,
+    cfg: MineConfig,
+    ex: _Excluder,
+    stats: MinerStats,
+) -> list[list[Negative]]:
     """The negatives of each record (rules, rank window, sampling: see the module doc), counted in ``stats``."""
     rows, scores = _arrays(rankings)
     code = _rule_codes(records, rankings, rows, scores, miner, cfg, ex)
@@ -259,18 +311,36 @@ def _select_block(records: Sequence[Record], rankings: Sequence[Ranking], miner:
             k = rankings[i]
             row, score, info = int(rows[i, j]), float(scores[i, j]), k.info
             title, text = corpus.titles[row], corpus.texts[row]
-            negs.append(Negative(
-                text=text if text.strip() else title, title=title if text.strip() else "", doc_id=corpus.ids[row],
-                source=miner.source, scores={k.score_name or miner.source.value: round(score, 6),
-                                             **(k.extra_scores[j] if k.extra_scores else {})},
-                provenance=Provenance(model=miner.model, rank=j + 1, seed=seed,
-                                      extra={"window_rank": int(wrank[i, j]), **(info[j] if info else {})})))
+            negs.append(
+                Negative(
+                    text=text if text.strip() else title,
+                    title=title if text.strip() else "",
+                    doc_id=corpus.ids[row],
+                    source=miner.source,
+                    scores={
+                        k.score_name or miner.source.value: round(score, 6),
+                        **(k.extra_scores[j] if k.extra_scores else {}),
+                    },
+                    provenance=Provenance(
+                        model=miner.model,
+                        rank=j + 1,
+                        seed=seed,
+                        extra={"window_rank": int(wrank[i, j]), **(info[j] if info else {})},
+                    ),
+                )
+            )
         out.append(negs)
     return out
 
 
-def mine_records(records: list[Record], dataset: Optional[Dataset], cfg: MineConfig, *, show_progress: bool = True,
-                 miner_options: Optional[dict[str, dict[str, Any]]] = None) -> tuple[list[Record], MineReport]:
+def mine_records(
+    records: list[Record],
+    dataset: Optional[Dataset],
+    cfg: MineConfig,
+    *,
+    show_progress: bool = True,
+    miner_options: Optional[dict[str, dict[str, Any]]] = None,
+) -> tuple[list[Record], MineReport]:
     """Add ``cfg.num_negatives`` negatives per source in ``cfg.sources`` to every record.
 
     Mines ``dataset.corpus`` (required); never adds a labelled positive (``dataset.qrels`` score
@@ -286,25 +356,41 @@ def mine_records(records: list[Record], dataset: Optional[Dataset], cfg: MineCon
     added: list[list[Negative]] = [[] for _ in records]
     for name in cfg.sources:
         t = time.perf_counter()
-        miner = MINERS.create(name, corpus=corpus, cfg=cfg, qrels=qrels, show_progress=show_progress,
-                              **(miner_options or {}).get(name, {}))
+        miner = MINERS.create(
+            name,
+            corpus=corpus,
+            cfg=cfg,
+            qrels=qrels,
+            show_progress=show_progress,
+            **(miner_options or {}).get(name, {}),
+        )
         stats = report.miners.setdefault(name, MinerStats())
-        depth = cfg.range_max + max((len(ex.positive_rows(r)) + len(r.positives) + len(r.negatives_from(name))
-                                     for r in records), default=0)
+        depth = cfg.range_max + max(
+            (len(ex.positive_rows(r)) + len(r.positives) + len(r.negatives_from(name)) for r in records), default=0
+        )
         rankings = miner.rank(records, min(depth, len(corpus)))
         if len(rankings) != len(records):
             raise RuntimeError(f"miner {name} returned {len(rankings)} rankings for {len(records)} records")
         if cfg.cross_encoder:
             from .rescore import rescore
 
-            rankings = rescore(records, rankings, corpus, [ex.positive_rows(r) for r in records], cfg.cross_encoder,
-                               miner.source.value, cfg.encoder.batch_size, show_progress)
+            rankings = rescore(
+                records,
+                rankings,
+                corpus,
+                [ex.positive_rows(r) for r in records],
+                cfg.cross_encoder,
+                miner.source.value,
+                cfg.encoder.batch_size,
+                show_progress,
+            )
             stats.rescored += sum(len(k.rows) for k in rankings)
         for rule, n in getattr(miner, "removed", {}).items():  # the miner's own filters (click)
             stats.removed[rule] = stats.removed.get(rule, 0) + n
         for b in range(0, len(records), BLOCK):
-            for i, negs in enumerate(_select_block(records[b:b + BLOCK], rankings[b:b + BLOCK], miner, cfg, ex, stats),
-                                     start=b):
+            for i, negs in enumerate(
+                _select_block(records[b : b + BLOCK], rankings[b : b + BLOCK], miner, cfg, ex, stats), start=b
+            ):
                 added[i].extend(negs)
         stats.wall_s = time.perf_counter() - t
         log.info("%s: %d negatives for %d queries in %.1f s", name, stats.mined, len(records), stats.wall_s)

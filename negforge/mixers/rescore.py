@@ -13,6 +13,7 @@ The mined negative keeps the miner's own score under its source name and gets
 ``scores["cross_encoder"]`` and ``scores["cross_encoder_pos"]``; ``provenance.extra`` holds its
 ``miner_rank`` (1-based, in the miner's list) beside the rescored ``rank``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +26,16 @@ log = logging.getLogger(__name__)
 SCORE = "cross_encoder"
 
 
-def rescore(records: list[Record], rankings: list, corpus: Corpus, positive_rows: list[set[int]], model_path: str,
-            source: str, batch_size: int = 64, show_progress: bool = False) -> list:
+def rescore(
+    records: list[Record],
+    rankings: list,
+    corpus: Corpus,
+    positive_rows: list[set[int]],
+    model_path: str,
+    source: str,
+    batch_size: int = 64,
+    show_progress: bool = False,
+) -> list:
     """New rankings: each candidate row scored by the cross-encoder at ``model_path``, best first.
 
     ``positive_rows[i]`` are record i's labelled-positive corpus rows: they are not scored (the mining
@@ -60,7 +69,14 @@ def rescore(records: list[Record], rankings: list, corpus: Corpus, positive_rows
                 scored.append((row, prob[(r.query, full[row])], float(score), info))
         scored.sort(key=lambda x: -x[1])  # stable: ties keep the miner's order
         rows = top + scored
-        out.append(Ranking(rows=[x[0] for x in rows], scores=[x[1] for x in rows], positive_score=pos,
-                           info=[x[3] for x in rows], score_name=SCORE,
-                           extra_scores=[{source: round(x[2], 6), f"{SCORE}_pos": round(pos, 6)} for x in rows]))
+        out.append(
+            Ranking(
+                rows=[x[0] for x in rows],
+                scores=[x[1] for x in rows],
+                positive_score=pos,
+                info=[x[3] for x in rows],
+                score_name=SCORE,
+                extra_scores=[{source: round(x[2], 6), f"{SCORE}_pos": round(pos, 6)} for x in rows],
+            )
+        )
     return out

@@ -22,14 +22,16 @@ additions, so negforge exports the model itself:
 
 Training stays on torch; a fine-tuned folder is exported once, the first time it is encoded.
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -58,8 +60,10 @@ def resolve_precision(backend: str, precision: str) -> str:
     if precision == "auto":
         return "bf16" if backend == "openvino" and openvino_has_bf16() else "fp32"
     if precision not in PRECISIONS[backend]:
-        raise ConfigError(f"precision {precision!r} is not offered by backend {backend!r}; "
-                          f"valid: {', '.join(PRECISIONS[backend])}, auto")
+        raise ConfigError(
+            f"precision {precision!r} is not offered by backend {backend!r}; "
+            f"valid: {', '.join(PRECISIONS[backend])}, auto"
+        )
     if precision == "bf16" and backend == "openvino" and not openvino_has_bf16():
         raise ConfigError("precision bf16: this CPU has no native bf16 for OpenVINO; use fp32, int8 or auto")
     return precision
@@ -75,8 +79,10 @@ def model_dir(encoder: str) -> Path:
 
         return Path(snapshot_download(name, local_files_only=True))
     except Exception:  # noqa: BLE001 - any miss means: not available offline
-        raise ConfigError(f"encoder {encoder!r}: the onnx/openvino backends need a local model folder "
-                          "(a path, or a hub name already downloaded); save it with model.save(PATH)") from None
+        raise ConfigError(
+            f"encoder {encoder!r}: the onnx/openvino backends need a local model folder "
+            "(a path, or a hub name already downloaded); save it with model.save(PATH)"
+        ) from None
 
 
 def content_key(path: Path) -> str:
@@ -120,17 +126,28 @@ def export_onnx(st_model, target: Path) -> Path:
     dyn = {**{k: {0: "batch", 1: "sequence"} for k in names}, "sentence_embedding": {0: "batch"}}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _write_atomic(target, lambda tmp: torch.onnx.export(
-            module, tuple(feats[k] for k in names), str(tmp), dynamo=False, input_names=names,
-            output_names=["sentence_embedding"], dynamic_axes=dyn, opset_version=17))
+        _write_atomic(
+            target,
+            lambda tmp: torch.onnx.export(
+                module,
+                tuple(feats[k] for k in names),
+                str(tmp),
+                dynamo=False,
+                input_names=names,
+                output_names=["sentence_embedding"],
+                dynamic_axes=dyn,
+                opset_version=17,
+            ),
+        )
     return target
 
 
 def _ort_int8(fp32: Path, target: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    return _write_atomic(target, lambda tmp: quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8,
-                                                               per_channel=True))
+    return _write_atomic(
+        target, lambda tmp: quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+    )
 
 
 def _ov_int8(fp32: Path, target: Path) -> Path:
@@ -152,8 +169,14 @@ def _ov_int8(fp32: Path, target: Path) -> Path:
 class RuntimeEncoder:
     """``encode`` / ``get_embedding_dimension`` like a SentenceTransformer, computed by ONNX Runtime or OpenVINO."""
 
-    def __init__(self, encoder: str, backend: str = "onnx", precision: str = "fp32",
-                 max_seq_length: Optional[int] = None, cache_dir: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        encoder: str,
+        backend: str = "onnx",
+        precision: str = "fp32",
+        max_seq_length: Optional[int] = None,
+        cache_dir: str | os.PathLike | None = None,
+    ):
         from sentence_transformers import SentenceTransformer
 
         from negforge.synth.paths import cache_path
@@ -165,7 +188,9 @@ class RuntimeEncoder:
         self.st = SentenceTransformer(str(path), device="cpu")  # tokenizer and the graph to export
         if max_seq_length:
             self.st.max_seq_length = max_seq_length
-        self.folder = Path(cache_dir or cache_path("embeddings")) / "runtimes" / f"{path.name or 'encoder'}-{content_key(path)}"
+        self.folder = (
+            Path(cache_dir or cache_path("embeddings")) / "runtimes" / f"{path.name or 'encoder'}-{content_key(path)}"
+        )
         self.folder.mkdir(parents=True, exist_ok=True)
         fp32 = self.folder / "model.onnx"
         if not fp32.is_file():
@@ -210,17 +235,22 @@ class RuntimeEncoder:
         get = getattr(self.st, "get_embedding_dimension", None) or self.st.get_sentence_embedding_dimension
         return int(get())
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64, normalize_embeddings: bool = True,
-               show_progress_bar: bool = False, **_ignored) -> np.ndarray:
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        normalize_embeddings: bool = True,
+        show_progress_bar: bool = False,
+        **_ignored,
+    ) -> np.ndarray:
         """float32 (len(texts), dim); batches in the SentenceTransformer's order (longest text first)."""
         from tqdm.auto import tqdm
 
         texts = list(texts)
         out = np.zeros((len(texts), self.get_embedding_dimension()), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        for start in tqdm(range(0, len(texts), batch_size), desc="encode", unit="batch",
-                          disable=not show_progress_bar):
-            idx = order[start:start + batch_size]
+        for start in tqdm(range(0, len(texts), batch_size), desc="encode", unit="batch", disable=not show_progress_bar):
+            idx = order[start : start + batch_size]
             feats = self.st.preprocess([texts[i] for i in idx])
             feeds = {k: v.numpy() for k, v in feats.items() if hasattr(v, "numpy")}
             out[idx] = self._run(feeds)

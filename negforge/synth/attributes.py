@@ -17,15 +17,18 @@ never the global RNG and never Python's salted ``hash()``, so the same job sampl
 settings in any process, on any machine, in any order. The setting chosen is stored on each
 negative's provenance.
 """
+
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Optional
 
 from .errors import ConfigError
 from .seeding import stable_seed  # noqa: F401  (also imported from here)
+
 
 @dataclass(frozen=True)
 class AttributeSpace:
@@ -45,7 +48,9 @@ class AttributeSpace:
             if not getattr(self, name):
                 raise ConfigError(f"AttributeSpace.{name} is empty: give at least one choice")
         if not 0 < self.min_words <= self.max_words:
-            raise ConfigError(f"AttributeSpace: need 0 < min_words <= max_words (got {self.min_words}, {self.max_words})")
+            raise ConfigError(
+                f"AttributeSpace: need 0 < min_words <= max_words (got {self.min_words}, {self.max_words})"
+            )
 
 
 @lru_cache(maxsize=1)
@@ -60,8 +65,13 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
-def target_length(positive_words: int, factor: float, space: AttributeSpace,
-                  max_words: Optional[int] = None, corpus_range: Optional[tuple[int, int]] = None) -> int:
+def target_length(
+    positive_words: int,
+    factor: float,
+    space: AttributeSpace,
+    max_words: Optional[int] = None,
+    corpus_range: Optional[tuple[int, int]] = None,
+) -> int:
     """Words to ask for: the positive's length, first brought inside the corpus's usual range
     (``corpus_range``: e.g. its 10th and 90th percentile), times ``factor``, rounded to 10, clamped to
     the space (and to ``max_words``, e.g. what fits in the completion's max_tokens)."""
@@ -73,9 +83,16 @@ def target_length(positive_words: int, factor: float, space: AttributeSpace,
     return int(max(lo, min(hi, round(base * factor / 10) * 10)))
 
 
-def sample_setting(seed: int, record_id: str, index: int, positive_words: int,
-                   present: Optional[Iterable[str]] = None, space: Optional[AttributeSpace] = None,
-                   max_words: Optional[int] = None, corpus_range: Optional[tuple[int, int]] = None) -> dict[str, Any]:
+def sample_setting(
+    seed: int,
+    record_id: str,
+    index: int,
+    positive_words: int,
+    present: Optional[Iterable[str]] = None,
+    space: Optional[AttributeSpace] = None,
+    max_words: Optional[int] = None,
+    corpus_range: Optional[tuple[int, int]] = None,
+) -> dict[str, Any]:
     """The controls for draft ``index`` of record ``record_id``.
 
     ``present`` are the query attributes the analysis found (the flip is drawn among them, in the
@@ -95,15 +112,24 @@ def sample_setting(seed: int, record_id: str, index: int, positive_words: int,
     flippable = [a for a in space.query_attributes if a not in space.never_flip] or list(space.query_attributes)
     candidates = [a for a in flippable if a in found] or flippable
     flip = rng.choice(candidates)
-    return {"domain": domain, "difficulty": difficulty, "edit": edit, "flip": flip,
-            "length_words": target_length(positive_words, factor, space, max_words, corpus_range)}
+    return {
+        "domain": domain,
+        "difficulty": difficulty,
+        "edit": edit,
+        "flip": flip,
+        "length_words": target_length(positive_words, factor, space, max_words, corpus_range),
+    }
 
 
 def describe_setting(setting: Mapping[str, Any], space: Optional[AttributeSpace] = None) -> dict[str, str]:
     """The human descriptions of a setting's choices, for the prompt templates."""
     space = space or default_space()
     try:
-        return {"domain": space.domains[setting["domain"]], "difficulty": space.difficulties[setting["difficulty"]],
-                "edit": space.edits[setting["edit"]], "flip": space.query_attributes[setting["flip"]]}
+        return {
+            "domain": space.domains[setting["domain"]],
+            "difficulty": space.difficulties[setting["difficulty"]],
+            "edit": space.edits[setting["edit"]],
+            "flip": space.query_attributes[setting["flip"]],
+        }
     except KeyError as e:
         raise ConfigError(f"setting names {e.args[0]!r}, which is not in the attribute space") from None

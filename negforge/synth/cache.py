@@ -9,6 +9,7 @@ Crash safety: each ``put_many`` is one sqlite transaction; a process killed with
 loses at most the batch it had not committed, never corrupts the file. Several processes (shards)
 may share one cache directory: sqlite serialises their writes (``busy_timeout``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,8 +54,10 @@ class CompletionCache:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
         except (OSError, sqlite3.Error) as e:
-            raise ConfigError(f"cannot open the LLM cache at {self.path}: {e}; set cache_dir to a writable "
-                              "folder or disable the cache (--no-cache)") from None
+            raise ConfigError(
+                f"cannot open the LLM cache at {self.path}: {e}; set cache_dir to a writable "
+                "folder or disable the cache (--no-cache)"
+            ) from None
         self._lock = threading.Lock()
 
     def get_many(self, keys: list[str]) -> dict[str, Completion]:
@@ -62,18 +65,22 @@ class CompletionCache:
         unique = list(dict.fromkeys(keys))
         with self._lock:
             for i in range(0, len(unique), 500):  # stay under sqlite's variable limit
-                chunk = unique[i:i + 500]
+                chunk = unique[i : i + 500]
                 rows = self._db.execute(
                     f"SELECT key, text, finish_reason FROM completions WHERE key IN ({','.join('?' * len(chunk))})",
-                    chunk).fetchall()
+                    chunk,
+                ).fetchall()
                 for key, text, finish in rows:
                     found[key] = Completion(text=text, finish_reason=finish, cached=True)
         return found
 
     def put_many(self, model: str, items: list[tuple[str, Completion]]) -> int:
         """Store the ok completions of ``items`` in one transaction; returns how many were stored."""
-        rows = [(k, model, c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason, time.time())
-                for k, c in items if c.ok and not c.cached]
+        rows = [
+            (k, model, c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason, time.time())
+            for k, c in items
+            if c.ok and not c.cached
+        ]
         if rows:
             with self._lock:
                 self._db.execute("BEGIN IMMEDIATE")

@@ -1,4 +1,5 @@
 """``negforge`` console script: generate | verify | mine | mix | train | eval | run | prompt ..."""
+
 from __future__ import annotations
 
 import importlib
@@ -8,12 +9,18 @@ import typer
 from .commands import MODULES
 from .commands.common import AliasGroup
 
-app = typer.Typer(name="negforge", cls=AliasGroup, no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]},
-                  help="Hard negatives for dense retrievers: generate with an LLM, verify, mine, mix, train, evaluate.",
-                  epilog="Flags mean the same in every command that has them: -i/--input, -o/--output, -d/--data (a "
-                  "BEIR folder), -c/--config, -s/--set key=value, --limit N (first N), -q/--quiet, -v/--verbose. "
-                  "Start with: negforge run")
+app = typer.Typer(
+    name="negforge",
+    cls=AliasGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Hard negatives for dense retrievers: generate with an LLM, verify, mine, mix, train, evaluate.",
+    epilog="Flags mean the same in every command that has them: -i/--input, -o/--output, -d/--data (a "
+    "BEIR folder), -c/--config, -s/--set key=value, --limit N (first N), -q/--quiet, -v/--verbose. "
+    "Start with: negforge run",
+)
 
 
 def _version(value: bool) -> None:
@@ -25,8 +32,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """Hard negatives for dense retrievers: generate with an LLM, verify, mine, mix, train, evaluate."""
 
 

@@ -9,19 +9,31 @@ cell holds a string, a list of strings or ``{title, text}`` passages. Rows of on
 record: grouped by id, or by query text where there is no id column; an id that names two
 different query texts is an input error.
 """
+
 from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Iterable, Iterator, Optional, Union
+from collections.abc import Iterable, Iterator
+from typing import Any, Optional, Union
 
 from .errors import ConfigError, InputError
 from .schema import Negative, Passage, Provenance, Record, Source
 
 ROLES = {
     "query": ("query", "anchor", "question", "query_text", "sentence1", "sentence_1"),
-    "positive": ("positive", "pos", "positives", "positive_text", "answer", "passage", "document", "context",
-                 "sentence2", "sentence_2"),
+    "positive": (
+        "positive",
+        "pos",
+        "positives",
+        "positive_text",
+        "answer",
+        "passage",
+        "document",
+        "context",
+        "sentence2",
+        "sentence_2",
+    ),
     "negative": ("negative", "neg", "negatives", "hard_negative", "hard_negatives", "negative_text"),
     "id": ("id", "query_id", "qid", "_id", "query-id"),
 }
@@ -69,9 +81,11 @@ def resolve_columns(available: list[str], columns: Optional[dict], where: str) -
             out[role] = [found] if found else []
     for role in ("query", "positive"):
         if not out[role]:
-            raise InputError(f"{where}: no {role} column (looked for {', '.join(ROLES[role][:6])}; columns: "
-                             f"{', '.join(available) or 'none'}); name it with columns={{'{role}': COL}} "
-                             f"(--columns {role}=COL)")
+            raise InputError(
+                f"{where}: no {role} column (looked for {', '.join(ROLES[role][:6])}; columns: "
+                f"{', '.join(available) or 'none'}); name it with columns={{'{role}': COL}} "
+                f"(--columns {role}=COL)"
+            )
     return out
 
 
@@ -90,8 +104,13 @@ def _texts(value: Any) -> Iterator[str]:
         raise ValueError(f"expected text or a list of texts, got {type(value).__name__}")
 
 
-def records_from_rows(rows: Iterable[tuple[int, dict[str, Any]]], available: list[str], columns: Optional[dict],
-                      where: str, unit: str = "row") -> list[Record]:
+def records_from_rows(
+    rows: Iterable[tuple[int, dict[str, Any]]],
+    available: list[str],
+    columns: Optional[dict],
+    where: str,
+    unit: str = "row",
+) -> list[Record]:
     """Group (position, row) pairs into records (see the module doc for roles and grouping)."""
     cols = resolve_columns(available, columns, where)
     groups: dict[str, dict[str, Any]] = {}
@@ -105,12 +124,16 @@ def records_from_rows(rows: Iterable[tuple[int, dict[str, Any]]], available: lis
             raise InputError(f"{at}: {e}") from None
         if query is None:
             raise InputError(f"{at}: the query ({cols['query'][0]}) is empty")
-        rid = str(row[cols["id"][0]]) if cols["id"] and row.get(cols["id"][0]) is not None else \
-            "q" + hashlib.sha1(query.encode()).hexdigest()[:12]
+        rid = (
+            str(row[cols["id"][0]])
+            if cols["id"] and row.get(cols["id"][0]) is not None
+            else "q" + hashlib.sha1(query.encode()).hexdigest()[:12]
+        )
         g = groups.setdefault(rid, {"query": query, "pos": {}, "neg": {}, "at": at})
         if g["query"] != query:
-            raise InputError(f"{at}: query id {rid!r} names two different queries (first at {g['at']}); "
-                             "ids must be unique")
+            raise InputError(
+                f"{at}: query id {rid!r} names two different queries (first at {g['at']}); ids must be unique"
+            )
         g["pos"].update(dict.fromkeys(positives))
         g["neg"].update(dict.fromkeys(negatives))
     records = []
@@ -118,7 +141,15 @@ def records_from_rows(rows: Iterable[tuple[int, dict[str, Any]]], available: lis
         if not g["pos"]:
             raise InputError(f"{g['at']}: query {rid!r} has no positive ({', '.join(cols['positive'])} empty)")
         negs = [t for t in g["neg"] if t not in g["pos"]]
-        records.append(Record(id=rid, query=g["query"], positives=[Passage(text=t) for t in g["pos"]],
-                              negatives=[Negative(text=t, source=Source.imported, provenance=Provenance(rank=i + 1))
-                                         for i, t in enumerate(negs)]))
+        records.append(
+            Record(
+                id=rid,
+                query=g["query"],
+                positives=[Passage(text=t) for t in g["pos"]],
+                negatives=[
+                    Negative(text=t, source=Source.imported, provenance=Provenance(rank=i + 1))
+                    for i, t in enumerate(negs)
+                ],
+            )
+        )
     return records

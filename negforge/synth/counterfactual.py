@@ -18,6 +18,7 @@ cheap draft checks (here only a near-verbatim copy counts as a copy: ``copy_shar
 provenance, cache and resume. A record whose requirements never parse goes on with one fallback
 requirement (what in the document answers the query) and is counted in ``analysis_failed``.
 """
+
 from __future__ import annotations
 
 import random
@@ -44,8 +45,13 @@ class CounterfactualFlow(MarFlow):
 
     # -- messages ------------------------------------------------------------------------------
     def analyse_messages(self, r: Record) -> list[dict[str, str]]:
-        return self._user("requirements", query=r.query, positive=self._positive(r),
-                          max_requirements=self.max_requirements, output_format=RequirementsReply.FORMAT)
+        return self._user(
+            "requirements",
+            query=r.query,
+            positive=self._positive(r),
+            max_requirements=self.max_requirements,
+            output_format=RequirementsReply.FORMAT,
+        )
 
     def setting(self, r: Record, index: int, analysis: dict[str, Any]) -> dict[str, Any]:
         """Draft ``index`` breaks requirement ``order[index % n]`` of a seeded order; edit and length are seeded."""
@@ -63,13 +69,27 @@ class CounterfactualFlow(MarFlow):
         return {"edit": self.space.edits[setting["edit"]]}
 
     def generate_messages(self, r: Record, analysis: dict[str, Any], setting: dict[str, Any]) -> list[dict[str, str]]:
-        return self._user("rewrite", query=r.query, positive=self._positive(r),
-                          requirements=analysis.get("requirements") or [FALLBACK_REQUIREMENT], setting=setting,
-                          hints=self._hints(setting), output_format=RewriteReply.FORMAT)
+        return self._user(
+            "rewrite",
+            query=r.query,
+            positive=self._positive(r),
+            requirements=analysis.get("requirements") or [FALLBACK_REQUIREMENT],
+            setting=setting,
+            hints=self._hints(setting),
+            output_format=RewriteReply.FORMAT,
+        )
 
     def reflect_messages(self, r: Record, draft: str, setting: dict[str, Any], rnd: int) -> list[dict[str, str]]:
-        return self._user("reflect", query=r.query, positive=self._positive(r), draft=draft, setting=setting,
-                          hints=self._hints(setting), round=rnd, output_format=CounterfactualCheck.FORMAT)
+        return self._user(
+            "reflect",
+            query=r.query,
+            positive=self._positive(r),
+            draft=draft,
+            setting=setting,
+            hints=self._hints(setting),
+            round=rnd,
+            output_format=CounterfactualCheck.FORMAT,
+        )
 
     # -- steps ---------------------------------------------------------------------------------
     def first_reply(self) -> tuple[Any, str]:

@@ -7,15 +7,17 @@ Every reader refuses a repeated id (document, query, record) naming both lines, 
 what a reader leaves out (a query with no relevant document in the corpus, a qrels row naming an
 unknown document) is counted in the ``dropped`` dict the caller passes, and logged.
 """
+
 from __future__ import annotations
 
 import csv
 import hashlib
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 from .errors import InputError
 from .io import check_unique_ids, iter_jsonl, read_text
@@ -74,8 +76,10 @@ def load_corpus(path: str | os.PathLike, limit: Optional[int] = None) -> Corpus:
         if doc_id is None or not isinstance(text, str):
             raise InputError(f"{path}:{lineno}: a corpus line needs '_id' and 'text'")
         if str(doc_id) in seen:
-            raise InputError(f"{path}:{lineno}: document id {str(doc_id)!r} appears again (first at line "
-                             f"{seen[str(doc_id)]}); ids must be unique")
+            raise InputError(
+                f"{path}:{lineno}: document id {str(doc_id)!r} appears again (first at line "
+                f"{seen[str(doc_id)]}); ids must be unique"
+            )
         seen[str(doc_id)] = lineno
         ids.append(str(doc_id))
         titles.append(str(obj.get("title") or ""))
@@ -116,8 +120,10 @@ def load_qrels(path: str | os.PathLike) -> Qrels:
                 raise InputError(f"{path}:{lineno}: score {row[2]!r} is not a number") from None
             q, d = row[0].strip(), row[1].strip()
             if qrels.get(q, {}).get(d, score) != score:
-                raise InputError(f"{path}:{lineno}: query {q!r} and document {d!r} were already judged "
-                                 f"{qrels[q][d]}, now {score}; keep one row per pair")
+                raise InputError(
+                    f"{path}:{lineno}: query {q!r} and document {d!r} were already judged "
+                    f"{qrels[q][d]}, now {score}; keep one row per pair"
+                )
             qrels.setdefault(q, {})[d] = score
     return qrels
 
@@ -138,8 +144,10 @@ class Dataset:
     def need_corpus(self, stage: str) -> Corpus:
         """The corpus, or a one-line InputError naming the stage that needs it."""
         if self.corpus is None:
-            raise InputError(f"{stage} needs a corpus: pass a Dataset with one (e.g. load_beir(folder)), or "
-                             "Dataset(corpus=corpus_from_records(records)) to use the records' own passages")
+            raise InputError(
+                f"{stage} needs a corpus: pass a Dataset with one (e.g. load_beir(folder)), or "
+                "Dataset(corpus=corpus_from_records(records)) to use the records' own passages"
+            )
         return self.corpus
 
     def need_qrels(self, stage: str) -> Qrels:
@@ -158,18 +166,22 @@ def load_beir(folder: str | os.PathLike, split: str = "train") -> Dataset:
         raise InputError(
             f"{folder}: dataset folder not found. The bundled default is ../shared/data/scifact "
             "(run from the project root, or pass --data PATH to a BEIR folder with corpus.jsonl, "
-            "queries.jsonl and qrels/<split>.tsv)")
+            "queries.jsonl and qrels/<split>.tsv)"
+        )
     corpus = load_corpus(folder / "corpus.jsonl")
     queries = load_queries(folder / "queries.jsonl")
     qrels = load_qrels(folder / "qrels" / f"{split}.tsv")
     missing = [q for q in qrels if q not in queries]
     if missing:
-        raise InputError(f"{folder}: qrels/{split}.tsv names {len(missing)} queries not in queries.jsonl, e.g. {missing[0]!r}")
+        raise InputError(
+            f"{folder}: qrels/{split}.tsv names {len(missing)} queries not in queries.jsonl, e.g. {missing[0]!r}"
+        )
     return Dataset(corpus, queries, qrels)
 
 
-def records_from_beir(data: Dataset, limit: Optional[int] = None,
-                      dropped: Optional[dict[str, int]] = None) -> list[Record]:
+def records_from_beir(
+    data: Dataset, limit: Optional[int] = None, dropped: Optional[dict[str, int]] = None
+) -> list[Record]:
     """One record per qrels query with at least one relevant (score > 0) document in the corpus.
 
     The positives are the query's documents with score > 0, in qrels order, each carrying its grade;
@@ -188,8 +200,10 @@ def records_from_beir(data: Dataset, limit: Optional[int] = None,
             skipped += 1
             continue
         records.append(Record(id=qid, query=data.queries[qid], positives=pos))
-    counts = {"queries with no relevant document in the corpus": skipped,
-              "qrels rows naming a document not in the corpus": unknown}
+    counts = {
+        "queries with no relevant document in the corpus": skipped,
+        "qrels rows naming a document not in the corpus": unknown,
+    }
     for k, v in counts.items():
         if v:
             log.warning("input: dropped %d %s", v, k)
@@ -216,12 +230,18 @@ def records_from_flag_jsonl(path: str | os.PathLike, limit: Optional[int] = None
         if rid in first:
             raise InputError(f"{where}: id {rid!r} appears again (first at line {first[rid]}); ids must be unique")
         first[rid] = lineno
-        records.append(Record(
-            id=rid, query=query,
-            positives=[Passage(text=p) for p in pos if p.strip()],
-            negatives=[Negative(text=n, source=Source.imported, provenance=Provenance(rank=i + 1))
-                       for i, n in enumerate(neg) if n.strip()],
-        ))
+        records.append(
+            Record(
+                id=rid,
+                query=query,
+                positives=[Passage(text=p) for p in pos if p.strip()],
+                negatives=[
+                    Negative(text=n, source=Source.imported, provenance=Provenance(rank=i + 1))
+                    for i, n in enumerate(neg)
+                    if n.strip()
+                ],
+            )
+        )
         if limit and len(records) >= limit:
             break
     return records

@@ -1,8 +1,9 @@
 """Cheap text checks on a generated draft, run before any model sees it. A template set's
 ``space.yaml`` (``draft_checks:``) gives the phrases and the copy threshold."""
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from .schema import Record, normalise_text
 
@@ -11,7 +12,7 @@ COPY_NGRAM, COPY_SHARE = 8, 0.5  # a draft sharing >= half its word 8-grams with
 
 def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     words = normalise_text(text).split()
-    return {tuple(words[i:i + n]) for i in range(max(0, len(words) - n + 1))}
+    return {tuple(words[i : i + n]) for i in range(max(0, len(words) - n + 1))}
 
 
 def copies_positive(text: str, record: Record, share: float = COPY_SHARE) -> bool:

@@ -1,4 +1,5 @@
 """One root exception for negforge; user errors are also ValueErrors and say what to change."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -9,6 +9,7 @@ the backend once per step over every row that needs it; it declares the steps it
 Both share the backends, reply parsing, re-asks, the LLM cache, resume and the prompt tools. A set's
 ``space.yaml`` says which flow it drives (``flow:``); register your own with :func:`register_flow`.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional

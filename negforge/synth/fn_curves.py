@@ -21,6 +21,7 @@ negatives are **known**:
 price in hard negatives. Some of those are relevant but unlabelled, so it is an upper bound on harm.
 Today's defaults (``VerifyConfig().perc_pos``, ``judge_partly_rejects``) are marked on each curve.
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,8 +49,15 @@ def plant_false_negatives(records: list[Record]) -> list[Record]:
         r = r.model_copy(deep=True)
         if len(r.positives) >= 2:
             p = r.positives.pop()
-            r.negatives.append(Negative(text=p.text, title=p.title, doc_id=p.doc_id, source=Source.imported,
-                                        provenance=Provenance(extra={PLANTED: True})))
+            r.negatives.append(
+                Negative(
+                    text=p.text,
+                    title=p.title,
+                    doc_id=p.doc_id,
+                    source=Source.imported,
+                    provenance=Provenance(extra={PLANTED: True}),
+                )
+            )
         out.append(r)
     return out
 
@@ -60,13 +68,22 @@ def known_fn(records: list[Record], qrels: Optional[Qrels]) -> np.ndarray:
     for r in records:
         rel = (qrels or {}).get(r.id, {})
         own = r.positive_ids()  # a copy of the record's own positive is a duplicate, not a false negative
-        flags += [bool(n.provenance.extra.get(PLANTED))
-                  or (n.doc_id is not None and n.doc_id not in own and rel.get(n.doc_id, 0) > 0) for n in r.negatives]
+        flags += [
+            bool(n.provenance.extra.get(PLANTED))
+            or (n.doc_id is not None and n.doc_id not in own and rel.get(n.doc_id, 0) > 0)
+            for n in r.negatives
+        ]
     return np.array(flags, dtype=bool)
 
 
-def score_negatives(records: list[Record], cfg: VerifyConfig, names: list[str], qrels: Optional[Qrels] = None,
-                    corpus: Optional[Corpus] = None, show_progress: bool = False) -> dict[str, np.ndarray]:
+def score_negatives(
+    records: list[Record],
+    cfg: VerifyConfig,
+    names: list[str],
+    qrels: Optional[Qrels] = None,
+    corpus: Optional[Corpus] = None,
+    show_progress: bool = False,
+) -> dict[str, np.ndarray]:
     """Per verifier in ``names``: one score per negative (records in order), each verifier on every negative.
 
     Ratio rules give ``score / positive score`` (NaN where the positive score is <= 0); the judge gives
@@ -81,8 +98,10 @@ def score_negatives(records: list[Record], cfg: VerifyConfig, names: list[str], 
     for name in names:
         checks = VERIFIERS.create(name, ctx).check(pairs)
         if name in RATIO_RULES:
-            vals = [c.scores[name] / c.scores[f"{name}_pos"] if c.scores.get(f"{name}_pos", 0) > 0 else np.nan
-                    for c in checks]
+            vals = [
+                c.scores[name] / c.scores[f"{name}_pos"] if c.scores.get(f"{name}_pos", 0) > 0 else np.nan
+                for c in checks
+            ]
         else:
             vals = [c.scores.get(name, np.nan) for c in checks]
         out[name] = np.array(vals, dtype=float)
@@ -91,8 +110,11 @@ def score_negatives(records: list[Record], cfg: VerifyConfig, names: list[str], 
 
 def _point(drop: np.ndarray, fn: np.ndarray, **extra: Any) -> dict[str, Any]:
     neg = ~fn
-    return {"dropped": round(float(drop[neg].mean()) if neg.any() else 0.0, 4),
-            "recall": round(float(drop[fn].mean()) if fn.any() else 0.0, 4), **extra}
+    return {
+        "dropped": round(float(drop[neg].mean()) if neg.any() else 0.0, 4),
+        "recall": round(float(drop[fn].mean()) if fn.any() else 0.0, 4),
+        **extra,
+    }
 
 
 def ratio_curve(ratio: np.ndarray, fn: np.ndarray, default: float) -> dict[str, Any]:
@@ -139,20 +161,27 @@ def _t(x: float) -> Optional[float]:
     return None if not np.isfinite(x) else float(x)
 
 
-def fn_curves(records: list[Record], scores: dict[str, np.ndarray], fn: np.ndarray,
-              cfg: Optional[VerifyConfig] = None) -> dict[str, Any]:
+def fn_curves(
+    records: list[Record], scores: dict[str, np.ndarray], fn: np.ndarray, cfg: Optional[VerifyConfig] = None
+) -> dict[str, Any]:
     """Curves per verifier and for the combinations of the ratio rules present (see the module doc)."""
     cfg = cfg or VerifyConfig()
     curves: dict[str, Any] = {}
     for name, s in scores.items():
-        curves[name] = (ratio_curve(s, fn, cfg.perc_pos) if name in RATIO_RULES
-                        else judge_curve(s, fn, cfg.judge_partly_rejects))
+        curves[name] = (
+            ratio_curve(s, fn, cfg.perc_pos) if name in RATIO_RULES else judge_curve(s, fn, cfg.judge_partly_rejects)
+        )
     ratio = [n for n in RATIO_RULES if n in scores]
     if len(ratio) == 2:
         for mode in ("any", "both"):
             curves[f"{ratio[0]} {mode} {ratio[1]}"] = combo_curve(scores, ratio, fn, mode)
-    return {"known_fn": int(fn.sum()), "negatives": int((~fn).sum()), "records": len(records), "curves": curves,
-            "summary": summary(curves)}
+    return {
+        "known_fn": int(fn.sum()),
+        "negatives": int((~fn).sum()),
+        "records": len(records),
+        "curves": curves,
+        "summary": summary(curves),
+    }
 
 
 def at_budget(points: list[dict[str, Any]], budget: float) -> Optional[dict[str, Any]]:
@@ -162,8 +191,10 @@ def at_budget(points: list[dict[str, Any]], budget: float) -> Optional[dict[str,
 
 
 def summary(curves: dict[str, Any], levels: tuple[float, ...] = LEVELS) -> dict[str, Any]:
-    return {name: {"default": c["default"], **{f"{lv:.2f}": at_budget(c["points"], lv) for lv in levels}}
-            for name, c in curves.items()}
+    return {
+        name: {"default": c["default"], **{f"{lv:.2f}": at_budget(c["points"], lv) for lv in levels}}
+        for name, c in curves.items()
+    }
 
 
 def _pct(x: Optional[float]) -> str:
@@ -172,17 +203,26 @@ def _pct(x: Optional[float]) -> str:
 
 def markdown(res: dict[str, Any], title: str = "False-negative curves") -> str:
     lv = list(next(iter(res["summary"].values()), {}).keys())[1:]
-    lines = [f"### {title}", "",
-             f"{res['records']} queries, {res['known_fn']} known false negatives (planted or qrels-relevant), "
-             f"{res['negatives']} other negatives. Cell: FN recall at the best threshold that drops at most that "
-             "share of the other negatives (threshold in brackets). *default*: today's setting.", "",
-             "| verifier | default: dropped / recall | " + " | ".join(f"≤ {float(x):.0%} dropped" for x in lv) + " |",
-             "|---|---|" + "---|" * len(lv)]
+    lines = [
+        f"### {title}",
+        "",
+        f"{res['records']} queries, {res['known_fn']} known false negatives (planted or qrels-relevant), "
+        f"{res['negatives']} other negatives. Cell: FN recall at the best threshold that drops at most that "
+        "share of the other negatives (threshold in brackets). *default*: today's setting.",
+        "",
+        "| verifier | default: dropped / recall | " + " | ".join(f"≤ {float(x):.0%} dropped" for x in lv) + " |",
+        "|---|---|" + "---|" * len(lv),
+    ]
     for name, row in res["summary"].items():
         d = row["default"]
         cells = [f"{_pct(p['recall'])} ({_fmt(p['threshold'])})" if p else "–" for p in (row[x] for x in lv)]
-        lines.append(f"| {name} | " + (f"{_pct(d['dropped'])} / {_pct(d['recall'])} ({_fmt(d['threshold'])})"
-                                       if d else "–") + " | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {name} | "
+            + (f"{_pct(d['dropped'])} / {_pct(d['recall'])} ({_fmt(d['threshold'])})" if d else "–")
+            + " | "
+            + " | ".join(cells)
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -200,17 +240,29 @@ def plot_curves(res: dict[str, Any], path: str | Path, title: str = "", goal: tu
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    for i, (name, c) in enumerate(res["curves"].items()):
+    for name, c in res["curves"].items():
         xs = [p["dropped"] for p in c["points"]]
         ys = [p["recall"] for p in c["points"]]
         style = ("--" if " any " in name or " both " in name else "-") + ("o" if len(xs) <= 5 else "")
         # steps: between two front points only the left one's recall is reached
         (line,) = ax.plot(xs, ys, style, drawstyle="steps-post", label=name, markersize=4)
         if c["default"]:
-            ax.plot([c["default"]["dropped"]], [c["default"]["recall"]], "*", color=line.get_color(), markersize=13,
-                    markeredgecolor="black")
-    ax.fill_between([0, goal[0]], goal[1], 1.02, color="tab:green", alpha=0.12,
-                    label=f"goal: ≥ {goal[1]:.0%} caught, ≤ {goal[0]:.0%} dropped")
+            ax.plot(
+                [c["default"]["dropped"]],
+                [c["default"]["recall"]],
+                "*",
+                color=line.get_color(),
+                markersize=13,
+                markeredgecolor="black",
+            )
+    ax.fill_between(
+        [0, goal[0]],
+        goal[1],
+        1.02,
+        color="tab:green",
+        alpha=0.12,
+        label=f"goal: ≥ {goal[1]:.0%} caught, ≤ {goal[0]:.0%} dropped",
+    )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("share of other negatives dropped")

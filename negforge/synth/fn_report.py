@@ -21,12 +21,14 @@ qrels rule runs, which says nothing about the verifier's judgement. So the repor
 Plots (matplotlib, Agg): per model score, one panel per source with the score distributions of
 positives, kept negatives, dropped negatives and certain FN.
 """
+
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from pydantic import Field
 
@@ -44,8 +46,12 @@ from .verifiers.qrels import QrelsVerifier
 log = logging.getLogger(__name__)
 
 MODEL_SCORES = ("embedding", "cross_encoder")
-PLOT_GROUPS = {"positive (max per query)": "tab:blue", "negative kept": "tab:green",
-               "negative dropped": "tab:orange", "certain FN (qrels)": "tab:red"}
+PLOT_GROUPS = {
+    "positive (max per query)": "tab:blue",
+    "negative kept": "tab:green",
+    "negative dropped": "tab:orange",
+    "certain FN (qrels)": "tab:red",
+}
 SWEEP = (0.8, 0.85, 0.9, 0.95, 1.0)
 
 
@@ -77,9 +83,17 @@ class FNReport(Report):
         return markdown(self)
 
 
-def fn_report(records: list[Record], dataset: Optional[Dataset], cfg: VerifyConfig, *,
-              out_dir: Optional[str | Path] = None, show_progress: bool = True, group: Group = _source,
-              prefix: str = "fn_report", curves: bool = False) -> tuple[list[Record], FNReport]:
+def fn_report(
+    records: list[Record],
+    dataset: Optional[Dataset],
+    cfg: VerifyConfig,
+    *,
+    out_dir: Optional[str | Path] = None,
+    show_progress: bool = True,
+    group: Group = _source,
+    prefix: str = "fn_report",
+    curves: bool = False,
+) -> tuple[list[Record], FNReport]:
     """Compute the report (see the module doc); with ``out_dir`` also write ``{prefix}.{json,md}`` and PNGs.
 
     ``dataset.qrels`` define the certain false negatives (required); ``dataset.corpus`` is optional.
@@ -91,20 +105,26 @@ def fn_report(records: list[Record], dataset: Optional[Dataset], cfg: VerifyConf
     """
     dataset = stage_dataset("fn_report", dataset, cfg, VerifyConfig)
     if dataset.qrels is None:
-        raise InputError("fn-report needs qrels (they define the certain false negatives): pass a Dataset with "
-                         "qrels, e.g. load_beir(folder, split)")
+        raise InputError(
+            "fn-report needs qrels (they define the certain false negatives): pass a Dataset with "
+            "qrels, e.g. load_beir(folder, split)"
+        )
     qrels, corpus = dataset.qrels, dataset.corpus
     model_rules = [v for v in cfg.verifiers if v != "qrels"]
     certain = QrelsVerifier(VerifyContext(cfg, qrels, corpus, show_progress)).check(
-        [(r, n) for r in records for n in r.negatives])
+        [(r, n) for r in records for n in r.negatives]
+    )
     is_fn = iter(not c.passed for c in certain)
     fn_flags = [[next(is_fn) for _ in r.negatives] for r in records]
     checked = records
     model_report = None
     if model_rules:
-        checked, model_report = verify_records(records, dataset, cfg.model_copy(update={"verifiers": model_rules,
-                                                                                         "reverify": True}),
-                                               show_progress=show_progress)
+        checked, model_report = verify_records(
+            records,
+            dataset,
+            cfg.model_copy(update={"verifiers": model_rules, "reverify": True}),
+            show_progress=show_progress,
+        )
     rows: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r, flags in zip(checked, fn_flags):
         for n, fn in zip(r.negatives, flags):
@@ -124,17 +144,24 @@ def fn_report(records: list[Record], dataset: Optional[Dataset], cfg: VerifyConf
                     c["judge_yes_partly"] += j >= 0.5
     sources = sorted(rows, key=lambda s: (s == "all", s))
     table = {s: _row(rows[s]) for s in sources}
-    report = FNReport(model_rules=model_rules, perc_pos=cfg.perc_pos, abs_margin=cfg.abs_margin,
-                      records=len(records), sources=table, sweep=sweep(checked, fn_flags, cfg.abs_margin),
-                      verify=model_report.to_dict() if model_report else None)
+    report = FNReport(
+        model_rules=model_rules,
+        perc_pos=cfg.perc_pos,
+        abs_margin=cfg.abs_margin,
+        records=len(records),
+        sources=table,
+        sweep=sweep(checked, fn_flags, cfg.abs_margin),
+        verify=model_report.to_dict() if model_report else None,
+    )
     if curves and model_rules:
         from .fn_curves import fn_curves, known_fn, plant_false_negatives, score_negatives
 
         planted = plant_false_negatives(records)
         fn = known_fn(planted, qrels)
         if fn.any():
-            report.curves = fn_curves(planted, score_negatives(planted, cfg, model_rules, qrels, corpus,
-                                                               show_progress), fn, cfg)
+            report.curves = fn_curves(
+                planted, score_negatives(planted, cfg, model_rules, qrels, corpus, show_progress), fn, cfg
+            )
         else:
             log.warning("fn-report: no record has 2 positives or a qrels-relevant negative: no curve to draw")
     if out_dir is not None:
@@ -153,25 +180,46 @@ def fn_report(records: list[Record], dataset: Optional[Dataset], cfg: VerifyConf
 def _row(c: dict[str, int]) -> dict[str, Any]:
     model_kept = c["negatives"] - c["model_dropped"]
     return {
-        "negatives": c["negatives"], "certain_fn": c["certain_fn"], "fn_before": _share(c["certain_fn"], c["negatives"]),
-        "model": {"dropped": c["model_dropped"], "dropped_share": _share(c["model_dropped"], c["negatives"]),
-                  "fn_caught": c["model_caught"], "fn_recall": _share(c["model_caught"], c["certain_fn"]),
-                  "fn_after": _share(c["model_kept_fn"], model_kept),
-                  "drop_precision": _share(c["model_caught"], c["model_dropped"])},
-        "all": {"kept": c["all_kept"], "kept_share": _share(c["all_kept"], c["negatives"]),
-                "fn_after": 0.0 if c["all_kept"] else None},
-        "judge": ({"judged": c["judged"], "yes": _share(c["judge_yes"], c["judged"]),
-                   "yes_or_partly": _share(c["judge_yes_partly"], c["judged"])} if c["judged"] else None),
+        "negatives": c["negatives"],
+        "certain_fn": c["certain_fn"],
+        "fn_before": _share(c["certain_fn"], c["negatives"]),
+        "model": {
+            "dropped": c["model_dropped"],
+            "dropped_share": _share(c["model_dropped"], c["negatives"]),
+            "fn_caught": c["model_caught"],
+            "fn_recall": _share(c["model_caught"], c["certain_fn"]),
+            "fn_after": _share(c["model_kept_fn"], model_kept),
+            "drop_precision": _share(c["model_caught"], c["model_dropped"]),
+        },
+        "all": {
+            "kept": c["all_kept"],
+            "kept_share": _share(c["all_kept"], c["negatives"]),
+            "fn_after": 0.0 if c["all_kept"] else None,
+        },
+        "judge": (
+            {
+                "judged": c["judged"],
+                "yes": _share(c["judge_yes"], c["judged"]),
+                "yes_or_partly": _share(c["judge_yes_partly"], c["judged"]),
+            }
+            if c["judged"]
+            else None
+        ),
     }
 
 
-def sweep(records: list[Record], fn_flags: list[list[bool]], abs_margin: float,
-          values: tuple[float, ...] = SWEEP) -> dict[str, list[dict[str, Any]]]:
+def sweep(
+    records: list[Record], fn_flags: list[list[bool]], abs_margin: float, values: tuple[float, ...] = SWEEP
+) -> dict[str, list[dict[str, Any]]]:
     """Per model score: FN recall and dropped share at each perc_pos (from the scores on the records)."""
     out = {}
     for name in MODEL_SCORES:
-        pts = [(n.scores[name], n.scores[f"{name}_pos"], fn) for r, flags in zip(records, fn_flags)
-               for n, fn in zip(r.negatives, flags) if name in n.scores and f"{name}_pos" in n.scores]
+        pts = [
+            (n.scores[name], n.scores[f"{name}_pos"], fn)
+            for r, flags in zip(records, fn_flags)
+            for n, fn in zip(r.negatives, flags)
+            if name in n.scores and f"{name}_pos" in n.scores
+        ]
         if not pts:
             continue
         n_fn = sum(fn for *_, fn in pts)
@@ -179,8 +227,14 @@ def sweep(records: list[Record], fn_flags: list[list[bool]], abs_margin: float,
         for perc in values:
             drop = [not positive_aware(name, s, p, perc, abs_margin).passed for s, p, _ in pts]
             caught = sum(d and fn for d, (*_, fn) in zip(drop, pts))
-            rows.append({"perc_pos": perc, "dropped_share": _share(sum(drop), len(pts)),
-                         "fn_recall": _share(caught, n_fn), "drop_precision": _share(caught, sum(drop))})
+            rows.append(
+                {
+                    "perc_pos": perc,
+                    "dropped_share": _share(sum(drop), len(pts)),
+                    "fn_recall": _share(caught, n_fn),
+                    "drop_precision": _share(caught, sum(drop)),
+                }
+            )
         out[name] = rows
     return out
 
@@ -191,25 +245,38 @@ def _pct(x: Optional[float]) -> str:
 
 def markdown(report: FNReport) -> str:
     rules = " + ".join(report.model_rules) or "none"
-    lines = [f"# False-negative report ({report.records} queries)", "",
-             f"Model rules: {rules} (perc_pos {report.perc_pos}, abs_margin {report.abs_margin}). "
-             "A *certain FN* is a negative the qrels mark relevant (or a copy of a positive). "
-             "*After, model rules alone*: the rules run without the qrels rule; the honest measure. "
-             "*After, all rules*: qrels rule first, so certain FN are 0 by construction.", "",
-             "| source | negatives | FN before | model: dropped | model: FN caught | model: FN after | "
-             "model: drops that are FN | all rules: kept | all rules: FN after | judge yes | judge yes/partly |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# False-negative report ({report.records} queries)",
+        "",
+        f"Model rules: {rules} (perc_pos {report.perc_pos}, abs_margin {report.abs_margin}). "
+        "A *certain FN* is a negative the qrels mark relevant (or a copy of a positive). "
+        "*After, model rules alone*: the rules run without the qrels rule; the honest measure. "
+        "*After, all rules*: qrels rule first, so certain FN are 0 by construction.",
+        "",
+        "| source | negatives | FN before | model: dropped | model: FN caught | model: FN after | "
+        "model: drops that are FN | all rules: kept | all rules: FN after | judge yes | judge yes/partly |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for s, row in report.sources.items():
         m, a, j = row["model"], row["all"], row["judge"] or {}
-        lines.append(f"| {s} | {row['negatives']} | {_pct(row['fn_before'])} ({row['certain_fn']}) | "
-                     f"{_pct(m['dropped_share'])} | {_pct(m['fn_recall'])} ({m['fn_caught']}/{row['certain_fn']}) | "
-                     f"{_pct(m['fn_after'])} | {_pct(m['drop_precision'])} | {_pct(a['kept_share'])} ({a['kept']}) | "
-                     f"{_pct(a['fn_after'])} | {_pct(j.get('yes'))} | {_pct(j.get('yes_or_partly'))} |")
+        lines.append(
+            f"| {s} | {row['negatives']} | {_pct(row['fn_before'])} ({row['certain_fn']}) | "
+            f"{_pct(m['dropped_share'])} | {_pct(m['fn_recall'])} ({m['fn_caught']}/{row['certain_fn']}) | "
+            f"{_pct(m['fn_after'])} | {_pct(m['drop_precision'])} | {_pct(a['kept_share'])} ({a['kept']}) | "
+            f"{_pct(a['fn_after'])} | {_pct(j.get('yes'))} | {_pct(j.get('yes_or_partly'))} |"
+        )
     for name, rows in report.sweep.items():
-        lines += ["", f"Threshold sweep on `{name}` (all sources):", "",
-                  "| perc_pos | dropped | FN recall | drops that are FN |", "|---:|---:|---:|---:|"]
-        lines += [f"| {r['perc_pos']} | {_pct(r['dropped_share'])} | {_pct(r['fn_recall'])} | "
-                  f"{_pct(r['drop_precision'])} |" for r in rows]
+        lines += [
+            "",
+            f"Threshold sweep on `{name}` (all sources):",
+            "",
+            "| perc_pos | dropped | FN recall | drops that are FN |",
+            "|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['perc_pos']} | {_pct(r['dropped_share'])} | {_pct(r['fn_recall'])} | {_pct(r['drop_precision'])} |"
+            for r in rows
+        ]
     if report.curves:
         from .fn_curves import markdown as curves_md
 
@@ -217,8 +284,9 @@ def markdown(report: FNReport) -> str:
     return "\n".join(lines)
 
 
-def plot_scores(records: list[Record], fn_flags: list[list[bool]], out_dir: Path, group: Group = _source,
-                prefix: str = "fn_report") -> list[Path]:
+def plot_scores(
+    records: list[Record], fn_flags: list[list[bool]], out_dir: Path, group: Group = _source, prefix: str = "fn_report"
+) -> list[Path]:
     """One PNG per model score: per source, positives vs kept vs dropped negatives vs certain FN."""
     import matplotlib
 

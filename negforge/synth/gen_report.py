@@ -7,6 +7,7 @@ done: it is not in the output, it is listed with its error in ``OUT.failures.jso
 run retries it. Junk *text* (a reply that never parsed after the re-asks) is not a failure: the
 model answered, the draft is rejected with a reason and the record is done.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -62,9 +63,11 @@ class GenerateReport(Report):
     def sentence(self) -> str:
         """One log line: records done/failed/skipped, drafts kept/dropped/rejected, tokens, time."""
         u, st = self.usage, self.status
-        return (f"{self.records_done} records generated, {self.records_failed} failed, {self.records_skipped} already "
-                f"done; drafts {st['kept']} kept, {st['dropped']} dropped, {st['rejected']} rejected; "
-                f"{u.get('completion_tokens', 0):,} completion tokens in {self.wall_s:.1f} s ({self.outcome})")
+        return (
+            f"{self.records_done} records generated, {self.records_failed} failed, {self.records_skipped} already "
+            f"done; drafts {st['kept']} kept, {st['dropped']} dropped, {st['rejected']} rejected; "
+            f"{u.get('completion_tokens', 0):,} completion tokens in {self.wall_s:.1f} s ({self.outcome})"
+        )
 
     def add_failure(self, f: FailedRecord) -> None:
         self.failed.append(f)
@@ -90,18 +93,30 @@ class GenerateReport(Report):
         st = self.status
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.failure_kinds.items()))
         rows = [
-            ("records", f"{self.records_total} selected, {self.records_skipped} already done, "
-                        f"{self.records_done} generated, {self.records_failed} failed"),
+            (
+                "records",
+                f"{self.records_total} selected, {self.records_skipped} already done, "
+                f"{self.records_done} generated, {self.records_failed} failed",
+            ),
             ("failed", f"{self.records_failed}: {kinds}" if self.records_failed else "0"),
-            ("drafts", f"{self.drafts}: {st['kept']} kept, {st['dropped']} dropped (on the record, rejected), "
-                       f"{st['rejected']} rejected"),
+            (
+                "drafts",
+                f"{self.drafts}: {st['kept']} kept, {st['dropped']} dropped (on the record, rejected), "
+                f"{st['rejected']} rejected",
+            ),
             ("reasons", ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items())) or "-"),
             ("re-asks", ", ".join(f"{k} {v}" for k, v in sorted(self.reasks.items())) or "0"),
-            ("other", f"{self.revisions} revised, {self.repaired} cut-off replies repaired, "
-                      f"{self.analysis_failed} analyses failed, {self.analysis_filler} filler analysis values dropped"),
-            ("tokens", f"{u.get('prompt_tokens', 0):,} prompt + {u.get('completion_tokens', 0):,} completion; "
-                       f"{u.get('calls', 0)} calls ({u.get('cached', 0)} cached, {u.get('failed', 0)} failed, "
-                       f"{u.get('retries', 0)} retries); cost {u.get('cost', 0.0):.4f}"),
+            (
+                "other",
+                f"{self.revisions} revised, {self.repaired} cut-off replies repaired, "
+                f"{self.analysis_failed} analyses failed, {self.analysis_filler} filler analysis values dropped",
+            ),
+            (
+                "tokens",
+                f"{u.get('prompt_tokens', 0):,} prompt + {u.get('completion_tokens', 0):,} completion; "
+                f"{u.get('calls', 0)} calls ({u.get('cached', 0)} cached, {u.get('failed', 0)} failed, "
+                f"{u.get('retries', 0)} retries); cost {u.get('cost', 0.0):.4f}",
+            ),
             ("time", f"{self.wall_s:.1f} s ({rate:.2f} records/s, {tok_s:.1f} completion tokens/s)"),
             ("output", self.out_path),
         ]
@@ -120,9 +135,18 @@ def accumulate(runs: list[dict[str, Any]], fingerprint: Optional[dict[str, Any]]
     """The summary file: totals over ``runs`` (each a :meth:`GenerateReport.to_dict`), the latest run's
     selection and failures, the config fingerprint, and every run as it was."""
     last = runs[-1] if runs else GenerateReport().to_dict()
-    total: dict[str, Any] = {k: last.get(k) for k in ("out_path", "records_total", "records_skipped",
-                                                        "records_failed", "failure_kinds", "input_dropped",
-                                                        "outcome")}
+    total: dict[str, Any] = {
+        k: last.get(k)
+        for k in (
+            "out_path",
+            "records_total",
+            "records_skipped",
+            "records_failed",
+            "failure_kinds",
+            "input_dropped",
+            "outcome",
+        )
+    }
     for k in _SUMMED:
         total[k] = round(sum(r.get(k, 0) or 0 for r in runs), 3) if k == "wall_s" else sum(r.get(k, 0) for r in runs)
     for k in _SUMMED_COUNTERS:

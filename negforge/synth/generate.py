@@ -27,29 +27,31 @@ The prompts come from the template set ``cfg.template`` (:class:`~negforge.synth
 templates, attribute space and draft checks) and receive the corpus profile (:mod:`negforge.synth.profile`).
 The set's ``space.yaml`` names its flow (:mod:`negforge.synth.flows`): this module's ``mar`` or ``counterfactual``.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
-from .attributes import describe_setting, sample_setting, word_count
 from .asking import Ask as _Ask
 from .asking import ask_all
+from .attributes import describe_setting, sample_setting, word_count
 from .backends.base import Backend
 from .config import GenerateConfig
 from .draft_checks import copies_positive, talks_about_the_task
+from .flows import make_flow
 from .gen_report import FailedRecord, GenerateReport
 from .job import run_batches, select_records
 from .params import GenParams
 from .parsing import DraftReply, ReflectionReply, analysis_format, analysis_model, reply_schema
-from .schema import Negative, Provenance, Record, Source, Status, Verdict, normalise_text
 from .profile import CorpusProfile, corpus_profile, empty_profile
+from .schema import Negative, Provenance, Record, Source, Status, Verdict, normalise_text
 from .templates import TemplateSet
-from .flows import make_flow
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +94,14 @@ class MarFlow:
     DRAFT_REPLY, REFLECT_REPLY = DraftReply, ReflectionReply  # reply models of the 2nd and 3rd step
     META_KEY = "llm_analysis"  # where the first step's result goes on the record
 
-    def __init__(self, backend: Backend, cfg: GenerateConfig, summary: GenerateReport,
-                 templates: Optional[TemplateSet] = None, profile: Optional[CorpusProfile] = None):
+    def __init__(
+        self,
+        backend: Backend,
+        cfg: GenerateConfig,
+        summary: GenerateReport,
+        templates: Optional[TemplateSet] = None,
+        profile: Optional[CorpusProfile] = None,
+    ):
         self.backend, self.cfg, self.summary = backend, cfg, summary
         self.failed: dict[int, FailedRecord] = {}  # record index in the batch -> why (first failure)
         self.templates = templates or TemplateSet(cfg.template, cfg.template_dir)
@@ -131,25 +139,51 @@ class MarFlow:
 
     # -- the exact messages of each step (also what `negforge prompt render` shows) ---------------
     def analyse_messages(self, r: Record) -> list[dict[str, str]]:
-        return self._user("analyse", query=r.query, positive=self._positive(r),
-                          attributes=dict(self.space.query_attributes), output_format=analysis_format(self.names))
+        return self._user(
+            "analyse",
+            query=r.query,
+            positive=self._positive(r),
+            attributes=dict(self.space.query_attributes),
+            output_format=analysis_format(self.names),
+        )
 
     def setting(self, r: Record, index: int, analysis: dict[str, str]) -> dict[str, Any]:
         """The seeded controls of draft ``index``; the flip is drawn among the attributes the analysis found."""
         found = [n for n in self.names if analysis.get(n)]
-        return sample_setting(self.cfg.seed, r.id, index, word_count(r.positives[0].text), found, self.space,
-                              self.max_words, self.corpus_range)
+        return sample_setting(
+            self.cfg.seed,
+            r.id,
+            index,
+            word_count(r.positives[0].text),
+            found,
+            self.space,
+            self.max_words,
+            self.corpus_range,
+        )
 
     def generate_messages(self, r: Record, analysis: dict[str, str], setting: dict[str, Any]) -> list[dict[str, str]]:
-        return self._user("generate", query=r.query, positive=self._positive(r),
-                          analysis={n: analysis[n] for n in self.names if analysis.get(n)},
-                          key_fact=analysis.get("key_fact", ""), setting=setting,
-                          hints=describe_setting(setting, self.space), output_format=DraftReply.FORMAT)
+        return self._user(
+            "generate",
+            query=r.query,
+            positive=self._positive(r),
+            analysis={n: analysis[n] for n in self.names if analysis.get(n)},
+            key_fact=analysis.get("key_fact", ""),
+            setting=setting,
+            hints=describe_setting(setting, self.space),
+            output_format=DraftReply.FORMAT,
+        )
 
     def reflect_messages(self, r: Record, draft: str, setting: dict[str, Any], rnd: int) -> list[dict[str, str]]:
-        return self._user("reflect", query=r.query, positive=self._positive(r), draft=draft,
-                          setting=setting, hints=describe_setting(setting, self.space), round=rnd,
-                          output_format=ReflectionReply.FORMAT)
+        return self._user(
+            "reflect",
+            query=r.query,
+            positive=self._positive(r),
+            draft=draft,
+            setting=setting,
+            hints=describe_setting(setting, self.space),
+            round=rnd,
+            output_format=ReflectionReply.FORMAT,
+        )
 
     # -- the steps -----------------------------------------------------------------------------
     def analyse(self, records: list[Record]) -> list[dict[str, str]]:
@@ -181,8 +215,11 @@ class MarFlow:
         back (SmolLM2-135M answered "The main subject" for most fields), or one value pasted into 3+ fields."""
         filler = {normalise_text(x) for x in [*self.space.query_attributes, *self.space.query_attributes.values()]}
         counts = Counter(normalise_text(v) for k, v in values.items() if k != "key_fact" and v)
-        out = {k: v for k, v in values.items()
-               if v and normalise_text(v) not in filler and (k == "key_fact" or counts[normalise_text(v)] < 3)}
+        out = {
+            k: v
+            for k, v in values.items()
+            if v and normalise_text(v) not in filler and (k == "key_fact" or counts[normalise_text(v)] < 3)
+        }
         self.summary.analysis_filler += sum(1 for v in values.values() if v) - len(out)
         return out
 
@@ -209,8 +246,14 @@ class MarFlow:
 
     def reflect(self, records: list[Record], drafts: list[_Draft], rnd: int) -> None:
         open_ = [d for d in drafts if d.status == "pending" and d.rec not in self.failed]
-        asks = [_Ask(self.reflect_messages(records[d.rec], d.text, d.setting, rnd), self.REFLECT_REPLY,
-                     self.REFLECT_REPLY.FORMAT) for d in open_]
+        asks = [
+            _Ask(
+                self.reflect_messages(records[d.rec], d.text, d.setting, rnd),
+                self.REFLECT_REPLY,
+                self.REFLECT_REPLY.FORMAT,
+            )
+            for d in open_
+        ]
         self.ask(self.STEPS[2], asks)
         last = rnd == self.cfg.reflection_rounds
         for d, a in zip(open_, asks):
@@ -253,8 +296,14 @@ class MarFlow:
             d.status, d.rule, d.reason = "dropped", "meta_text", self.checks.meta_reason
         elif copies_positive(d.text, record, self.checks.copy_share):
             self._reject(d, "copies_positive", "")
-        elif any(o is not d and o.rec == d.rec and o.status != "rejected" and o.text
-                 and normalise_text(o.text) == normalise_text(d.text) for o in drafts):
+        elif any(
+            o is not d
+            and o.rec == d.rec
+            and o.status != "rejected"
+            and o.text
+            and normalise_text(o.text) == normalise_text(d.text)
+            for o in drafts
+        ):
             self._reject(d, "duplicate", "")
 
     # -- a batch -------------------------------------------------------------------------------
@@ -306,8 +355,10 @@ class MarFlow:
         if step == "analyse":
             return self.analyse_messages(record), {}
         real = record.meta.get("llm_analysis")
-        analysis = real or {**{n: f"<{n} from the analyse step>" for n in self.names},
-                            "key_fact": "<key_fact from the analyse step>"}
+        analysis = real or {
+            **{n: f"<{n} from the analyse step>" for n in self.names},
+            "key_fact": "<key_fact from the analyse step>",
+        }
         setting = self.setting(record, index, real or {})
         info: dict[str, Any] = {"setting": setting, "analysis": "from the record" if real else "placeholder"}
         if step == "generate":
@@ -324,18 +375,30 @@ class MarFlow:
         for d in drafts:
             if d.status not in ("kept", "dropped"):
                 continue
-            prov = Provenance(model=self.backend.model, template=self.templates.name, template_hash=self.templates.hash,
-                              attributes=self.attributes(d.setting, analysis), seed=self.cfg.seed,
-                              rounds=d.rounds, extra={"index": d.index, "reasoning": d.reasoning,
-                                                      "reflection": d.history, **self._provenance_extra()})
+            prov = Provenance(
+                model=self.backend.model,
+                template=self.templates.name,
+                template_hash=self.templates.hash,
+                attributes=self.attributes(d.setting, analysis),
+                seed=self.cfg.seed,
+                rounds=d.rounds,
+                extra={"index": d.index, "reasoning": d.reasoning, "reflection": d.history, **self._provenance_extra()},
+            )
             verdict = Verdict(status=Status.rejected, rule=d.rule, reason=d.reason) if d.status == "dropped" else None
             out.negatives.append(Negative(text=d.text, source=Source.llm, provenance=prov, verdict=verdict))
         return out
 
 
-def run_flow(todo: Sequence[Record], cfg: GenerateConfig, backend: Backend, report: GenerateReport,
-             on_batch: Callable[[list[Record], list[FailedRecord]], None], show_progress: bool = True,
-             profile_records: Optional[Sequence[Record]] = None, profile: Optional[CorpusProfile] = None) -> None:
+def run_flow(
+    todo: Sequence[Record],
+    cfg: GenerateConfig,
+    backend: Backend,
+    report: GenerateReport,
+    on_batch: Callable[[list[Record], list[FailedRecord]], None],
+    show_progress: bool = True,
+    profile_records: Optional[Sequence[Record]] = None,
+    profile: Optional[CorpusProfile] = None,
+) -> None:
     """Run the set's flow over ``todo`` batch by batch (no selection), counting into ``report`` and handing
     each batch's (done, failed) to ``on_batch`` as soon as it is finished. The corpus profile is ``profile``
     when given (a Ray actor gets the job's), else built from ``profile_records`` (default ``todo``; a resumed
@@ -343,16 +406,30 @@ def run_flow(todo: Sequence[Record], cfg: GenerateConfig, backend: Backend, repo
     usage = getattr(backend, "usage", None)
     before = usage.snapshot() if usage is not None else None
     if profile is None:
-        profile = corpus_profile(cfg.profile, list(profile_records if profile_records is not None else todo),
-                                 backend, cfg.llm.params, cfg.cache_dir)
+        profile = corpus_profile(
+            cfg.profile,
+            list(profile_records if profile_records is not None else todo),
+            backend,
+            cfg.llm.params,
+            cfg.cache_dir,
+        )
     flow = make_flow(backend, cfg, report, profile)
     try:
-        run_batches(todo, cfg.batch_size, flow.run_batch, on_batch, show_progress,
-                    tokens=lambda: usage.since(before).completion_tokens if usage is not None else 0,
-                    kept=lambda: report.status["kept"],
-                    calls=lambda: usage.since(before).calls if usage is not None else 0,
-                    per_record=getattr(flow, "requests_per_record",  # a first guess; the bar learns the rest
-                                       1 + cfg.num_negatives * (1 + cfg.reflection_rounds)))
+        run_batches(
+            todo,
+            cfg.batch_size,
+            flow.run_batch,
+            on_batch,
+            show_progress,
+            tokens=lambda: usage.since(before).completion_tokens if usage is not None else 0,
+            kept=lambda: report.status["kept"],
+            calls=lambda: usage.since(before).calls if usage is not None else 0,
+            per_record=getattr(
+                flow,
+                "requests_per_record",  # a first guess; the bar learns the rest
+                1 + cfg.num_negatives * (1 + cfg.reflection_rounds),
+            ),
+        )
     finally:
         if usage is not None:
             report.usage = usage.since(before).to_dict()
@@ -369,9 +446,15 @@ def open_generation_backend(cfg: GenerateConfig, stack: ExitStack, backend: Opti
     return stack.enter_context(open_backend(cfg.llm, cache_dir=cfg.cache_dir))
 
 
-def generate_records(records: Sequence[Record], dataset: Any, cfg: GenerateConfig, *, backend: Optional[Backend] = None,
-                     show_progress: bool = True, profile: Optional[CorpusProfile] = None
-                     ) -> tuple[list[Record], GenerateReport]:
+def generate_records(
+    records: Sequence[Record],
+    dataset: Any,
+    cfg: GenerateConfig,
+    *,
+    backend: Optional[Backend] = None,
+    show_progress: bool = True,
+    profile: Optional[CorpusProfile] = None,
+) -> tuple[list[Record], GenerateReport]:
     """Generate LLM negatives for ``records`` (after ``cfg.limit`` and the shard): the stage's shape,
     ``(records, dataset, config) -> (records, report)``.
 
@@ -393,8 +476,16 @@ def generate_records(records: Sequence[Record], dataset: Any, cfg: GenerateConfi
     with ExitStack() as stack:
         if todo:
             b = open_generation_backend(cfg, stack, backend)
-            run_flow(todo, cfg, b, report, lambda d, f: done.extend(d), show_progress, profile_records=records,
-                     profile=profile)
+            run_flow(
+                todo,
+                cfg,
+                b,
+                report,
+                lambda d, f: done.extend(d),
+                show_progress,
+                profile_records=records,
+                profile=profile,
+            )
     report.wall_s = time.perf_counter() - t0
     report.outcome = "ok" if not report.records_failed else "failures"
     log.info("generate: %s", report.sentence())

@@ -21,6 +21,7 @@ Column formats (hf-dataset, parquet, csv, tsv, jsonl) map columns to roles (quer
 negative, id) by their usual names or a ``columns=`` map: see :mod:`negforge.synth.columns`. In
 the one-line-per-query formats (records, FlagEmbedding, Tevatron) a repeated id is an input error.
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,16 +32,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from .columns import ROLES, parse_columns, records_from_rows, resolve_columns
 from .data import Corpus, Dataset, load_beir, records_from_beir, records_from_flag_jsonl
 from .errors import ConfigError, InputError
 from .io import check_unique_ids, iter_jsonl, read_records
 from .schema import Negative, Passage, Provenance, Record, Source
-from .columns import ROLES, parse_columns, records_from_rows, resolve_columns
 
 log = logging.getLogger(__name__)
 
-INPUT_FORMATS = ("records", "beir", "flagembedding", "tevatron", "tevatron-legacy", "hf-dataset", "parquet",
-                 "csv", "tsv", "jsonl")
+INPUT_FORMATS = (
+    "records",
+    "beir",
+    "flagembedding",
+    "tevatron",
+    "tevatron-legacy",
+    "hf-dataset",
+    "parquet",
+    "csv",
+    "tsv",
+    "jsonl",
+)
 _HUB_NAME = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -65,8 +76,10 @@ def detect_format(source: Any) -> str:
             return "tevatron"
         if any((path / f).is_file() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
             return "hf-dataset"
-        raise InputError(f"{path}: a folder that is none of: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/), "
-                         "a Tevatron export (train.jsonl, corpus.jsonl), a datasets save_to_disk folder")
+        raise InputError(
+            f"{path}: a folder that is none of: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/), "
+            "a Tevatron export (train.jsonl, corpus.jsonl), a datasets save_to_disk folder"
+        )
     if not path.exists():
         if _HUB_NAME.match(str(source)) and not str(source).endswith((".jsonl", ".json", ".csv", ".tsv", ".parquet")):
             return "hf-dataset"
@@ -88,9 +101,17 @@ def detect_format(source: Any) -> str:
     return "jsonl"
 
 
-def read_input(source: Any, *, fmt: Optional[str] = None, columns: Optional[dict] = None, split: str = "train",
-               corpus: Optional[Any] = None, limit: Optional[int] = None, dropped: Optional[dict[str, int]] = None,
-               allow_empty: bool = False) -> LoadedInput:
+def read_input(
+    source: Any,
+    *,
+    fmt: Optional[str] = None,
+    columns: Optional[dict] = None,
+    split: str = "train",
+    corpus: Optional[Any] = None,
+    limit: Optional[int] = None,
+    dropped: Optional[dict[str, int]] = None,
+    allow_empty: bool = False,
+) -> LoadedInput:
     """Records (plus the corpus and qrels where the input has them) from any format above.
 
     ``fmt`` overrides detection; ``columns`` maps roles to columns for the column formats;
@@ -116,8 +137,10 @@ def read_input(source: Any, *, fmt: Optional[str] = None, columns: Optional[dict
         raise InputError(f"{name} ({fmt}): query id {dup!r} appears more than once; ids must be unique")
     if not loaded.records and not allow_empty:
         why = "; ".join(f"{v} {k}" for k, v in dropped.items())
-        raise InputError(f"{name} ({fmt}): no records in the input{f' (dropped: {why})' if why else ''}; "
-                         "pass --allow-empty where an empty result is expected")
+        raise InputError(
+            f"{name} ({fmt}): no records in the input{f' (dropped: {why})' if why else ''}; "
+            "pass --allow-empty where an empty result is expected"
+        )
     if limit:
         loaded.records = loaded.records[:limit]
     log.info("read %d records from %s (%s)", len(loaded.records), name, fmt)
@@ -154,8 +177,10 @@ def _tevatron(source, name, columns, split, corpus):
     train = path / "train.jsonl" if path.is_dir() else path
     cpath = Path(corpus) if corpus is not None else (path if path.is_dir() else path.parent) / "corpus.jsonl"
     if not cpath.is_file():
-        raise InputError(f"{train} (tevatron): the id-based format needs its corpus (docid, text); none at {cpath}; "
-                         "pass corpus= (--corpus FILE)")
+        raise InputError(
+            f"{train} (tevatron): the id-based format needs its corpus (docid, text); none at {cpath}; "
+            "pass corpus= (--corpus FILE)"
+        )
     docs = _tevatron_corpus(cpath)
     records, ids = [], []
     for lineno, obj in iter_jsonl(train):
@@ -170,11 +195,19 @@ def _tevatron(source, name, columns, split, corpus):
         if missing:
             raise InputError(f"{where}: document id {missing[0]!r} is not in {cpath}")
         ids.append((str(obj.get("query_id", f"L{lineno}")), lineno))
-        records.append(Record(
-            id=ids[-1][0], query=query,
-            positives=[docs.passage(str(d)) for d in pos],
-            negatives=[Negative(**docs.passage(str(d)).model_dump(), source=Source.imported,
-                                provenance=Provenance(rank=i + 1)) for i, d in enumerate(neg)]))
+        records.append(
+            Record(
+                id=ids[-1][0],
+                query=query,
+                positives=[docs.passage(str(d)) for d in pos],
+                negatives=[
+                    Negative(
+                        **docs.passage(str(d)).model_dump(), source=Source.imported, provenance=Provenance(rank=i + 1)
+                    )
+                    for i, d in enumerate(neg)
+                ],
+            )
+        )
     check_unique_ids(ids, train, "query id")
     return LoadedInput(records, "tevatron", Dataset(corpus=docs))
 
@@ -184,17 +217,29 @@ def _tevatron_legacy(source, name, columns, split, corpus):
     for lineno, obj in iter_jsonl(source):
         where = f"{source}:{lineno} (tevatron-legacy)"
         try:
-            pos = [Passage(text=p["text"], title=p.get("title") or "", doc_id=p.get("docid"))
-                   for p in obj.get("positive_passages") or []]
-            neg = [Negative(text=p["text"], title=p.get("title") or "", doc_id=p.get("docid"), source=Source.imported,
-                            provenance=Provenance(rank=i + 1))
-                   for i, p in enumerate(obj.get("negative_passages") or [])]
-            records.append(Record(id=str(obj.get("query_id", f"L{lineno}")), query=obj["query"], positives=pos,
-                                  negatives=neg))
+            pos = [
+                Passage(text=p["text"], title=p.get("title") or "", doc_id=p.get("docid"))
+                for p in obj.get("positive_passages") or []
+            ]
+            neg = [
+                Negative(
+                    text=p["text"],
+                    title=p.get("title") or "",
+                    doc_id=p.get("docid"),
+                    source=Source.imported,
+                    provenance=Provenance(rank=i + 1),
+                )
+                for i, p in enumerate(obj.get("negative_passages") or [])
+            ]
+            records.append(
+                Record(id=str(obj.get("query_id", f"L{lineno}")), query=obj["query"], positives=pos, negatives=neg)
+            )
             ids.append((records[-1].id, lineno))
         except (KeyError, TypeError, ValueError) as e:
-            raise InputError(f"{where}: needs query, positive_passages [{{docid, title, text}}] "
-                             f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+            raise InputError(
+                f"{where}: needs query, positive_passages [{{docid, title, text}}] "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+            ) from None
     check_unique_ids(ids, source, "query id")
     return records
 
@@ -213,15 +258,18 @@ def _hf_dataset(source, name, columns, split, corpus):
             try:
                 ds = datasets.load_dataset(str(source), split=split)
             except Exception as e:  # network, missing dataset, bad split: one line
-                raise InputError(f"{source} (hf-dataset): could not load it from the Hugging Face Hub "
-                                 f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); without network, "
-                                 "save_to_disk it elsewhere and pass the folder") from None
+                raise InputError(
+                    f"{source} (hf-dataset): could not load it from the Hugging Face Hub "
+                    f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); without network, "
+                    "save_to_disk it elsewhere and pass the folder"
+                ) from None
         if hasattr(ds, "keys"):  # a DatasetDict
             if split not in ds:
                 raise InputError(f"{name} (hf-dataset): no split {split!r}; it has {', '.join(ds.keys())}")
             ds = ds[split]
-    return records_from_rows(((i, row) for i, row in enumerate(ds)), list(ds.column_names), columns,
-                             f"{name} (hf-dataset)", "row")
+    return records_from_rows(
+        ((i, row) for i, row in enumerate(ds)), list(ds.column_names), columns, f"{name} (hf-dataset)", "row"
+    )
 
 
 def _parquet(source, name, columns, split, corpus):
@@ -242,9 +290,17 @@ def _own_parquet(rows: list[dict]) -> list[Record]:
     out = []
     for row in rows:
         ids = row.get("negative_doc_id") or [None] * len(row["negative"])
-        out.append(Record(id=str(row["id"]), query=row["query"], positives=[Passage(text=t) for t in row["positive"]],
-                          negatives=[Negative(text=t, source=Source(s), doc_id=d)
-                                     for t, s, d in zip(row["negative"], row["negative_source"], ids)]))
+        out.append(
+            Record(
+                id=str(row["id"]),
+                query=row["query"],
+                positives=[Passage(text=t) for t in row["positive"]],
+                negatives=[
+                    Negative(text=t, source=Source(s), doc_id=d)
+                    for t, s, d in zip(row["negative"], row["negative_source"], ids)
+                ],
+            )
+        )
     return out
 
 
@@ -271,9 +327,16 @@ def _jsonl(source, name, columns, split, corpus):
 
 
 _READERS = {
-    "records": _records, "beir": _beir, "flagembedding": _flag, "tevatron": _tevatron,
-    "tevatron-legacy": _tevatron_legacy, "hf-dataset": _hf_dataset, "parquet": _parquet,
-    "csv": lambda *a: _table(*a, delimiter=","), "tsv": lambda *a: _table(*a, delimiter="\t"), "jsonl": _jsonl,
+    "records": _records,
+    "beir": _beir,
+    "flagembedding": _flag,
+    "tevatron": _tevatron,
+    "tevatron-legacy": _tevatron_legacy,
+    "hf-dataset": _hf_dataset,
+    "parquet": _parquet,
+    "csv": lambda *a: _table(*a, delimiter=","),
+    "tsv": lambda *a: _table(*a, delimiter="\t"),
+    "jsonl": _jsonl,
 }
 
 
@@ -286,8 +349,11 @@ def read_corpus(source: Any) -> Corpus:
         return source
     if isinstance(source, (list, tuple)):
         texts = [t for t in source if isinstance(t, str) and t.strip()]
-        return Corpus(["c" + hashlib.sha1(t.encode()).hexdigest()[:15] for t in dict.fromkeys(texts)],
-                      [""] * len(dict.fromkeys(texts)), list(dict.fromkeys(texts)))
+        return Corpus(
+            ["c" + hashlib.sha1(t.encode()).hexdigest()[:15] for t in dict.fromkeys(texts)],
+            [""] * len(dict.fromkeys(texts)),
+            list(dict.fromkeys(texts)),
+        )
     path = Path(source)
     if path.is_dir() and (path / "corpus.jsonl").is_file():
         path = path / "corpus.jsonl"
@@ -295,5 +361,14 @@ def read_corpus(source: Any) -> Corpus:
     return _tevatron_corpus(path) if "docid" in first else load_corpus(path)
 
 
-__all__ = ["INPUT_FORMATS", "LoadedInput", "ROLES", "detect_format", "parse_columns", "read_corpus", "read_input",
-           "records_from_rows", "resolve_columns"]
+__all__ = [
+    "INPUT_FORMATS",
+    "LoadedInput",
+    "ROLES",
+    "detect_format",
+    "parse_columns",
+    "read_corpus",
+    "read_input",
+    "records_from_rows",
+    "resolve_columns",
+]

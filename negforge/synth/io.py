@@ -11,14 +11,16 @@
 Every file gets the umask's mode and temp files never outlive their job (:mod:`negforge.synth.outputs`);
 bytes that are not UTF-8 and duplicate ids are input errors naming the file and line.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -53,8 +55,10 @@ def decode_line(raw: bytes, path: str | os.PathLike, lineno: int) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InputError(f"{path}:{lineno}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
-                         "re-encode the file as UTF-8") from None
+        raise InputError(
+            f"{path}:{lineno}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+            "re-encode the file as UTF-8"
+        ) from None
 
 
 def read_text(path: str | os.PathLike) -> str:
@@ -65,8 +69,9 @@ def read_text(path: str | os.PathLike) -> str:
     except UnicodeDecodeError as e:
         lineno = data.count(b"\n", 0, e.start) + 1
         col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise InputError(f"{path}:{lineno}: not UTF-8 (byte 0x{data[e.start]:02x} at column {col}); "
-                         "re-encode the file as UTF-8") from None
+        raise InputError(
+            f"{path}:{lineno}: not UTF-8 (byte 0x{data[e.start]:02x} at column {col}); re-encode the file as UTF-8"
+        ) from None
 
 
 def check_unique_ids(ids: Iterable[tuple[str, Any]], path: str | os.PathLike, what: str = "record id") -> None:
@@ -74,8 +79,9 @@ def check_unique_ids(ids: Iterable[tuple[str, Any]], path: str | os.PathLike, wh
     first: dict[str, Any] = {}
     for rid, lineno in ids:
         if rid in first:
-            raise InputError(f"{path}:{lineno}: {what} {rid!r} appears again (first at line {first[rid]}); "
-                             "ids must be unique")
+            raise InputError(
+                f"{path}:{lineno}: {what} {rid!r} appears again (first at line {first[rid]}); ids must be unique"
+            )
         first[rid] = lineno
 
 
@@ -168,8 +174,10 @@ def check_record_sets(manifest: str | os.PathLike) -> None:
         raise InputError(f"{manifest}: missing or not a record-set manifest; write the set again") from None
     for path, info in files.items():
         if not Path(path).is_file() or file_digest(path) != info["sha256"]:
-            raise InputError(f"{path}: does not match {manifest} (a job was killed while writing the set, or the "
-                             "file was changed since); write the set again")
+            raise InputError(
+                f"{path}: does not match {manifest} (a job was killed while writing the set, or the "
+                "file was changed since); write the set again"
+            )
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -208,11 +216,15 @@ class RecordAppender:
                 try:
                     rid = json.loads(line)["id"]
                 except (json.JSONDecodeError, KeyError, TypeError):
-                    raise InputError(f"{self.path}:{lineno}: existing output line is not a record; "
-                                     "move the file away or pass a new output path") from None
+                    raise InputError(
+                        f"{self.path}:{lineno}: existing output line is not a record; "
+                        "move the file away or pass a new output path"
+                    ) from None
                 if rid in done:
-                    raise InputError(f"{self.path}:{lineno}: record id {rid!r} is already at line {done[rid]} "
-                                     "of this output (written twice); move the file away or dedupe it")
+                    raise InputError(
+                        f"{self.path}:{lineno}: record id {rid!r} is already at line {done[rid]} "
+                        "of this output (written twice); move the file away or dedupe it"
+                    )
                 done[rid] = lineno
         return set(done)
 
@@ -229,7 +241,7 @@ class RecordAppender:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> "RecordAppender":
+    def __enter__(self) -> RecordAppender:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -22,14 +22,16 @@ Sharding: a record belongs to shard ``stable_seed(id) % num_shards``: the same s
 machine, whatever the input order. ``merge_outputs`` joins the shard files and refuses two
 different records under one id.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 from .attributes import stable_seed
 from .errors import ConfigError, InputError, NegforgeError
@@ -49,8 +51,9 @@ def shard_of(record_id: str, num_shards: int) -> int:
     return stable_seed("shard", record_id) % num_shards
 
 
-def select_records(records: Sequence[Record], limit: Optional[int] = None, shard: int = 0,
-                   num_shards: int = 1) -> list[Record]:
+def select_records(
+    records: Sequence[Record], limit: Optional[int] = None, shard: int = 0, num_shards: int = 1
+) -> list[Record]:
     """The first ``limit`` records, then those of shard ``shard`` (of ``num_shards``)."""
     if not 0 <= shard < num_shards:
         raise ConfigError(f"shard {shard} is out of range: use 0 <= shard < num_shards ({num_shards})")
@@ -63,11 +66,17 @@ def select_records(records: Sequence[Record], limit: Optional[int] = None, shard
 JobSummary = GenerateReport  # the old name
 
 
-def run_batches(todo: Sequence[Record], batch_size: int,
-                process: Callable[[list[Record]], tuple[list[Record], list[FailedRecord]]],
-                write: Callable[[list[Record], list[FailedRecord]], None], show_progress: bool = True,
-                tokens: Callable[[], int] = lambda: 0, kept: Callable[[], int] = lambda: 0,
-                calls: Callable[[], int] = lambda: 0, per_record: float = 1.0) -> int:
+def run_batches(
+    todo: Sequence[Record],
+    batch_size: int,
+    process: Callable[[list[Record]], tuple[list[Record], list[FailedRecord]]],
+    write: Callable[[list[Record], list[FailedRecord]], None],
+    show_progress: bool = True,
+    tokens: Callable[[], int] = lambda: 0,
+    kept: Callable[[], int] = lambda: 0,
+    calls: Callable[[], int] = lambda: 0,
+    per_record: float = 1.0,
+) -> int:
     """Process ``todo`` in batches and ``write`` each batch's (done records in input order, failed ones)
     as soon as the batch is finished. The bar (:class:`~negforge.synth.progress.JobProgress`) moves with
     every finished request (``calls``; ``per_record`` requests expected per record), with a live clock,
@@ -77,7 +86,7 @@ def run_batches(todo: Sequence[Record], batch_size: int,
     written = 0
     with JobProgress(len(todo), per_record, calls=calls, tokens=tokens, kept=kept, disable=not show_progress) as bar:
         for start in range(0, len(todo), batch_size):
-            batch = list(todo[start:start + batch_size])
+            batch = list(todo[start : start + batch_size])
             bar.start_batch(len(batch))
             out, bad = process(batch)
             back = {r.id for r in out} | {f.id for f in bad}
@@ -89,8 +98,9 @@ def run_batches(todo: Sequence[Record], batch_size: int,
     return written
 
 
-def merge_outputs(out_path: str | os.PathLike, shard_files: Iterable[str | os.PathLike],
-                  order: Optional[Sequence[str]] = None) -> int:
+def merge_outputs(
+    out_path: str | os.PathLike, shard_files: Iterable[str | os.PathLike], order: Optional[Sequence[str]] = None
+) -> int:
     """Join shard outputs into ``out_path`` (written atomically); returns the record count.
 
     The same id in two files is fine when the records are identical, an InputError otherwise.
@@ -108,8 +118,10 @@ def merge_outputs(out_path: str | os.PathLike, shard_files: Iterable[str | os.Pa
         for r in iter_records(f):
             if r.id in merged:
                 if merged[r.id] != r:
-                    raise InputError(f"merge: record {r.id!r} differs between {where[r.id]} and {f}; "
-                                     "these shards were not made by the same job (same input and config)")
+                    raise InputError(
+                        f"merge: record {r.id!r} differs between {where[r.id]} and {f}; "
+                        "these shards were not made by the same job (same input and config)"
+                    )
                 continue
             merged[r.id], where[r.id] = r, str(f)
     ids = list(merged)
@@ -138,16 +150,24 @@ def summary_path(out: str | os.PathLike) -> Path:
     return Path(f"{out}.summary.json")
 
 
-def fingerprint(cfg: "GenerateConfig") -> dict[str, Any]:
+def fingerprint(cfg: GenerateConfig) -> dict[str, Any]:
     """What decides a record's negatives: a resumed job must use the same, or its output mixes two configs."""
     from .templates import TemplateSet
 
     llm = cfg.llm
-    fp = {"flow": getattr(cfg, "flow", "mar"), "template": cfg.template,
-          "template_hash": TemplateSet(cfg.template, cfg.template_dir).hash, "backend": llm.backend,
-          "model": llm.model, "params": llm.params.model_dump(mode="json"), "seed": cfg.seed,
-          "num_negatives": cfg.num_negatives, "reflection_rounds": cfg.reflection_rounds,
-          "max_reasks": cfg.max_reasks, "max_prompt_words": cfg.max_prompt_words}
+    fp = {
+        "flow": getattr(cfg, "flow", "mar"),
+        "template": cfg.template,
+        "template_hash": TemplateSet(cfg.template, cfg.template_dir).hash,
+        "backend": llm.backend,
+        "model": llm.model,
+        "params": llm.params.model_dump(mode="json"),
+        "seed": cfg.seed,
+        "num_negatives": cfg.num_negatives,
+        "reflection_rounds": cfg.reflection_rounds,
+        "max_reasks": cfg.max_reasks,
+        "max_prompt_words": cfg.max_prompt_words,
+    }
     if getattr(cfg, "profile", None) is not None:  # the corpus profile goes into the prompts
         fp["profile"] = cfg.profile.model_dump(mode="json")
     if llm.backend == "openai" and llm.base_url is None:
@@ -197,22 +217,32 @@ def _check_resume(out: Path, state: dict[str, Any], fp: dict[str, Any], has_reco
     stored = state.get("fingerprint")
     if stored is None:
         if has_records:
-            raise ConfigError(f"{out} has records but no config fingerprint in {summary_path(out)} (made by an "
-                              "older negforge or another tool): resuming could mix two configs; rerun with --fresh "
-                              "to start over or write to a new output")
+            raise ConfigError(
+                f"{out} has records but no config fingerprint in {summary_path(out)} (made by an "
+                "older negforge or another tool): resuming could mix two configs; rerun with --fresh "
+                "to start over or write to a new output"
+            )
         return
     diff = fingerprint_diff(stored, fp)
     if diff:
-        raise ConfigError(f"{out} was made with another config ({'; '.join(diff)}): resuming would mix two configs "
-                          "in one output; rerun with --fresh to start over (removes the output, its failures and "
-                          "summary) or write to a new output")
+        raise ConfigError(
+            f"{out} was made with another config ({'; '.join(diff)}): resuming would mix two configs "
+            "in one output; rerun with --fresh to start over (removes the output, its failures and "
+            "summary) or write to a new output"
+        )
 
 
-def run_generate_job(records: Sequence[Record], cfg: "GenerateConfig", out_path: str | os.PathLike,
-                     backend: Optional["Backend"] = None, show_progress: bool = True, fresh: bool = False,
-                     input_path: Optional[str | os.PathLike] = None,
-                     input_dropped: Optional[dict[str, int]] = None, runner: Optional[Callable[..., None]] = None
-                     ) -> GenerateReport:
+def run_generate_job(
+    records: Sequence[Record],
+    cfg: GenerateConfig,
+    out_path: str | os.PathLike,
+    backend: Optional[Backend] = None,
+    show_progress: bool = True,
+    fresh: bool = False,
+    input_path: Optional[str | os.PathLike] = None,
+    input_dropped: Optional[dict[str, int]] = None,
+    runner: Optional[Callable[..., None]] = None,
+) -> GenerateReport:
     """:func:`~negforge.synth.generate.generate_records` into ``out_path``, resumable, locked, with a
     failures file and an accumulated summary (see the module doc). Returns this run's report; raises
     :class:`TooManyFailures` (after writing everything) when the failed fraction passes the threshold.
@@ -270,8 +300,10 @@ def run_generate_job(records: Sequence[Record], cfg: "GenerateConfig", out_path:
                 if pending and (runner is not None or cfg.ray.enabled):
                     if runner is None:
                         if backend is not None:
-                            raise ConfigError("generate.ray.enabled runs the flow in Ray actors that open their "
-                                              "own backends from generate.llm: do not pass a backend object")
+                            raise ConfigError(
+                                "generate.ray.enabled runs the flow in Ray actors that open their "
+                                "own backends from generate.llm: do not pass a backend object"
+                            )
                         from .ray_job import RayRunner
 
                         runner = RayRunner(cfg)
@@ -293,8 +325,10 @@ def run_generate_job(records: Sequence[Record], cfg: "GenerateConfig", out_path:
             f"{report.records_failed} of {report.records_done + report.records_failed} records failed ({kinds}), more "
             f"than generate.max_failed_fraction={cfg.max_failed_fraction}; they are listed with their errors in "
             f"{fails_file} and are not in {out}: fix the server and rerun the same command to retry exactly them",
-            report)
+            report,
+        )
     if report.records_failed:
-        log.warning("%d records failed (listed in %s); rerun the same command to retry them",
-                    report.records_failed, fails_file)
+        log.warning(
+            "%d records failed (listed in %s); rerun the same command to retry them", report.records_failed, fails_file
+        )
     return report

@@ -4,6 +4,7 @@ The library only logs (``logging.getLogger(__name__)``) and draws tqdm bars; the
 :func:`configure` once per command. Lines read as ``12:03:04 mined 20 records ...``; warnings say
 ``warning:``; ``-v`` adds the level and the logger name.
 """
+
 from __future__ import annotations
 
 import logging
@@ -11,12 +12,34 @@ import os
 import sys
 
 # Libraries whose INFO lines (one per HTTP request, model load or index build) drown the stage logs.
-NOISY = ("httpx", "httpx2", "httpcore", "openai", "urllib3", "filelock", "fsspec", "faiss", "bm25s", "datasets",
-         "sentence_transformers", "transformers", "huggingface_hub", "matplotlib", "PIL", "accelerate", "torch")
+NOISY = (
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "openai",
+    "urllib3",
+    "filelock",
+    "fsspec",
+    "faiss",
+    "bm25s",
+    "datasets",
+    "sentence_transformers",
+    "transformers",
+    "huggingface_hub",
+    "matplotlib",
+    "PIL",
+    "accelerate",
+    "torch",
+)
 # Environment switches the Hugging Face libraries and tqdm read when they are imported.
-QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-             "TRANSFORMERS_VERBOSITY": "error", "DATASETS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
-             "TQDM_DISABLE": "1"}
+QUIET_ENV = {
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "DATASETS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "TQDM_DISABLE": "1",
+}
 
 
 _SET: dict[str, bool] = {}  # the QUIET_ENV keys we set (and may unset)

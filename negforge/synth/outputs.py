@@ -11,6 +11,7 @@ an advisory lock per output being written, and content digests for stage stamps.
   long as the output is written. A second job on the same output fails at once, naming the owner;
   the lock of a process that died (``kill -9`` included) is released by the kernel and taken over.
 """
+
 from __future__ import annotations
 
 import errno
@@ -146,7 +147,7 @@ class OutputLock:
         except (OSError, ValueError):
             return {}
 
-    def acquire(self) -> "OutputLock":
+    def acquire(self) -> OutputLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(20):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -160,7 +161,8 @@ class OutputLock:
                 raise OutputLockedError(
                     f"{self.target} is being written by another job (pid {o.get('pid', '?')} on "
                     f"{o.get('host', '?')}, since {o.get('started', '?')}; lock file {self.path}): wait for it "
-                    "to finish or write to another output") from None
+                    "to finish or write to another output"
+                ) from None
             try:  # the file may have been unlinked by its last owner between our open and our flock
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -171,8 +173,12 @@ class OutputLock:
             old = self._owner()
             if old.get("pid") and old.get("pid") != os.getpid():
                 log.warning("%s: taking over the lock of pid %s, which is gone", self.target, old["pid"])
-            info = {"pid": os.getpid(), "host": socket.gethostname(),
-                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "output": str(self.target)}
+            info = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "output": str(self.target),
+            }
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
             self._fd = fd
@@ -188,7 +194,7 @@ class OutputLock:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

@@ -1,4 +1,5 @@
 """One generation-params object, validated at construction; each backend maps it in one place."""
+
 from __future__ import annotations
 
 import json

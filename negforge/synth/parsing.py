@@ -7,15 +7,26 @@ marked ``repaired``. The reply models are lenient about what a weak model gets w
 matters (a passage of real length, a decision among the valid ones). A :class:`ParseError`
 message is written to be appended to the conversation as the re-ask.
 """
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Annotated, Any, ClassVar, Literal, Optional, Sequence
+from typing import Annotated, Any, ClassVar, Literal, Optional
 
-from pydantic import (AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model,
-                      field_validator, model_validator)
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from .errors import validation_message
 
@@ -63,14 +74,21 @@ class DraftReply(_Reply):
     The passage comes first: asked for reasoning first, SmolLM2-135M wrote only the reasoning in 5
     of 6 replies (no passage); passage first under the schema below, 6 of 6 replies parsed."""
 
-    passage: Text = Field(validation_alias=AliasChoices("passage", "text", "content", "negative",
-                                                        "hard_negative", "document"))
+    passage: Text = Field(
+        validation_alias=AliasChoices("passage", "text", "content", "negative", "hard_negative", "document")
+    )
     reasoning: Text = ""
-    FORMAT: ClassVar[str] = ('{"passage": "<the passage>", '
-                             '"reasoning": "<one sentence: why it is hard, yet does not answer the query>"}')
+    FORMAT: ClassVar[str] = (
+        '{"passage": "<the passage>", "reasoning": "<one sentence: why it is hard, yet does not answer the query>"}'
+    )
     SCHEMA: ClassVar[dict[str, Any]] = {
-        "type": "object", "required": ["passage", "reasoning"],
-        "properties": {"passage": {"type": "string", "minLength": 40}, "reasoning": {"type": "string", "maxLength": 300}}}
+        "type": "object",
+        "required": ["passage", "reasoning"],
+        "properties": {
+            "passage": {"type": "string", "minLength": 40},
+            "reasoning": {"type": "string", "maxLength": 300},
+        },
+    }
 
     @field_validator("passage")
     @classmethod
@@ -78,9 +96,20 @@ class DraftReply(_Reply):
         return _passage(v)
 
 
-_DECISIONS = {"keep": "keep", "accept": "keep", "ok": "keep", "good": "keep", "revise": "revise",
-              "rewrite": "revise", "edit": "revise", "fix": "revise", "drop": "drop", "reject": "drop",
-              "discard": "drop", "remove": "drop"}
+_DECISIONS = {
+    "keep": "keep",
+    "accept": "keep",
+    "ok": "keep",
+    "good": "keep",
+    "revise": "revise",
+    "rewrite": "revise",
+    "edit": "revise",
+    "fix": "revise",
+    "drop": "drop",
+    "reject": "drop",
+    "discard": "drop",
+    "remove": "drop",
+}
 
 
 def _decision(v: Any) -> str:
@@ -93,27 +122,36 @@ class ReflectionReply(_Reply):
 
     reasoning: Text = ""
     decision: Annotated[Literal["keep", "revise", "drop"], BeforeValidator(_decision)] = Field(
-        validation_alias=AliasChoices("decision", "verdict", "action"))
+        validation_alias=AliasChoices("decision", "verdict", "action")
+    )
     reason: Text = ""
-    passage: Optional[Text] = Field(None, validation_alias=AliasChoices("passage", "revised_passage", "revision",
-                                                                        "revised", "text"))
+    passage: Optional[Text] = Field(
+        None, validation_alias=AliasChoices("passage", "revised_passage", "revision", "revised", "text")
+    )
 
     @model_validator(mode="after")
-    def _revision_given(self) -> "ReflectionReply":
+    def _revision_given(self) -> ReflectionReply:
         if self.decision == "revise":
             if not self.passage:
                 raise ValueError("decision 'revise' needs the revised text in 'passage'")
             _passage(self.passage)
         return self
 
-    FORMAT: ClassVar[str] = ('{"reasoning": "<step by step: does it answer the query? is it on topic? does it copy the relevant '
-              'passage?>", "decision": "keep | revise | drop", "reason": "<one sentence>", '
-              '"passage": "<the revised passage, only when revise>"}')
+    FORMAT: ClassVar[str] = (
+        '{"reasoning": "<step by step: does it answer the query? is it on topic? does it copy the relevant '
+        'passage?>", "decision": "keep | revise | drop", "reason": "<one sentence>", '
+        '"passage": "<the revised passage, only when revise>"}'
+    )
     SCHEMA: ClassVar[dict[str, Any]] = {
-        "type": "object", "required": ["reasoning", "decision", "reason"],
-        "properties": {"reasoning": {"type": "string", "maxLength": 400},
-                       "decision": {"type": "string", "enum": ["keep", "revise", "drop"]},
-                       "reason": {"type": "string", "maxLength": 200}, "passage": {"type": "string"}}}
+        "type": "object",
+        "required": ["reasoning", "decision", "reason"],
+        "properties": {
+            "reasoning": {"type": "string", "maxLength": 400},
+            "decision": {"type": "string", "enum": ["keep", "revise", "drop"]},
+            "reason": {"type": "string", "maxLength": 200},
+            "passage": {"type": "string"},
+        },
+    }
 
 
 def _text_list(v: Any) -> list[str]:
@@ -134,12 +172,21 @@ class RequirementsReply(_Reply):
     """Counterfactual flow, step 1: the query's information requirements that the positive meets."""
 
     requirements: Annotated[list[str], BeforeValidator(_text_list)] = Field(
-        validation_alias=AliasChoices("requirements", "information_requirements", "requirement", "items"))
+        validation_alias=AliasChoices("requirements", "information_requirements", "requirement", "items")
+    )
     FORMAT: ClassVar[str] = '{"requirements": ["<requirement 1>", "<requirement 2>", "..."]}'
     SCHEMA: ClassVar[dict[str, Any]] = {
-        "type": "object", "required": ["requirements"],
-        "properties": {"requirements": {"type": "array", "minItems": 1, "maxItems": 8,
-                                        "items": {"type": "string", "maxLength": 120}}}}
+        "type": "object",
+        "required": ["requirements"],
+        "properties": {
+            "requirements": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 8,
+                "items": {"type": "string", "maxLength": 120},
+            }
+        },
+    }
 
     @field_validator("requirements")
     @classmethod
@@ -173,14 +220,21 @@ class CounterfactualCheck(ReflectionReply):
 
     broken: Annotated[Optional[bool], BeforeValidator(_yes_no)] = None
     unchanged: Annotated[Optional[bool], BeforeValidator(_yes_no)] = None
-    FORMAT: ClassVar[str] = ('{"broken": "yes | no", "unchanged": "yes | no", "decision": "keep | revise | drop", '
-                             '"reason": "<one sentence>", "passage": "<the revised document, only when revise>"}')
+    FORMAT: ClassVar[str] = (
+        '{"broken": "yes | no", "unchanged": "yes | no", "decision": "keep | revise | drop", '
+        '"reason": "<one sentence>", "passage": "<the revised document, only when revise>"}'
+    )
     SCHEMA: ClassVar[dict[str, Any]] = {
-        "type": "object", "required": ["broken", "unchanged", "decision", "reason"],
-        "properties": {"broken": {"type": "string", "enum": ["yes", "no"]},
-                       "unchanged": {"type": "string", "enum": ["yes", "no"]},
-                       "decision": {"type": "string", "enum": ["keep", "revise", "drop"]},
-                       "reason": {"type": "string", "maxLength": 200}, "passage": {"type": "string"}}}
+        "type": "object",
+        "required": ["broken", "unchanged", "decision", "reason"],
+        "properties": {
+            "broken": {"type": "string", "enum": ["yes", "no"]},
+            "unchanged": {"type": "string", "enum": ["yes", "no"]},
+            "decision": {"type": "string", "enum": ["keep", "revise", "drop"]},
+            "reason": {"type": "string", "maxLength": 200},
+            "passage": {"type": "string"},
+        },
+    }
 
 
 class DescriptionReply(_Reply):
@@ -188,8 +242,11 @@ class DescriptionReply(_Reply):
 
     description: Text = Field(validation_alias=AliasChoices("description", "collection", "summary", "answer"))
     FORMAT: ClassVar[str] = '{"description": "<kind of documents> about <subject>"}'
-    SCHEMA: ClassVar[dict[str, Any]] = {"type": "object", "required": ["description"],
-                                        "properties": {"description": {"type": "string", "maxLength": 120}}}
+    SCHEMA: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "required": ["description"],
+        "properties": {"description": {"type": "string", "maxLength": 120}},
+    }
 
     @field_validator("description")
     @classmethod
@@ -212,8 +269,12 @@ def analysis_model(names: tuple[str, ...]) -> type[_Reply]:
             raise ValueError(f"no attribute filled in; use the keys {', '.join(names)}")
         return self
 
-    return create_model("AnalysisReply", __base__=_Reply,
-                        __validators__={"_something": model_validator(mode="after")(_something)}, **fields)
+    return create_model(
+        "AnalysisReply",
+        __base__=_Reply,
+        __validators__={"_something": model_validator(mode="after")(_something)},
+        **fields,
+    )
 
 
 def analysis_schema(names: Sequence[str]) -> dict[str, Any]:
@@ -247,7 +308,7 @@ def extract_json(text: str) -> dict[str, Any]:
     raise ParseError("the reply has no JSON object; reply with only the JSON object, no other text")
 
 
-_CLOSERS = ('"}', '}', '"]}', '"}}', ']}')
+_CLOSERS = ('"}', "}", '"]}', '"}}', "]}")
 
 
 def _close_truncated(text: str) -> Optional[dict[str, Any]]:
@@ -272,8 +333,8 @@ def _trim_to_sentence(obj: dict[str, Any]) -> dict[str, Any]:
     for key, v in obj.items():
         if isinstance(v, str) and len(v.split()) >= MIN_WORDS:
             cut = max(v.rfind(". "), v.rfind("? "), v.rfind("! "), v.rfind("."))
-            if cut > 0 and len(v[:cut + 1].split()) >= MIN_WORDS:
-                obj[key] = v[:cut + 1]
+            if cut > 0 and len(v[: cut + 1].split()) >= MIN_WORDS:
+                obj[key] = v[: cut + 1]
     return obj
 
 

@@ -1,5 +1,6 @@
 """Where negforge keeps its caches: ``$NEGFORGE_CACHE_DIR``, else ``$XDG_CACHE_HOME/negforge``, else
 ``~/.cache/negforge`` (never the current directory, so a run from elsewhere reuses the same caches)."""
+
 from __future__ import annotations
 
 import os

@@ -12,15 +12,17 @@ another config's stamp. Generation also resumes record by record inside the stag
 only when no record failed (a rerun retries the failed ones). ``out_dir/run.lock`` keeps a second
 run off the same folder.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from .config import RunConfig
 from .data import load_beir, records_from_beir
@@ -41,9 +43,14 @@ class RunResult:
     model_path: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"out_dir": str(self.out_dir), "timings_s": self.timings, "summaries": self.summaries,
-                "metrics_before": self.metrics_before, "metrics_after": self.metrics_after,
-                "model_path": self.model_path}
+        return {
+            "out_dir": str(self.out_dir),
+            "timings_s": self.timings,
+            "summaries": self.summaries,
+            "metrics_before": self.metrics_before,
+            "metrics_after": self.metrics_after,
+            "model_path": self.model_path,
+        }
 
 
 def _digest(*parts: Any) -> str:
@@ -72,8 +79,13 @@ class _Stages:
                 self.result.timings[name] = 0.0
                 return read_records(out)
             if saved.get("key") == key:
-                log.warning("stage %s: %s does not match its stamp %s (written by another run, or changed since); "
-                            "redoing the stage", name, out, stamp)
+                log.warning(
+                    "stage %s: %s does not match its stamp %s (written by another run, or changed since); "
+                    "redoing the stage",
+                    name,
+                    out,
+                    stamp,
+                )
         t = time.perf_counter()
         records, summary = fn()
         self.result.timings[name] = round(time.perf_counter() - t, 1)
@@ -99,8 +111,14 @@ def _shortcut(verified: list[Record], train: Any, cfg: RunConfig, out_dir: Path)
     from .shortcut import shortcut_records
 
     enc = cfg.verify.encoder
-    _, report = shortcut_records(verified, train, enc.model, max_per_source=SHORTCUT_PER_SOURCE, seed=cfg.mix.seed,
-                                 runtime={"backend": enc.backend, "precision": enc.precision})
+    _, report = shortcut_records(
+        verified,
+        train,
+        enc.model,
+        max_per_source=SHORTCUT_PER_SOURCE,
+        seed=cfg.mix.seed,
+        runtime={"backend": enc.backend, "precision": enc.precision},
+    )
     report.write_json(out_dir / "shortcut.json")
     return report.to_dict()
 
@@ -155,21 +173,24 @@ def _run(cfg: RunConfig, out_dir: Path, fresh: bool, show_progress: bool) -> Run
     # 2. mine BM25 + dense negatives for every train query
     # (with the generated file's digest: a generate stage that retried failed records changes what mining sees)
     mine_key = _digest(gen_key, file_digest(out_dir / "generated.jsonl"), cfg.mine.model_dump(mode="json"))
-    mined = stages.records("mined", mine_key,
-                           lambda: mine_records(generated, train, cfg.mine, show_progress=show_progress))
+    mined = stages.records(
+        "mined", mine_key, lambda: mine_records(generated, train, cfg.mine, show_progress=show_progress)
+    )
 
     # 3. verify every negative (all sources alike)
     ver_key = _digest(mine_key, cfg.verify.model_dump(mode="json"))
-    verified = stages.records("verified", ver_key,
-                              lambda: verify_records(mined, train, cfg.verify, show_progress=show_progress))
+    verified = stages.records(
+        "verified", ver_key, lambda: verify_records(mined, train, cfg.verify, show_progress=show_progress)
+    )
 
     # 3b. shortcut check: can a classifier tell each source's kept negatives from real documents?
     if cfg.shortcut_check:
         result.summaries["shortcut"] = stages.timed("shortcut", lambda: _shortcut(verified, train, cfg, out_dir))
 
     # 4. base model on the test split
-    result.metrics_before = stages.timed("eval_before", lambda: evaluate_model(
-        cfg.train.encoder, test, cfg.eval, show_progress))
+    result.metrics_before = stages.timed(
+        "eval_before", lambda: evaluate_model(cfg.train.encoder, test, cfg.eval, show_progress)
+    )
 
     # 5. mix (one draw per epoch) and train; epoch e continues from epoch e-1's model
     encoder = cfg.train.encoder
@@ -177,13 +198,20 @@ def _run(cfg: RunConfig, out_dir: Path, fresh: bool, show_progress: bool) -> Run
     t_train = 0.0
     for epoch in range(cfg.mix.epochs):
         name = "mixed" if cfg.mix.epochs == 1 else f"mixed.epoch{epoch}"
-        mixed = stages.records(name, _digest(ver_key, cfg.mix.model_dump(mode="json"), epoch),
-                               lambda e=epoch: mix_records(verified, train, cfg.mix, epoch=e))
-        tcfg = cfg.train.model_copy(update={
-            "encoder": encoder,
-            "output_dir": str(out_dir / "model") if epoch == cfg.mix.epochs - 1 else str(out_dir / f"model.epoch{epoch}"),
-            "epochs": cfg.train.epochs if cfg.mix.epochs == 1 else 1,
-        })
+        mixed = stages.records(
+            name,
+            _digest(ver_key, cfg.mix.model_dump(mode="json"), epoch),
+            lambda e=epoch: mix_records(verified, train, cfg.mix, epoch=e),
+        )
+        tcfg = cfg.train.model_copy(
+            update={
+                "encoder": encoder,
+                "output_dir": str(out_dir / "model")
+                if epoch == cfg.mix.epochs - 1
+                else str(out_dir / f"model.epoch{epoch}"),
+                "epochs": cfg.train.epochs if cfg.mix.epochs == 1 else 1,
+            }
+        )
         t = time.perf_counter()
         res = train_model(mixed, tcfg, show_progress)
         t_train += time.perf_counter() - t
@@ -212,12 +240,20 @@ def _write_report(out_dir: Path, records: list[Record], test: Any, cfg: RunConfi
 
     try:
         enc = cfg.eval.encoder
-        inp = run_inputs(out_dir, records, corpus=test.corpus, cache_dir=enc.cache_dir,
-                         max_seq_length=enc.max_seq_length, batch_size=enc.batch_size, backend=enc.backend,
-                         precision=enc.precision)
+        inp = run_inputs(
+            out_dir,
+            records,
+            corpus=test.corpus,
+            cache_dir=enc.cache_dir,
+            max_seq_length=enc.max_seq_length,
+            batch_size=enc.batch_size,
+            backend=enc.backend,
+            precision=enc.precision,
+        )
         md = build_report(out_dir / "report", inp, show_progress)
     except (ImportError, OSError, NegforgeError) as e:  # the run's results stand without the report
-        log.warning("the report could not be written (%s: %s); `negforge report %s` retries it",
-                    type(e).__name__, e, out_dir)
+        log.warning(
+            "the report could not be written (%s: %s); `negforge report %s` retries it", type(e).__name__, e, out_dir
+        )
         return
     log.info("report: %s", md)

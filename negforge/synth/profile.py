@@ -12,6 +12,7 @@ in from ``--data``), else from the distinct positives of the job's input records
 not stored when that cache is off) by a key of the corpus content, the profile settings and (when the LLM
 writes the description) the model, so every shard and every rerun of a job sees the same profile.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,8 +20,9 @@ import json
 import logging
 import random
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from pydantic import BaseModel, Field
 
@@ -59,7 +61,7 @@ def trim(text: str, words: int) -> str:
         return " ".join(parts)
     cut = " ".join(parts[:words])
     end = max(cut.rfind(". "), cut.rfind("? "), cut.rfind("! "))
-    return cut[:end + 1] if end > len(cut) // 2 else cut + " ..."
+    return cut[: end + 1] if end > len(cut) // 2 else cut + " ..."
 
 
 def _percentile(sorted_vals: list[int], q: float) -> float:
@@ -118,9 +120,15 @@ def compute_profile(texts: Sequence[str], cfg: Any, source: str, key: str) -> Co
     candidates = [i for i in sample if len(texts[i].split()) >= 10] or sample
     picks = candidates if len(candidates) <= cfg.examples else rng.sample(candidates, cfg.examples)
     examples = [trim(texts[i], cfg.example_words) for i in picks]
-    return CorpusProfile(key=key, source=source, n_docs=len(texts), description=cfg.description or "",
-                         description_source="config" if cfg.description else "none", examples=examples,
-                         length=lengths)
+    return CorpusProfile(
+        key=key,
+        source=source,
+        n_docs=len(texts),
+        description=cfg.description or "",
+        description_source="config" if cfg.description else "none",
+        examples=examples,
+        length=lengths,
+    )
 
 
 def describe_with_llm(profile: CorpusProfile, texts: Sequence[str], cfg: Any, backend: Any, params: Any) -> str:
@@ -130,14 +138,23 @@ def describe_with_llm(profile: CorpusProfile, texts: Sequence[str], cfg: Any, ba
 
     rng = random.Random(cfg.seed + 1)
     picks = rng.sample(range(len(texts)), min(DESCRIBE_EXAMPLES, len(texts)))
-    prompt = render("profile_describe", examples=[trim(texts[i], DESCRIBE_WORDS) for i in picks],
-                    output_format=DescriptionReply.FORMAT)
-    p = params.model_copy(update={"temperature": 0.0, "max_tokens": 80,
-                                  "json_schema": DescriptionReply.SCHEMA if params.json_mode else None})
+    prompt = render(
+        "profile_describe",
+        examples=[trim(texts[i], DESCRIBE_WORDS) for i in picks],
+        output_format=DescriptionReply.FORMAT,
+    )
+    p = params.model_copy(
+        update={
+            "temperature": 0.0,
+            "max_tokens": 80,
+            "json_schema": DescriptionReply.SCHEMA if params.json_mode else None,
+        }
+    )
     (c,) = backend.generate([[{"role": "user", "content": prompt}]], p)
     if not c.ok:
-        log.warning("corpus profile: the LLM could not describe the corpus (%s); going on without a description",
-                    c.error)
+        log.warning(
+            "corpus profile: the LLM could not describe the corpus (%s); going on without a description", c.error
+        )
         return ""
     try:
         value, _ = parse_reply(c.text or "", DescriptionReply, c.finish_reason)
@@ -148,8 +165,14 @@ def describe_with_llm(profile: CorpusProfile, texts: Sequence[str], cfg: Any, ba
     return " ".join(words[:MAX_DESCRIPTION_WORDS])
 
 
-def corpus_profile(cfg: Any, records: Sequence[Record], backend: Any = None, params: Any = None,
-                   cache_dir: Optional[str] = None, model: Optional[str] = None) -> CorpusProfile:
+def corpus_profile(
+    cfg: Any,
+    records: Sequence[Record],
+    backend: Any = None,
+    params: Any = None,
+    cache_dir: Optional[str] = None,
+    model: Optional[str] = None,
+) -> CorpusProfile:
     """The stored profile for ``cfg`` (a :class:`~negforge.synth.config.ProfileConfig`), or a new one.
 
     With a ``backend`` and no configured description, the LLM writes the description once; the profile
@@ -176,8 +199,14 @@ def corpus_profile(cfg: Any, records: Sequence[Record], backend: Any = None, par
 
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, profile.model_dump(mode="json"))
-        log.info("corpus profile %s (%s): %d docs, median %s words, description %r", key, source, len(texts),
-                 profile.length.get("median"), profile.description)
+        log.info(
+            "corpus profile %s (%s): %d docs, median %s words, description %r",
+            key,
+            source,
+            len(texts),
+            profile.length.get("median"),
+            profile.description,
+        )
     return profile
 
 

@@ -7,11 +7,13 @@ counts records on the bar (``generate 3/8 rec``) and moves the bar within a batc
 percentage, the rate and the ETA are live from the first request. A ticker thread redraws the bar
 every ``interval`` seconds, so the elapsed time runs even while a slow request is in flight.
 """
+
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]"  # tqdm puts ", " before postfix
 
@@ -26,9 +28,18 @@ class JobProgress:
     ``kept`` returns the drafts kept so far.
     """
 
-    def __init__(self, total: int, per_record: float, calls: Callable[[], int], tokens: Callable[[], int] = lambda: 0,
-                 kept: Optional[Callable[[], int]] = None, desc: str = "generate", disable: bool = False,
-                 interval: float = 0.5, file: Any = None):
+    def __init__(
+        self,
+        total: int,
+        per_record: float,
+        calls: Callable[[], int],
+        tokens: Callable[[], int] = lambda: 0,
+        kept: Optional[Callable[[], int]] = None,
+        desc: str = "generate",
+        disable: bool = False,
+        interval: float = 0.5,
+        file: Any = None,
+    ):
         self.total, self.per_record = total, max(1.0, per_record)
         self.calls, self.tokens, self.kept = calls, tokens, kept
         self.desc, self.disable, self.interval, self.file = desc, disable, interval, file
@@ -41,12 +52,19 @@ class JobProgress:
         self._bar: Any = None
         self._thread: Optional[threading.Thread] = None
 
-    def __enter__(self) -> "JobProgress":
+    def __enter__(self) -> JobProgress:
         from tqdm.auto import tqdm
 
         self._t0 = time.perf_counter()
-        self._bar = tqdm(total=self.total, desc=self.desc, disable=self.disable, dynamic_ncols=True,
-                         mininterval=self.interval, bar_format=BAR_FORMAT, file=self.file)
+        self._bar = tqdm(
+            total=self.total,
+            desc=self.desc,
+            disable=self.disable,
+            dynamic_ncols=True,
+            mininterval=self.interval,
+            bar_format=BAR_FORMAT,
+            file=self.file,
+        )
         self._draw()
         if not self.disable:
             self._thread = threading.Thread(target=self._tick, name="negforge-progress", daemon=True)

@@ -22,6 +22,7 @@ Cluster: ``ray.address``, else ``$RAY_ADDRESS``, else a local cluster for the jo
 Every node needs negforge installed (``pip install 'negforge[ray]'``) and, for the LLM cache and corpus
 profile, the same ``cache_dir`` path (a shared file system, or per node: a rerun then may recompute).
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,12 +56,18 @@ def _ray():
 
 def actor_config(cfg: GenerateConfig) -> GenerateConfig:
     """What an actor runs with: no selection (the driver selected), paths made absolute (workers' cwd differs)."""
+
     def absolute(p: Optional[str]) -> Optional[str]:
         return str(Path(p).resolve()) if p else p
 
-    update: dict[str, Any] = {"limit": None, "shard": 0, "num_shards": 1, "cache_dir": absolute(cfg.cache_dir),
-                              "template_dir": absolute(cfg.template_dir),
-                              "ray": cfg.ray.model_copy(update={"enabled": False})}
+    update: dict[str, Any] = {
+        "limit": None,
+        "shard": 0,
+        "num_shards": 1,
+        "cache_dir": absolute(cfg.cache_dir),
+        "template_dir": absolute(cfg.template_dir),
+        "ray": cfg.ray.model_copy(update={"enabled": False}),
+    }
     if Path(cfg.template).is_dir():
         update["template"] = absolute(cfg.template)
     if cfg.profile.corpus:
@@ -108,8 +115,9 @@ class GenerateActor:
 
         records = [Record.model_validate_json(s) for s in batch["record"]]
         try:
-            done, report = generate_records(records, None, self.cfg, backend=self.backend, show_progress=False,
-                                            profile=self.profile)
+            done, report = generate_records(
+                records, None, self.cfg, backend=self.backend, show_progress=False, profile=self.profile
+            )
             failed = list(report.failed)
         except Exception as e:  # the batch's rows come back failed, the dataset goes on
             first = str(e).splitlines()[0][:300] if str(e) else ""
@@ -118,8 +126,12 @@ class GenerateActor:
         by_id = {r.id: r.model_dump_json() for r in done}
         why = {f.id: f.model_dump_json() for f in failed}
         rows = [r.id for r in records]
-        return {"id": rows, "record": [by_id.get(i, "") for i in rows], "failed": [why.get(i, "") for i in rows],
-                "report": [report.model_dump_json() if n == 0 else "" for n in range(len(rows))]}
+        return {
+            "id": rows,
+            "record": [by_id.get(i, "") for i in rows],
+            "failed": [why.get(i, "") for i in rows],
+            "report": [report.model_dump_json() if n == 0 else "" for n in range(len(rows))],
+        }
 
     def __del__(self) -> None:
         try:
@@ -195,9 +207,14 @@ class RayRunner:
         merge_report(report, GenerateReport(usage=usage), [])
         return CorpusProfile.model_validate_json(out)
 
-    def __call__(self, pending: Sequence[Record], report: GenerateReport,
-                 on_batch: Callable[[list[Record], list[FailedRecord]], None], show_progress: bool,
-                 records: Sequence[Record]) -> None:
+    def __call__(
+        self,
+        pending: Sequence[Record],
+        report: GenerateReport,
+        on_batch: Callable[[list[Record], list[FailedRecord]], None],
+        show_progress: bool,
+        records: Sequence[Record],
+    ) -> None:
         from tqdm.auto import tqdm
 
         ray = self.ray
@@ -210,18 +227,28 @@ class RayRunner:
             ctx.enable_auto_log_stats = False
             picker = ray.remote(_Picker).options(num_cpus=0).remote() if acfg.ray.base_urls else None
             ds = ray.data.from_items([{"record": r.model_dump_json()} for r in pending])
-            ds = ds.map_batches(GenerateActor, batch_size=acfg.batch_size, batch_format="numpy",
-                                fn_constructor_args=(acfg.model_dump_json(), profile.model_dump_json(), picker),
-                                compute=ray.data.ActorPoolStrategy(size=acfg.ray.actors),
-                                **self._resources())
+            ds = ds.map_batches(
+                GenerateActor,
+                batch_size=acfg.batch_size,
+                batch_format="numpy",
+                fn_constructor_args=(acfg.model_dump_json(), profile.model_dump_json(), picker),
+                compute=ray.data.ActorPoolStrategy(size=acfg.ray.actors),
+                **self._resources(),
+            )
             self._collect(ds, pending, report, on_batch, show_progress, tqdm)
         finally:
             if started:
                 ray.shutdown()
 
     @staticmethod
-    def _collect(ds: Any, pending: Sequence[Record], report: GenerateReport,
-                 on_batch: Callable[[list[Record], list[FailedRecord]], None], show_progress: bool, tqdm: Any) -> None:
+    def _collect(
+        ds: Any,
+        pending: Sequence[Record],
+        report: GenerateReport,
+        on_batch: Callable[[list[Record], list[FailedRecord]], None],
+        show_progress: bool,
+        tqdm: Any,
+    ) -> None:
         """Write each block as it comes back; every pending id exactly once, else an error."""
         left = {r.id for r in pending}
         with tqdm(total=len(pending), desc="generate (ray)", unit="rec", disable=not show_progress) as bar:

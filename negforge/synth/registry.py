@@ -3,6 +3,7 @@
 Entries are "module:attr" strings so that registering a backend never imports its heavy
 dependencies; :meth:`Registry.get` imports on first use and lists the valid names on a miss.
 """
+
 from __future__ import annotations
 
 import importlib

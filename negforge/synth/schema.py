@@ -5,6 +5,7 @@ positives and any number of negatives; each negative carries where it came from
 (:class:`Provenance`), the scores the verifiers gave it and its :class:`Verdict`.
 Flattening to trainer columns happens only at the export edge (``trainer.export``).
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -11,13 +11,14 @@ near 1: they are easy to spot, and a warning says so.
 scikit-learn is used when installed (``pip install scikit-learn``); otherwise a small numpy logistic
 regression does the same job.
 """
+
 from __future__ import annotations
 
 import logging
 import math
-import random
 import string
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -53,9 +54,12 @@ class ShortcutReport(Report):
 
     @property
     def warnings(self) -> list[str]:
-        return [f"{s.source} negatives are easy to tell from real documents: AUC {s.auc:.2f} "
-                f"[{s.low:.2f}, {s.high:.2f}] (a retriever can learn their style instead of their meaning)"
-                for s in self.sources if s.easy_to_spot]
+        return [
+            f"{s.source} negatives are easy to tell from real documents: AUC {s.auc:.2f} "
+            f"[{s.low:.2f}, {s.high:.2f}] (a retriever can learn their style instead of their meaning)"
+            for s in self.sources
+            if s.easy_to_spot
+        ]
 
     def table(self) -> str:
         rows = [f"{'source':<10} {'negatives':>9} {'real':>6}  AUC [{self.level:.0%} interval]"]
@@ -74,11 +78,22 @@ def style_features(texts: Sequence[str]) -> np.ndarray:
         words = t.split()
         n_w, n_c = max(len(words), 1), max(len(t), 1)
         sentences = max(sum(t.count(c) for c in ".!?"), 1)
-        out.append([math.log1p(len(words)), sum(len(w) for w in words) / n_w, len(words) / sentences,
-                    t.count(",") / n_w, sum(t.count(c) for c in ".!?") / n_w, sum(c.isdigit() for c in t) / n_c,
-                    sum(c.isupper() for c in t) / n_c, sum(c in "()[]" for c in t) / n_c,
-                    sum(c in "\"'" for c in t) / n_c, sum(c in ":;" for c in t) / n_c,
-                    sum(c in _PUNCT for c in t) / n_c, len({w.lower() for w in words}) / n_w])
+        out.append(
+            [
+                math.log1p(len(words)),
+                sum(len(w) for w in words) / n_w,
+                len(words) / sentences,
+                t.count(",") / n_w,
+                sum(t.count(c) for c in ".!?") / n_w,
+                sum(c.isdigit() for c in t) / n_c,
+                sum(c.isupper() for c in t) / n_c,
+                sum(c in "()[]" for c in t) / n_c,
+                sum(c in "\"'" for c in t) / n_c,
+                sum(c in ":;" for c in t) / n_c,
+                sum(c in _PUNCT for c in t) / n_c,
+                len({w.lower() for w in words}) / n_w,
+            ]
+        )
     return np.asarray(out, dtype=np.float64).reshape(len(texts), 12)
 
 
@@ -142,8 +157,9 @@ def cross_val_scores(X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0
     return out
 
 
-def bootstrap_interval(y: np.ndarray, s: np.ndarray, level: float = 0.95, n: int = 1000,
-                       seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    y: np.ndarray, s: np.ndarray, level: float = 0.95, n: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """Percentile interval of the AUC over resamples of the (stratified) out-of-fold scores."""
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
@@ -155,8 +171,9 @@ def bootstrap_interval(y: np.ndarray, s: np.ndarray, level: float = 0.95, n: int
     return float(np.quantile(aucs, a)), float(np.quantile(aucs, 1 - a))
 
 
-def separability(negatives: Sequence[str], real: Sequence[str], embed: Any = None, folds: int = 5,
-                 seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+def separability(
+    negatives: Sequence[str], real: Sequence[str], embed: Any = None, folds: int = 5, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
     """(AUC, low, high) of a cross-validated classifier telling ``negatives`` from ``real`` texts (the out-of-fold
     scores of ``REPEATS`` cross-validations averaged; the interval bootstraps those scores).
     ``embed``: texts -> (n, d) array (None: length and punctuation features only)."""
@@ -184,10 +201,18 @@ def negatives_by_source(records: Sequence[Record], only_kept: bool = True) -> di
     return out
 
 
-def check_sources(by_source: dict[str, list[str]], corpus_texts: Sequence[str], encoder: Optional[str] = "bundled",
-                  max_per_source: int = 300, min_negatives: int = 5, folds: int = 5, seed: int = 0,
-                  level: float = 0.95, warn_auc: float = WARN_AUC,
-                  runtime: Optional[dict[str, str]] = None) -> ShortcutReport:
+def check_sources(
+    by_source: dict[str, list[str]],
+    corpus_texts: Sequence[str],
+    encoder: Optional[str] = "bundled",
+    max_per_source: int = 300,
+    min_negatives: int = 5,
+    folds: int = 5,
+    seed: int = 0,
+    level: float = 0.95,
+    warn_auc: float = WARN_AUC,
+    runtime: Optional[dict[str, str]] = None,
+) -> ShortcutReport:
     """One :class:`SourceShortcut` per source of ``by_source`` (source -> negative texts).
     ``runtime``: the encoder's ``backend`` / ``precision`` (:mod:`negforge.mixers.runtime`; default torch)."""
     embed = None
@@ -198,8 +223,12 @@ def check_sources(by_source: dict[str, list[str]], corpus_texts: Sequence[str], 
 
         name = DEFAULT_ENCODER if encoder == "bundled" else encoder
         embed = lambda texts: encode_texts(texts, name, **(runtime or {}))  # noqa: E731
-    report = ShortcutReport(features="style" + (f" + embeddings ({encoder})" if encoder else ""), folds=folds,
-                            level=level, warn_auc=warn_auc)
+    report = ShortcutReport(
+        features="style" + (f" + embeddings ({encoder})" if encoder else ""),
+        folds=folds,
+        level=level,
+        warn_auc=warn_auc,
+    )
     corpus = list(dict.fromkeys(corpus_texts))
     for source in sorted(by_source):
         rng = text_rng(seed, source)
@@ -222,8 +251,13 @@ def check_sources(by_source: dict[str, list[str]], corpus_texts: Sequence[str], 
     return report
 
 
-def shortcut_check(records: Sequence[Record], corpus_texts: Sequence[str], encoder: Optional[str] = "bundled",
-                   only_kept: bool = True, **kwargs: Any) -> ShortcutReport:
+def shortcut_check(
+    records: Sequence[Record],
+    corpus_texts: Sequence[str],
+    encoder: Optional[str] = "bundled",
+    only_kept: bool = True,
+    **kwargs: Any,
+) -> ShortcutReport:
     """Per negative source of ``records``, how well its negatives can be told from real corpus documents.
 
     Texts are compared without titles (generated negatives have none). ``only_kept``: the kept negatives
@@ -233,8 +267,9 @@ def shortcut_check(records: Sequence[Record], corpus_texts: Sequence[str], encod
     return check_sources(negatives_by_source(records, only_kept), corpus_texts, encoder, **kwargs)
 
 
-def shortcut_records(records: Sequence[Record], dataset: Any, encoder: Optional[str] = "bundled",
-                     **kwargs: Any) -> tuple[list[Record], ShortcutReport]:
+def shortcut_records(
+    records: Sequence[Record], dataset: Any, encoder: Optional[str] = "bundled", **kwargs: Any
+) -> tuple[list[Record], ShortcutReport]:
     """The stage shape: ``(records, dataset, ...) -> (records unchanged, report)``; real documents are the
     dataset's corpus texts."""
     corpus = getattr(dataset, "corpus", None)

@@ -12,9 +12,11 @@ Example (the built-in ``mar`` set's file has every key with comments)::
     never_flip: [topic]
     draft_checks: {meta_phrases: ["the query", "hard negative"], copy_share: 0.5}
 """
+
 from __future__ import annotations
 
 from pathlib import Path
+
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -80,7 +82,7 @@ class SetSpace(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SetSpace":
+    def _consistent(self) -> SetSpace:
         if self.min_words > self.max_words:
             raise ValueError(f"min_words ({self.min_words}) > max_words ({self.max_words})")
         unknown = [a for a in self.never_flip if a not in self.query_attributes]
@@ -89,10 +91,16 @@ class SetSpace(_Strict):
         return self
 
     def attribute_space(self) -> AttributeSpace:
-        return AttributeSpace(query_attributes=dict(self.query_attributes), domains=dict(self.domains),
-                              difficulties=dict(self.difficulties), edits=dict(self.edits),
-                              length_factors=tuple(self.length_factors), never_flip=tuple(self.never_flip),
-                              min_words=self.min_words, max_words=self.max_words)
+        return AttributeSpace(
+            query_attributes=dict(self.query_attributes),
+            domains=dict(self.domains),
+            difficulties=dict(self.difficulties),
+            edits=dict(self.edits),
+            length_factors=tuple(self.length_factors),
+            never_flip=tuple(self.never_flip),
+            min_words=self.min_words,
+            max_words=self.max_words,
+        )
 
 
 def load_space(path: Path, required: tuple[str, ...] = ()) -> SetSpace:
@@ -123,4 +131,3 @@ def load_space(path: Path, required: tuple[str, ...] = ()) -> SetSpace:
         if not getattr(space, key):
             raise ConfigError(f"{path}: key {key!r}: the {space.flow!r} flow needs at least one entry")
     return space
-

@@ -11,6 +11,7 @@ each negative's provenance and, through the rendered text, into the LLM cache ke
 
 Single templates outside sets (the LLM judge's ``judge.jinja2``) are rendered with :func:`render`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,8 +21,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
-from jinja2 import (FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, TemplateSyntaxError,
-                    UndefinedError)
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+)
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from .errors import ConfigError
@@ -49,8 +56,14 @@ def builtin_sets() -> list[str]:
 
 @lru_cache(maxsize=32)
 def _env(folder: str) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(loader=FileSystemLoader(folder), undefined=StrictUndefined,
-                               keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    env = SandboxedEnvironment(
+        loader=FileSystemLoader(folder),
+        undefined=StrictUndefined,
+        keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
     env.filters["tojson_compact"] = lambda v: json.dumps(v, ensure_ascii=False)
     return env
 
@@ -66,8 +79,10 @@ def _render_file(folder: Path, file: str, label: str, variables: dict[str, Any])
     except TemplateSyntaxError as e:
         raise ConfigError(f"{folder / (e.name or file)}:{e.lineno}: template syntax error: {e.message}") from None
     except SecurityError as e:
-        raise ConfigError(f"{_where(e, path)}: template {label!r} does what the sandbox forbids ({e}); "
-                          "templates may only read the variables they are given") from None
+        raise ConfigError(
+            f"{_where(e, path)}: template {label!r} does what the sandbox forbids ({e}); "
+            "templates may only read the variables they are given"
+        ) from None
     except TemplateError as e:
         raise ConfigError(f"{_where(e, path)}: template {label!r} failed: {e}") from None
 
@@ -102,8 +117,10 @@ def set_folder(spec: str, template_dir: Optional[str | Path] = None) -> Path:
     if (builtin_sets_dir() / spec / SPACE_FILE).is_file() and "/" not in spec:
         return builtin_sets_dir() / spec
     where = f"in {template_dir} ({', '.join(sets_in(Path(template_dir))) or 'no sets'}) or " if template_dir else ""
-    raise ConfigError(f"no template set {spec!r}: give a folder holding <step>.jinja2 files and a {SPACE_FILE}, "
-                      f"or a set {where}built in: {', '.join(builtin_sets())}")
+    raise ConfigError(
+        f"no template set {spec!r}: give a folder holding <step>.jinja2 files and a {SPACE_FILE}, "
+        f"or a set {where}built in: {', '.join(builtin_sets())}"
+    )
 
 
 def folder_hash(folder: Path) -> str:
@@ -134,14 +151,17 @@ class TemplateSet:
         self.flow, self.steps = flow, tuple(cls.STEPS)
         missing = [s for s in self.steps if not (self.folder / f"{s}{SUFFIX}").is_file()]
         if missing:
-            raise ConfigError(f"{self.folder}: the {flow!r} flow needs {', '.join(s + SUFFIX for s in missing)} "
-                              f"(steps: {', '.join(self.steps)})")
+            raise ConfigError(
+                f"{self.folder}: the {flow!r} flow needs {', '.join(s + SUFFIX for s in missing)} "
+                f"(steps: {', '.join(self.steps)})"
+            )
         for s in self.steps:  # syntax errors now, with the file and line, not at the first render
             try:
                 _env(str(self.folder)).get_template(f"{s}{SUFFIX}")
             except TemplateSyntaxError as e:
-                raise ConfigError(f"{self.folder / (e.name or s + SUFFIX)}:{e.lineno}: template syntax error: "
-                                  f"{e.message}") from None
+                raise ConfigError(
+                    f"{self.folder / (e.name or s + SUFFIX)}:{e.lineno}: template syntax error: {e.message}"
+                ) from None
         self.hash = folder_hash(self.folder)
 
     @property

@@ -18,6 +18,7 @@ What counts, as in BEIR's ``EvaluateRetrieval`` (pytrec_eval underneath):
 ``bench/bench_eval_agreement.py`` checks these figures against sentence-transformers'
 InformationRetrievalEvaluator and ranx on the same embeddings.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -70,8 +71,9 @@ def drop_identical_ids(run: dict[str, dict[str, float]]) -> dict[str, dict[str, 
     return {q: {d: s for d, s in docs.items() if d != q} for q, docs in run.items()}
 
 
-def per_query_metrics(qrels: Qrels, run: dict[str, dict[str, float]],
-                      ignore_identical_ids: bool = True) -> dict[str, dict[str, float]]:
+def per_query_metrics(
+    qrels: Qrels, run: dict[str, dict[str, float]], ignore_identical_ids: bool = True
+) -> dict[str, dict[str, float]]:
     """{query id: {"ndcg@10", "recall@10", "recall@100", "mrr@10"}} for every query of ``qrels`` that has
     a relevant document; a query missing from ``run`` retrieves nothing (0 on every metric). Grades are
     the nDCG gains; rows with score <= 0 are judged non-relevant. With ``ignore_identical_ids`` a
@@ -79,8 +81,11 @@ def per_query_metrics(qrels: Qrels, run: dict[str, dict[str, float]],
     import pytrec_eval
 
     # pytrec_eval counts grade >= 1 as relevant; a negative grade (some TREC qrels) is non-relevant too.
-    qrels = {q: {d: max(int(s), 0) for d, s in rels.items()} for q, rels in qrels.items()
-             if any(s > 0 for s in rels.values())}
+    qrels = {
+        q: {d: max(int(s), 0) for d, s in rels.items()}
+        for q, rels in qrels.items()
+        if any(s > 0 for s in rels.values())
+    }
     if not qrels:
         raise InputError("the qrels have no relevant (score > 0) document: nothing to evaluate")
     if ignore_identical_ids:
@@ -93,21 +98,27 @@ def per_query_metrics(qrels: Qrels, run: dict[str, dict[str, float]],
     out = {}
     for q in qrels:
         v, r = per_q.get(q, {}), rr.get(q, {})
-        out[q] = {"ndcg@10": v.get("ndcg_cut_10", 0.0), "recall@10": v.get("recall_10", 0.0),
-                  "recall@100": v.get("recall_100", 0.0), "mrr@10": r.get("recip_rank", 0.0)}
+        out[q] = {
+            "ndcg@10": v.get("ndcg_cut_10", 0.0),
+            "recall@10": v.get("recall_10", 0.0),
+            "recall@100": v.get("recall_100", 0.0),
+            "mrr@10": r.get("recip_rank", 0.0),
+        }
     return out
 
 
-def metrics_from_run(qrels: Qrels, run: dict[str, dict[str, float]],
-                     ignore_identical_ids: bool = True) -> dict[str, float]:
+def metrics_from_run(
+    qrels: Qrels, run: dict[str, dict[str, float]], ignore_identical_ids: bool = True
+) -> dict[str, float]:
     """Mean nDCG@10, Recall@10, Recall@100, MRR@10 over the queries of ``qrels`` that have a relevant
     document; a query missing from ``run`` counts as retrieving nothing (0 on every metric)."""
     per_q = per_query_metrics(qrels, run, ignore_identical_ids)
     return {m: sum(v[m] for v in per_q.values()) / len(per_q) for m in METRICS}
 
 
-def retrieve(encoder: str, data: BeirData, cfg: EvalConfig, show_progress: bool = True,
-             k: int = TOP_K) -> dict[str, dict[str, float]]:
+def retrieve(
+    encoder: str, data: BeirData, cfg: EvalConfig, show_progress: bool = True, k: int = TOP_K
+) -> dict[str, dict[str, float]]:
     """Top-``k`` run {query id: {doc id: score}} for the split's queries that have a relevant doc."""
     from negforge.mixers.embeddings import corpus_embeddings, encode_texts, get_encoder
 
@@ -117,17 +128,34 @@ def retrieve(encoder: str, data: BeirData, cfg: EvalConfig, show_progress: bool 
         raise InputError(f"{len(missing)} qrels queries have no text in queries.jsonl, e.g. {missing[0]!r}")
     # A fresh model, not the per-process cache: a folder retrained in this process must be re-read
     # (with backend onnx/openvino, the fine-tuned folder is exported here, once per content).
-    enc = cfg.encoder  # eval.encoder: max_seq_length, batch_size, cache_dir, runtime (``encoder`` is the model evaluated)
+    enc = (
+        cfg.encoder
+    )  # eval.encoder: max_seq_length, batch_size, cache_dir, runtime (``encoder`` is the model evaluated)
     model = get_encoder(encoder, enc.max_seq_length, enc.backend, enc.precision, enc.cache_dir, fresh=True)
-    docs = corpus_embeddings(data.corpus, encoder, embedding_cache_dir(encoder, enc.cache_dir), enc.batch_size,
-                             enc.max_seq_length, show_progress=show_progress, model=model, backend=enc.backend,
-                             precision=enc.precision, processes=enc.processes)
+    docs = corpus_embeddings(
+        data.corpus,
+        encoder,
+        embedding_cache_dir(encoder, enc.cache_dir),
+        enc.batch_size,
+        enc.max_seq_length,
+        show_progress=show_progress,
+        model=model,
+        backend=enc.backend,
+        precision=enc.precision,
+        processes=enc.processes,
+    )
     queries = encode_texts([data.queries[q] for q in qids], encoder, enc.batch_size, model=model)
     return run_from_embeddings(qids, queries, data.corpus.ids, docs, k, cfg.ignore_identical_ids)
 
 
-def run_from_embeddings(qids: list[str], queries: np.ndarray, doc_ids: list[str], docs: np.ndarray,
-                        k: int = TOP_K, ignore_identical_ids: bool = True) -> dict[str, dict[str, float]]:
+def run_from_embeddings(
+    qids: list[str],
+    queries: np.ndarray,
+    doc_ids: list[str],
+    docs: np.ndarray,
+    k: int = TOP_K,
+    ignore_identical_ids: bool = True,
+) -> dict[str, dict[str, float]]:
     """Top-``k`` run {query id: {doc id: score}} by exact inner product. With ``ignore_identical_ids``
     one more document is retrieved and the query's own id dropped, so every query still gets ``k``."""
     from negforge.mixers.dense import exact_search
@@ -135,8 +163,11 @@ def run_from_embeddings(qids: list[str], queries: np.ndarray, doc_ids: list[str]
     scores, idx = exact_search(docs, queries, k + 1 if ignore_identical_ids else k)
     run = {}
     for q, srow, irow in zip(qids, scores, idx):
-        hits = [(doc_ids[i], float(s)) for s, i in zip(srow, irow)
-                if i >= 0 and not (ignore_identical_ids and doc_ids[i] == q)]
+        hits = [
+            (doc_ids[i], float(s))
+            for s, i in zip(srow, irow)
+            if i >= 0 and not (ignore_identical_ids and doc_ids[i] == q)
+        ]
         run[q] = dict(hits[:k])
     return run
 

@@ -21,6 +21,7 @@ dataset), Parquet ``positive_score``/``negative_score``. Tevatron's id-based for
 The layouts are in :mod:`negforge.trainer.export_formats`; :data:`FORMATS` names them and
 :data:`ALIASES` the other names users type (``flag``, ``bge``, ``st`` ...).
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,14 +48,26 @@ FORMATS = {
     "parquet": "one row per record: id, query, positive, negative, negative_source, negative_doc_id",
 }
 ALIASES = {
-    "st": "sentence-transformers", "sbert": "sentence-transformers", "n-tuple": "sentence-transformers",
-    "st-ntuple": "sentence-transformers", "sentence-transformers-ntuple": "sentence-transformers",
-    "st-triplet": "sentence-transformers-triplet", "triplet": "sentence-transformers-triplet",
-    "triplets": "sentence-transformers-triplet", "sentence-transformers-triplets": "sentence-transformers-triplet",
-    "st-labeled-pair": "sentence-transformers-labeled-pair", "labeled-pair": "sentence-transformers-labeled-pair",
-    "st-labeled-list": "sentence-transformers-labeled-list", "labeled-list": "sentence-transformers-labeled-list",
-    "flag": "flagembedding", "flag-embedding": "flagembedding", "bge": "flagembedding", "fe": "flagembedding",
-    "tevatron-ids": "tevatron", "tevatron-passages": "tevatron-legacy", "tevatron-v1": "tevatron-legacy",
+    "st": "sentence-transformers",
+    "sbert": "sentence-transformers",
+    "n-tuple": "sentence-transformers",
+    "st-ntuple": "sentence-transformers",
+    "sentence-transformers-ntuple": "sentence-transformers",
+    "st-triplet": "sentence-transformers-triplet",
+    "triplet": "sentence-transformers-triplet",
+    "triplets": "sentence-transformers-triplet",
+    "sentence-transformers-triplets": "sentence-transformers-triplet",
+    "st-labeled-pair": "sentence-transformers-labeled-pair",
+    "labeled-pair": "sentence-transformers-labeled-pair",
+    "st-labeled-list": "sentence-transformers-labeled-list",
+    "labeled-list": "sentence-transformers-labeled-list",
+    "flag": "flagembedding",
+    "flag-embedding": "flagembedding",
+    "bge": "flagembedding",
+    "fe": "flagembedding",
+    "tevatron-ids": "tevatron",
+    "tevatron-passages": "tevatron-legacy",
+    "tevatron-v1": "tevatron-legacy",
     "pq": "parquet",
 }
 SCORE_KEYS = ("cross_encoder", "embedding")  # verifier scores stored with a positive score (KEY_pos)
@@ -65,8 +78,10 @@ def resolve_format(name: str) -> str:
     key = name.strip().lower().replace("_", "-").replace(" ", "-")
     fmt = key if key in FORMATS else ALIASES.get(key)
     if fmt is None:
-        raise ConfigError(f"unknown export format {name!r}; valid: {', '.join(FORMATS)} "
-                          f"(also: {', '.join(sorted(set(ALIASES) - set(FORMATS)))})")
+        raise ConfigError(
+            f"unknown export format {name!r}; valid: {', '.join(FORMATS)} "
+            f"(also: {', '.join(sorted(set(ALIASES) - set(FORMATS)))})"
+        )
     return fmt
 
 
@@ -89,8 +104,10 @@ class ExportReport(Report):
         return self.summary().replace("; ", "\n")
 
     def summary(self) -> str:
-        parts = [f"wrote {self.records_written} of {self.records_in} records ({self.rows} rows, "
-                 f"{self.negatives_written} negatives) as {self.format} to {self.path}"]
+        parts = [
+            f"wrote {self.records_written} of {self.records_in} records ({self.rows} rows, "
+            f"{self.negatives_written} negatives) as {self.format} to {self.path}"
+        ]
         if self.skipped_no_negative:
             parts.append(f"{self.skipped_no_negative} records with no kept negative left out")
         if self.rejected_dropped:
@@ -107,9 +124,11 @@ def select_for_export(records: list[Record], report: ExportReport, allow_unverif
     if unverified and not allow_unverified:
         rid, n = unverified[0]
         n_rec = len({i for i, _ in unverified})
-        raise InputError(f"{len(unverified)} negatives in {n_rec} records were never verified (e.g. record {rid!r}, "
-                         f"source {n.source.value}); run `negforge verify` first, or pass --unverified "
-                         "(allow_unverified=True) to export them as they are")
+        raise InputError(
+            f"{len(unverified)} negatives in {n_rec} records were never verified (e.g. record {rid!r}, "
+            f"source {n.source.value}); run `negforge verify` first, or pass --unverified "
+            "(allow_unverified=True) to export them as they are"
+        )
     out = []
     for r in records:
         negs = [n for n in r.negatives if n.kept or (n.verdict is None and allow_unverified)]
@@ -122,11 +141,14 @@ def select_for_export(records: list[Record], report: ExportReport, allow_unverif
         out.append(r.model_copy(update={"negatives": negs}))
     report.records_written = len(out)
     if report.skipped_no_negative:
-        log.warning("export: %d of %d records have no kept negative and are left out", report.skipped_no_negative,
-                    len(records))
+        log.warning(
+            "export: %d of %d records have no kept negative and are left out", report.skipped_no_negative, len(records)
+        )
     if not out:
-        raise InputError(f"export: none of the {len(records)} records has a kept negative; mine or generate "
-                         "negatives, then verify (and mix) them first")
+        raise InputError(
+            f"export: none of the {len(records)} records has a kept negative; mine or generate "
+            "negatives, then verify (and mix) them first"
+        )
     return out
 
 
@@ -143,10 +165,12 @@ def resolve_scores(records: list[Record], scores: Optional[str]) -> Optional[str
     for r in records:
         for n in r.negatives:
             if not _has(n, scores):
-                raise InputError(f"export --scores {scores}: record {r.id!r} has a {n.source.value} negative without "
-                                 f"scores[{scores!r}] and scores[{scores + '_pos'!r}] (it has: "
-                                 f"{', '.join(sorted(n.scores)) or 'none'}); run the {scores} verifier on every "
-                                 "negative, or pass --scores auto / none")
+                raise InputError(
+                    f"export --scores {scores}: record {r.id!r} has a {n.source.value} negative without "
+                    f"scores[{scores!r}] and scores[{scores + '_pos'!r}] (it has: "
+                    f"{', '.join(sorted(n.scores)) or 'none'}); run the {scores} verifier on every "
+                    "negative, or pass --scores auto / none"
+                )
     return scores
 
 
@@ -158,9 +182,14 @@ def score_lists(r: Record, key: Optional[str]) -> tuple[Optional[list[float]], O
     return [pos] * len(r.positives), [float(n.scores[key]) for n in r.negatives]
 
 
-def export_records(records: list[Record], fmt: str, out_path: str | os.PathLike,
-                   num_negatives: Optional[int] = None, allow_unverified: bool = False,
-                   scores: Optional[str] = "auto") -> ExportReport:
+def export_records(
+    records: list[Record],
+    fmt: str,
+    out_path: str | os.PathLike,
+    num_negatives: Optional[int] = None,
+    allow_unverified: bool = False,
+    scores: Optional[str] = "auto",
+) -> ExportReport:
     """Write ``records`` as ``fmt`` (a name in :data:`FORMATS` or :data:`ALIASES`) to ``out_path``.
 
     ``num_negatives`` sets the sentence-transformers n-tuple's negative columns (default: the most
@@ -183,8 +212,13 @@ def export_records(records: list[Record], fmt: str, out_path: str | os.PathLike,
     return report
 
 
-def to_dataset(records: list[Record], fmt: str = "sentence-transformers", num_negatives: Optional[int] = None,
-               allow_unverified: bool = False, scores: Optional[str] = "auto"):
+def to_dataset(
+    records: list[Record],
+    fmt: str = "sentence-transformers",
+    num_negatives: Optional[int] = None,
+    allow_unverified: bool = False,
+    scores: Optional[str] = "auto",
+):
     """The export as an in-memory ``datasets.Dataset`` (same rules as :func:`export_records`), with
     its :class:`ExportReport`: ``(dataset, report)``. Formats: the sentence-transformers layouts,
     ``flagembedding`` and ``parquet`` (one row per record)."""

@@ -5,14 +5,16 @@ each), the output path, the :class:`~negforge.trainer.export.ExportReport` to fi
 format's options. Texts are ``title + " " + text`` where the consumer takes one string (BEIR
 convention); every file is written atomically (temp file + rename).
 """
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
+from collections.abc import Callable
 from itertools import cycle, islice
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from negforge.synth.errors import InputError
 from negforge.synth.io import write_lines
@@ -40,8 +42,9 @@ def _save_dataset(cols: dict[str, list], out: Path) -> None:
     os.replace(tmp, out)
 
 
-def st_columns(records: list[Record], layout: str = "n-tuple", num_negatives: Optional[int] = None,
-               score_key: Optional[str] = None) -> dict[str, list]:
+def st_columns(
+    records: list[Record], layout: str = "n-tuple", num_negatives: Optional[int] = None, score_key: Optional[str] = None
+) -> dict[str, list]:
     """sentence-transformers columns as ``util.mine_hard_negatives`` lays them out for ``layout``
     (``n-tuple``, ``triplet``, ``labeled-pair``, ``labeled-list``), with its score columns when
     ``score_key`` is given."""
@@ -51,8 +54,10 @@ def st_columns(records: list[Record], layout: str = "n-tuple", num_negatives: Op
         cols.update({f"negative_{i}": [] for i in range(1, n_neg + 1)})
     elif layout == "triplet":
         cols["negative"] = []
-    label = {"labeled-pair": "score" if score_key else "label",
-             "labeled-list": "scores" if score_key else "labels"}.get(layout, "scores" if score_key else None)
+    label = {
+        "labeled-pair": "score" if score_key else "label",
+        "labeled-list": "scores" if score_key else "labels",
+    }.get(layout, "scores" if score_key else None)
     if label:
         cols[label] = []
     for r in records:
@@ -106,8 +111,12 @@ def _jsonl(out: Path, rows: list[dict[str, Any]], report: ExportReport) -> None:
 def flagembedding_rows(records: list[Record], score_key: Optional[str] = None) -> list[dict[str, Any]]:
     rows = []
     for r in records:
-        row: dict[str, Any] = {"query": r.query, "pos": [p.full_text for p in r.positives],
-                               "neg": [n.full_text for n in r.negatives], "id": r.id}
+        row: dict[str, Any] = {
+            "query": r.query,
+            "pos": [p.full_text for p in r.positives],
+            "neg": [n.full_text for n in r.negatives],
+            "id": r.id,
+        }
         pos_s, neg_s = score_lists(r, score_key)
         if pos_s is not None:
             row.update(pos_scores=pos_s, neg_scores=neg_s)
@@ -130,10 +139,14 @@ def write_tevatron_legacy(records: list[Record], out: Path, report: ExportReport
     rows = []
     for r in records:
         pos_s, neg_s = score_lists(r, report.score_key)
-        rows.append({"query_id": r.id, "query": r.query,
-                     "positive_passages": [_passage(p, pos_s[i] if pos_s else None) for i, p in enumerate(r.positives)],
-                     "negative_passages": [_passage(n, neg_s[i] if neg_s else None)
-                                           for i, n in enumerate(r.negatives)]})
+        rows.append(
+            {
+                "query_id": r.id,
+                "query": r.query,
+                "positive_passages": [_passage(p, pos_s[i] if pos_s else None) for i, p in enumerate(r.positives)],
+                "negative_passages": [_passage(n, neg_s[i] if neg_s else None) for i, n in enumerate(r.negatives)],
+            }
+        )
     _jsonl(out, rows, report)
 
 
@@ -141,8 +154,10 @@ def write_tevatron(records: list[Record], out: Path, report: ExportReport, **_: 
     """``OUT/train.jsonl`` (query_id, query_text, positive_document_ids, negative_document_ids) and
     ``OUT/corpus.jsonl`` (docid, text = title + text: Tevatron's trainer reads only ``text``)."""
     if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: the tevatron format writes a folder (train.jsonl + corpus.jsonl), and this is a "
-                         "file; pick another --output (or -f tevatron-legacy for one JSONL file)")
+        raise InputError(
+            f"{out}: the tevatron format writes a folder (train.jsonl + corpus.jsonl), and this is a "
+            "file; pick another --output (or -f tevatron-legacy for one JSONL file)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     corpus: dict[str, str] = {}
     rows = []
@@ -153,14 +168,24 @@ def write_tevatron(records: list[Record], out: Path, report: ExportReport, **_: 
             for p in passages:
                 d, text = docid(p), p.full_text
                 if corpus.setdefault(d, text) != text:
-                    raise InputError(f"record {r.id!r}: document id {d!r} has two different texts in the input; "
-                                     "doc ids must name one document")
+                    raise InputError(
+                        f"record {r.id!r}: document id {d!r} has two different texts in the input; "
+                        "doc ids must name one document"
+                    )
                 ids[kind].append(d)
-        rows.append({"query_id": r.id, "query_text": r.query, "positive_document_ids": ids["positive"],
-                     "negative_document_ids": ids["negative"]})
+        rows.append(
+            {
+                "query_id": r.id,
+                "query_text": r.query,
+                "positive_document_ids": ids["positive"],
+                "negative_document_ids": ids["negative"],
+            }
+        )
     _jsonl(out / "train.jsonl", rows, report)
-    write_lines(out / "corpus.jsonl", (json.dumps({"docid": d, "text": t}, ensure_ascii=False) + "\n"
-                                       for d, t in corpus.items()))
+    write_lines(
+        out / "corpus.jsonl",
+        (json.dumps({"docid": d, "text": t}, ensure_ascii=False) + "\n" for d, t in corpus.items()),
+    )
     report.files.append(str(out / "corpus.jsonl"))
 
 
@@ -203,11 +228,16 @@ WRITERS: dict[str, Callable[..., None]] = {
 }
 
 
-def dataset_columns(records: list[Record], fmt: str, score_key: Optional[str] = None,
-                    num_negatives: Optional[int] = None) -> dict[str, list]:
+def dataset_columns(
+    records: list[Record], fmt: str, score_key: Optional[str] = None, num_negatives: Optional[int] = None
+) -> dict[str, list]:
     """The columns of ``fmt`` as a dict of lists, for an in-memory ``datasets.Dataset``."""
-    layouts = {"sentence-transformers": "n-tuple", "sentence-transformers-triplet": "triplet",
-               "sentence-transformers-labeled-pair": "labeled-pair", "sentence-transformers-labeled-list": "labeled-list"}
+    layouts = {
+        "sentence-transformers": "n-tuple",
+        "sentence-transformers-triplet": "triplet",
+        "sentence-transformers-labeled-pair": "labeled-pair",
+        "sentence-transformers-labeled-list": "labeled-list",
+    }
     if fmt in layouts:
         return st_columns(records, layouts[fmt], num_negatives, score_key)
     if fmt == "flagembedding":
@@ -215,5 +245,7 @@ def dataset_columns(records: list[Record], fmt: str, score_key: Optional[str] = 
         return {k: [row[k] for row in rows] for k in rows[0]}
     if fmt == "parquet":
         return record_columns(records, score_key)
-    raise InputError(f"{fmt}: an export that writes files (use export_records); in memory: "
-                     f"{', '.join([*layouts, 'flagembedding', 'parquet'])}")
+    raise InputError(
+        f"{fmt}: an export that writes files (use export_records); in memory: "
+        f"{', '.join([*layouts, 'flagembedding', 'parquet'])}"
+    )

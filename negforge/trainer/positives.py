@@ -11,10 +11,12 @@ An example carries up to ``max_positives`` positives of its query (``None``: all
 
 :class:`RowKeys` is what :class:`negforge.trainer.sampler.QueryAwareBatchSampler` needs per row.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 from negforge.synth.schema import Passage, Record
 from negforge.synth.seeding import text_rng
@@ -60,7 +62,13 @@ class RowKeys:
         return frozenset(_keys(record.positives) | {"q:" + record.id})
 
     @classmethod
-    def of(cls, record: Record, positives: Sequence[Passage], negatives: Sequence[Passage], block: int = 0,
-           own: Optional[frozenset] = None) -> "RowKeys":
+    def of(
+        cls,
+        record: Record,
+        positives: Sequence[Passage],
+        negatives: Sequence[Passage],
+        block: int = 0,
+        own: Optional[frozenset] = None,
+    ) -> RowKeys:
         uses = frozenset(_keys([*positives, *negatives]) | {"t:" + record.query, "q:" + record.id})
         return cls(uses, own if own is not None else cls.own_of(record), block)

@@ -10,6 +10,7 @@ with the base and the fine-tuned encoder. Documents with a corpus ``doc_id`` are
 cached corpus embeddings when the evaluation already wrote them (same cache layout as
 :func:`negforge.trainer.evaluate.evaluate_model`); the others are encoded directly.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,16 +52,24 @@ class ReportInputs:
     precision: str = "fp32"
 
 
-def _doc_vectors(texts: list[str], doc_ids: list[Optional[str]], encoder: str, inp: ReportInputs, model,
-                 show_progress: bool = False) -> np.ndarray:
+def _doc_vectors(
+    texts: list[str], doc_ids: list[Optional[str]], encoder: str, inp: ReportInputs, model, show_progress: bool = False
+) -> np.ndarray:
     from negforge.mixers.embeddings import cache_path, corpus_embeddings, encode_texts
 
     cached = None
     if inp.corpus is not None:
         cdir = embedding_cache_dir(encoder, inp.cache_dir)
         if cache_path(encoder, inp.corpus, cdir, inp.max_seq_length, inp.backend, inp.precision).exists():
-            cached = corpus_embeddings(inp.corpus, encoder, cdir, max_seq_length=inp.max_seq_length, show_progress=False,
-                                       backend=inp.backend, precision=inp.precision)
+            cached = corpus_embeddings(
+                inp.corpus,
+                encoder,
+                cdir,
+                max_seq_length=inp.max_seq_length,
+                show_progress=False,
+                backend=inp.backend,
+                precision=inp.precision,
+            )
     from_cache = [i for i, d in enumerate(doc_ids) if cached is not None and d is not None and d in inp.corpus]
     skip = set(from_cache)
     todo = [i for i in range(len(texts)) if i not in skip]
@@ -102,8 +111,9 @@ def sample_records(records: list[Record], k: int, seed: int = 0) -> list[Record]
     return [records[i] for i in sorted(chosen)]
 
 
-def cosine_by_group(records: list[Record], encoder: str, inp: ReportInputs,
-                    show_progress: bool = False) -> dict[str, np.ndarray]:
+def cosine_by_group(
+    records: list[Record], encoder: str, inp: ReportInputs, show_progress: bool = False
+) -> dict[str, np.ndarray]:
     """cos(query, doc) per group: "positive" and each negative group (:func:`group_of`)."""
     from negforge.mixers.embeddings import encode_texts, get_encoder
 
@@ -136,7 +146,7 @@ def plot_training(result: dict[str, Any], path: Path) -> Path:
     w = max(1, len(values) // 10)
     if w > 1:  # a moving average over a tenth of the points, so the trend shows through the noise
         smooth = np.convolve(values, np.ones(w) / w, mode="valid")
-        ax.plot(steps[w - 1:], smooth, linewidth=2, label=f"mean of {w}")
+        ax.plot(steps[w - 1 :], smooth, linewidth=2, label=f"mean of {w}")
         ax.legend()
     ax.set(xlabel="step", ylabel="training loss", title=f"{result.get('loss', '')} loss ({len(steps)} logged steps)")
     if val:
@@ -161,8 +171,14 @@ def plot_cosines(before: dict[str, np.ndarray], after: dict[str, np.ndarray], pa
     bins = np.linspace(-0.2, 1.0, 41)
     for ax, (title, groups) in zip(axes, (("base model", before), ("fine-tuned", after))):
         for g, v in groups.items():
-            ax.hist(np.clip(v, bins[0], bins[-1]), bins=bins, histtype="step", density=True, linewidth=1.5,
-                    label=f"{g} (n={len(v)})")
+            ax.hist(
+                np.clip(v, bins[0], bins[-1]),
+                bins=bins,
+                histtype="step",
+                density=True,
+                linewidth=1.5,
+                label=f"{g} (n={len(v)})",
+            )
         ax.set(xlabel="cosine(query, document)", title=title)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("density")
@@ -182,14 +198,22 @@ def _cosine_table(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -
 
 def _verify_table(summary: dict[str, Any]) -> list[str]:
     totals = summary.get("totals") or {}
-    lines = ["## Verifier", "", f"Rules, in order: {' -> '.join(summary.get('rules', [])) or '-'}; "
-             f"{summary.get('checked', 0)} negatives checked, {summary.get('kept', 0)} kept, "
-             f"{summary.get('dropped', 0)} dropped.", "",
-             "| source | negatives | checked | kept | dropped | kept % |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "## Verifier",
+        "",
+        f"Rules, in order: {' -> '.join(summary.get('rules', [])) or '-'}; "
+        f"{summary.get('checked', 0)} negatives checked, {summary.get('kept', 0)} kept, "
+        f"{summary.get('dropped', 0)} dropped.",
+        "",
+        "| source | negatives | checked | kept | dropped | kept % |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for s, c in totals.items():
         share = f"{100 * c.get('kept', 0) / c['checked']:.1f}" if c.get("checked") else "–"
-        lines.append(f"| {s} | {c.get('negatives', 0)} | {c.get('checked', 0)} | {c.get('kept', 0)} | "
-                     f"{c.get('dropped', 0)} | {share} |")
+        lines.append(
+            f"| {s} | {c.get('negatives', 0)} | {c.get('checked', 0)} | {c.get('kept', 0)} | "
+            f"{c.get('dropped', 0)} | {share} |"
+        )
     by_rule = summary.get("by_rule") or {}
     drops = {(s, r): o.get("dropped", 0) for s, rules in by_rule.items() for r, o in rules.items() if o.get("dropped")}
     if drops:
@@ -204,21 +228,34 @@ def build_report(out_dir: str | Path, inp: ReportInputs, show_progress: bool = F
     out.mkdir(parents=True, exist_ok=True)
     res = inp.train_result
     model = inp.model or str(res.get("model_path", ""))
-    lines = [f"# Training report: {model}", "",
-             f"Loss `{res.get('loss')}`, {res.get('steps')} steps, {res.get('epochs')} epochs, "
-             f"{res.get('examples')} examples, {res.get('samples_per_s')} samples/s on {res.get('device')} "
-             f"(x{res.get('world_size', 1)}), {res.get('wall_s')} s.", ""]
+    lines = [
+        f"# Training report: {model}",
+        "",
+        f"Loss `{res.get('loss')}`, {res.get('steps')} steps, {res.get('epochs')} epochs, "
+        f"{res.get('examples')} examples, {res.get('samples_per_s')} samples/s on {res.get('device')} "
+        f"(x{res.get('world_size', 1)}), {res.get('wall_s')} s.",
+        "",
+    ]
     losses = res.get("losses") or []
     if losses:
-        lines += [f"Training loss at {len(losses)} logged steps: first {losses[0]['loss']:.4f} (step "
-                  f"{losses[0]['step']}), last {losses[-1]['loss']:.4f} (step {losses[-1]['step']}).", ""]
+        lines += [
+            f"Training loss at {len(losses)} logged steps: first {losses[0]['loss']:.4f} (step "
+            f"{losses[0]['step']}), last {losses[-1]['loss']:.4f} (step {losses[-1]['step']}).",
+            "",
+        ]
     lines += ["![training](training.png)", ""]
     plot_training(res, out / "training.png")
     if res.get("validation"):
-        lines += ["## Validation per epoch", "", "| epoch | step | " + " | ".join(METRICS) + " |",
-                  "|---:|---:|" + "---:|" * len(METRICS)]
-        lines += [f"| {v['epoch']} | {v['step']} | " + " | ".join(f"{v.get(m, float('nan')):.4f}" for m in METRICS) + " |"
-                  for v in res["validation"]]
+        lines += [
+            "## Validation per epoch",
+            "",
+            "| epoch | step | " + " | ".join(METRICS) + " |",
+            "|---:|---:|" + "---:|" * len(METRICS),
+        ]
+        lines += [
+            f"| {v['epoch']} | {v['step']} | " + " | ".join(f"{v.get(m, float('nan')):.4f}" for m in METRICS) + " |"
+            for v in res["validation"]
+        ]
         lines.append("")
     if inp.metrics:
         lines += ["## Evaluation", "", metrics_table(inp.metrics), ""]
@@ -226,15 +263,26 @@ def build_report(out_dir: str | Path, inp: ReportInputs, show_progress: bool = F
         lines += _verify_table(inp.verify_summary)
     if inp.records and inp.base_encoder:
         sample = sample_records(list(inp.records), inp.max_records, inp.seed)
-        log.info("report: cosine histograms on %d of %d records (every negative source present)",
-                 len(sample), len(inp.records))
+        log.info(
+            "report: cosine histograms on %d of %d records (every negative source present)",
+            len(sample),
+            len(inp.records),
+        )
         before = cosine_by_group(sample, inp.base_encoder, inp, show_progress)
         after = cosine_by_group(sample, model, inp, show_progress)
         plot_cosines(before, after, out / "cosines.png")
-        lines += ["## Cosine similarity: query vs positive and vs each negative source", "",
-                  f"{len(sample)} of {len(inp.records)} records, drawn so that every source appears; base "
-                  f"`{inp.base_encoder}` vs the fine-tuned model. A rejected group holds the negatives the verifier "
-                  "dropped.", "", _cosine_table(before, after), "", "![cosines](cosines.png)", ""]
+        lines += [
+            "## Cosine similarity: query vs positive and vs each negative source",
+            "",
+            f"{len(sample)} of {len(inp.records)} records, drawn so that every source appears; base "
+            f"`{inp.base_encoder}` vs the fine-tuned model. A rejected group holds the negatives the verifier "
+            "dropped.",
+            "",
+            _cosine_table(before, after),
+            "",
+            "![cosines](cosines.png)",
+            "",
+        ]
     md = out / "report.md"
     md.write_text("\n".join(lines))
     return md
@@ -256,8 +304,10 @@ def load_metrics(files: list[Path], model_dir: Optional[Path] = None) -> dict[st
             mine = model_dir is not None and Path(f).parent.resolve() == Path(model_dir).resolve()
             out[f"{'fine-tuned' if mine else obj['model']} ({obj['split']})"] = obj["metrics"]
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise InputError(f"{f}: neither an eval JSON of `negforge eval` nor the metrics.json of `negforge run` "
-                             f"({type(e).__name__}: {e})") from None
+            raise InputError(
+                f"{f}: neither an eval JSON of `negforge eval` nor the metrics.json of `negforge run` "
+                f"({type(e).__name__}: {e})"
+            ) from None
     return out
 
 
@@ -292,8 +342,13 @@ def run_inputs(run_dir: str | Path, records: Optional[list[Record]] = None, **ov
         from negforge.synth.io import read_records
 
         records = read_records(run / "verified.jsonl") if (run / "verified.jsonl").is_file() else []
-    kw: dict[str, Any] = dict(train_result=res, records=records, base_encoder=epochs[0].get("encoder") if epochs
-                              else res.get("encoder"), model=str(model), metrics=load_metrics([metrics_path]),
-                              verify_summary=(metrics.get("summaries") or {}).get("verified"))
+    kw: dict[str, Any] = dict(
+        train_result=res,
+        records=records,
+        base_encoder=epochs[0].get("encoder") if epochs else res.get("encoder"),
+        model=str(model),
+        metrics=load_metrics([metrics_path]),
+        verify_summary=(metrics.get("summaries") or {}).get("verified"),
+    )
     kw.update({k: v for k, v in overrides.items() if v is not None})
     return ReportInputs(**kw)

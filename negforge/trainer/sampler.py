@@ -15,11 +15,13 @@ Deferred rows start the next batch, so every row is used once per epoch. With ``
 "sample"`` and several epochs the dataset holds one block of rows per epoch and epoch e reads block e
 (:class:`negforge.trainer.positives.RowKeys.block`).
 """
+
 from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Optional
 
 from sentence_transformers.base.sampler import DefaultBatchSampler
 
@@ -48,13 +50,29 @@ class QueryAwareBatchSampler(DefaultBatchSampler):
     rows=[RowKeys per dataset row])``.
     """
 
-    def __init__(self, dataset, batch_size: int, drop_last: bool, valid_label_columns=None, generator=None,
-                 seed: int = 0, rows: Optional[Sequence[RowKeys]] = None) -> None:
-        super().__init__(dataset, batch_size=batch_size, drop_last=drop_last,
-                         valid_label_columns=valid_label_columns, generator=generator, seed=seed)
+    def __init__(
+        self,
+        dataset,
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns=None,
+        generator=None,
+        seed: int = 0,
+        rows: Optional[Sequence[RowKeys]] = None,
+    ) -> None:
+        super().__init__(
+            dataset,
+            batch_size=batch_size,
+            drop_last=drop_last,
+            valid_label_columns=valid_label_columns,
+            generator=generator,
+            seed=seed,
+        )
         if rows is None or len(rows) != len(dataset):
-            raise ValueError(f"QueryAwareBatchSampler needs one RowKeys per dataset row ({len(dataset)}), "
-                             f"got {None if rows is None else len(rows)}")
+            raise ValueError(
+                f"QueryAwareBatchSampler needs one RowKeys per dataset row ({len(dataset)}), "
+                f"got {None if rows is None else len(rows)}"
+            )
         self.rows = list(rows)
         self.blocks = max(r.block for r in self.rows) + 1 if self.rows else 1
         self.deferred = 0  # rows moved to a later batch in the last epoch (a measure of how crowded the data is)

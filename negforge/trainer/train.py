@@ -10,6 +10,7 @@ Several processes: run the CLI under torchrun, e.g.
 ``torchrun --nproc_per_node 2 -m negforge train --input mixed.jsonl --output DIR`` (gloo on CPU,
 NCCL on GPUs); each process reads the records and trains on its share of every batch.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,15 +72,17 @@ def _pick(texts: list[str], n: int, seed: int, record_id: str, stats: ColumnStat
     return texts
 
 
-def build_columns(records: list[Record], cfg: TrainConfig, multi_positive: bool = False,
-                  epoch: int = 0) -> tuple[dict[str, list], ColumnStats]:
+def build_columns(
+    records: list[Record], cfg: TrainConfig, multi_positive: bool = False, epoch: int = 0
+) -> tuple[dict[str, list], ColumnStats]:
     """Trainer columns from records, in dataset column order (see :func:`build_rows`)."""
     cols, stats, _ = build_rows(records, cfg, multi_positive, blocks=1, first_epoch=epoch)
     return cols, stats
 
 
-def build_rows(records: list[Record], cfg: TrainConfig, multi_positive: bool = False, blocks: int = 1,
-               first_epoch: int = 0) -> tuple[dict[str, list], ColumnStats, list[RowKeys]]:
+def build_rows(
+    records: list[Record], cfg: TrainConfig, multi_positive: bool = False, blocks: int = 1, first_epoch: int = 0
+) -> tuple[dict[str, list], ColumnStats, list[RowKeys]]:
     """Trainer columns from records, plus what each row puts in a batch (for the query-aware sampler).
 
     Positives: up to ``max_positives`` per query, chosen by ``positive_rule`` (first / grade / sample;
@@ -113,8 +116,12 @@ def build_rows(records: list[Record], cfg: TrainConfig, multi_positive: bool = F
     keys: list[RowKeys] = []
     if multi_positive:
         m = max((len(pos) for _, pos, _, _ in rows), default=1)
-        cols: dict[str, list] = {"anchor": [], **{f"positive_{j + 1}": [] for j in range(m)},
-                                 **{c: [] for c in neg_cols}, "label": []}
+        cols: dict[str, list] = {
+            "anchor": [],
+            **{f"positive_{j + 1}": [] for j in range(m)},
+            **{c: [] for c in neg_cols},
+            "label": [],
+        }
         for r, pos, negs, b in rows:
             cols["anchor"].append(r.query)
             for j in range(m):
@@ -134,12 +141,24 @@ def build_rows(records: list[Record], cfg: TrainConfig, multi_positive: bool = F
                 keys.append(RowKeys.of(r, [p], _as_passages(negs, neg_docs[id(r)]), b, own[id(r)]))
     stats.examples = len(cols["anchor"])
     if stats.dropped_no_negatives:
-        log.warning("dropped %d of %d records that have no usable negative (num_hard_negatives=%d; "
-                    "set it to 0 to train with in-batch negatives only)", stats.dropped_no_negatives, len(records), n)
-    log.info("training data: %d examples from %d records; %d records without a usable negative dropped, %d filled "
-             "and %d sampled to the negative count, %d rejected negatives skipped, %d with positives cut",
-             stats.examples, stats.records, stats.dropped_no_negatives, stats.filled_negatives, stats.sampled_negatives,
-             stats.rejected_negatives_skipped, stats.truncated_positives)
+        log.warning(
+            "dropped %d of %d records that have no usable negative (num_hard_negatives=%d; "
+            "set it to 0 to train with in-batch negatives only)",
+            stats.dropped_no_negatives,
+            len(records),
+            n,
+        )
+    log.info(
+        "training data: %d examples from %d records; %d records without a usable negative dropped, %d filled "
+        "and %d sampled to the negative count, %d rejected negatives skipped, %d with positives cut",
+        stats.examples,
+        stats.records,
+        stats.dropped_no_negatives,
+        stats.filled_negatives,
+        stats.sampled_negatives,
+        stats.rejected_negatives_skipped,
+        stats.truncated_positives,
+    )
     return cols, stats, keys
 
 
@@ -185,12 +204,15 @@ def _resume_checkpoint(cfg: TrainConfig, ckpt_dir: Path) -> Optional[str]:
 
         last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
         if last is None:
-            raise ConfigError(f"resume_from=latest: no checkpoint under {ckpt_dir}; train with save_steps first "
-                              "or drop resume_from")
+            raise ConfigError(
+                f"resume_from=latest: no checkpoint under {ckpt_dir}; train with save_steps first or drop resume_from"
+            )
         return last
     if not (Path(cfg.resume_from) / "trainer_state.json").is_file():
-        raise ConfigError(f"resume_from={cfg.resume_from!r} is not a checkpoint folder (no trainer_state.json); "
-                          f"pass one of {ckpt_dir}/checkpoint-N or 'latest'")
+        raise ConfigError(
+            f"resume_from={cfg.resume_from!r} is not a checkpoint folder (no trainer_state.json); "
+            f"pass one of {ckpt_dir}/checkpoint-N or 'latest'"
+        )
     return cfg.resume_from
 
 
@@ -208,7 +230,7 @@ def _histories(log_history: list[dict]) -> tuple[list[dict], list[dict]]:
     for e in log_history:
         if "loss" in e:
             losses.append({"step": e["step"], "epoch": round(e.get("epoch", 0.0), 4), "loss": e["loss"]})
-        metrics = {k[len("eval_val_cosine_"):]: v for k, v in e.items() if k.startswith("eval_val_cosine_")}
+        metrics = {k[len("eval_val_cosine_") :]: v for k, v in e.items() if k.startswith("eval_val_cosine_")}
         if metrics:
             validation.append({"step": e["step"], "epoch": round(e.get("epoch", 0.0), 4), **metrics})
     return losses, validation
@@ -224,8 +246,9 @@ def _batch_sampler(cfg: TrainConfig, row_keys: list[RowKeys], no_duplicates: Any
     return partial(QueryAwareBatchSampler, rows=row_keys)
 
 
-def train_model(records: list[Record], cfg: TrainConfig, show_progress: bool = True,
-                eval_data: Optional[BeirData] = None) -> TrainResult:
+def train_model(
+    records: list[Record], cfg: TrainConfig, show_progress: bool = True, eval_data: Optional[BeirData] = None
+) -> TrainResult:
     """Fine-tune ``cfg.encoder`` on ``records`` with ``cfg.loss``; save to ``cfg.output_dir``.
 
     With ``eval_data`` (a BEIR split) the model is validated on it before training and after every
@@ -235,13 +258,17 @@ def train_model(records: list[Record], cfg: TrainConfig, show_progress: bool = T
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.training_args import (
-        BatchSamplers, SentenceTransformerTrainingArguments)
+        BatchSamplers,
+        SentenceTransformerTrainingArguments,
+    )
 
     multi = is_multi_positive(cfg.loss)  # raises ConfigError listing the valid losses
     blocks = cfg.epochs if cfg.positive_rule == "sample" and cfg.epochs > 1 else 1
     if blocks > 1 and cfg.batch_sampler != "query_aware":
-        raise ConfigError("positive_rule=sample over several epochs needs batch_sampler=query_aware "
-                          "(it reads one block of rows per epoch)")
+        raise ConfigError(
+            "positive_rule=sample over several epochs needs batch_sampler=query_aware "
+            "(it reads one block of rows per epoch)"
+        )
     cols, stats, row_keys = build_rows(records, cfg, multi, blocks)
     if not stats.examples:
         raise InputError(f"no training examples out of {len(records)} records (see the counts: {stats.to_dict()})")
@@ -250,32 +277,69 @@ def train_model(records: list[Record], cfg: TrainConfig, show_progress: bool = T
     world = int(os.environ.get("WORLD_SIZE", "1"))
     precision = _precision()
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
-        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
-        seed=cfg.seed, batch_sampler=_batch_sampler(cfg, row_keys, BatchSamplers.NO_DUPLICATES),
-        logging_steps=cfg.logging_steps, logging_first_step=True, report_to="none", disable_tqdm=not show_progress,
-        save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500, save_total_limit=3,
-        eval_strategy="epoch" if eval_data is not None else "no", eval_on_start=eval_data is not None,
-        ddp_backend="gloo" if world > 1 and not torch.cuda.is_available() else None, **precision)
+        output_dir=str(ckpt_dir),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.lr,
+        warmup_steps=cfg.warmup_ratio,
+        seed=cfg.seed,
+        batch_sampler=_batch_sampler(cfg, row_keys, BatchSamplers.NO_DUPLICATES),
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        report_to="none",
+        disable_tqdm=not show_progress,
+        save_strategy="steps" if cfg.save_steps else "no",
+        save_steps=cfg.save_steps or 500,
+        save_total_limit=3,
+        eval_strategy="epoch" if eval_data is not None else "no",
+        eval_on_start=eval_data is not None,
+        ddp_backend="gloo" if world > 1 and not torch.cuda.is_available() else None,
+        **precision,
+    )
     model = SentenceTransformer(resolve_encoder(cfg.encoder))
     model.max_seq_length = cfg.max_seq_length
-    loss = build_loss(cfg.loss, model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size, seed=cfg.seed,
-                      entropy_weight=cfg.entropy_weight)
+    loss = build_loss(
+        cfg.loss,
+        model,
+        scale=cfg.scale,
+        mini_batch_size=cfg.mini_batch_size,
+        seed=cfg.seed,
+        entropy_weight=cfg.entropy_weight,
+    )
     validator = build_validator(eval_data, cfg) if eval_data is not None else None
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(cols), loss=loss,
-                                         evaluator=validator)
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=Dataset.from_dict(cols), loss=loss, evaluator=validator
+    )
     _quiet_log_lines(trainer)
-    log.info("training %s with %s on %d examples (%s, %d process%s)", cfg.encoder, cfg.loss, stats.examples,
-             "cuda" if torch.cuda.is_available() else "cpu", world, "es" if world > 1 else "")
+    log.info(
+        "training %s with %s on %d examples (%s, %d process%s)",
+        cfg.encoder,
+        cfg.loss,
+        stats.examples,
+        "cuda" if torch.cuda.is_available() else "cpu",
+        world,
+        "es" if world > 1 else "",
+    )
     t = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - t
     losses, validation = _histories(trainer.state.log_history)
     result = TrainResult(
-        model_path=out_dir, encoder=cfg.encoder, loss=cfg.loss, steps=trainer.state.global_step, epochs=round(trainer.state.epoch or 0, 4),
-        examples=stats.examples, samples_per_s=round(output.metrics.get("train_samples_per_second", 0.0), 3),
-        wall_s=round(wall, 2), device="cuda" if torch.cuda.is_available() else "cpu", world_size=world,
-        losses=losses, validation=validation, columns=stats.to_dict())
+        model_path=out_dir,
+        encoder=cfg.encoder,
+        loss=cfg.loss,
+        steps=trainer.state.global_step,
+        epochs=round(trainer.state.epoch or 0, 4),
+        examples=stats.examples,
+        samples_per_s=round(output.metrics.get("train_samples_per_second", 0.0), 3),
+        wall_s=round(wall, 2),
+        device="cuda" if torch.cuda.is_available() else "cpu",
+        world_size=world,
+        losses=losses,
+        validation=validation,
+        columns=stats.to_dict(),
+    )
     trainer.save_model(str(out_dir))
     if trainer.is_world_process_zero():
         (out_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
@@ -320,10 +384,15 @@ def dataset_loss(model: Any, cols: dict[str, list], loss_fn: Any, batch_size: in
     model.eval()
     with torch.no_grad():
         for start in range(0, len(cols["anchor"]), batch_size):
-            feats = [{k: v.to(model.device) if isinstance(v, torch.Tensor) else v
-                      for k, v in model.preprocess(cols[c][start:start + batch_size]).items()} for c in names]
-            labels = torch.tensor(cols["label"][start:start + batch_size]) if "label" in cols else None
-            n = len(cols["anchor"][start:start + batch_size])
+            feats = [
+                {
+                    k: v.to(model.device) if isinstance(v, torch.Tensor) else v
+                    for k, v in model.preprocess(cols[c][start : start + batch_size]).items()
+                }
+                for c in names
+            ]
+            labels = torch.tensor(cols["label"][start : start + batch_size]) if "label" in cols else None
+            n = len(cols["anchor"][start : start + batch_size])
             total += float(loss_fn(feats, labels)) * n
             count += n
     model.train(was_training)

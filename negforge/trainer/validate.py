@@ -6,6 +6,7 @@ evaluator whose numbers are computed by :mod:`negforge.trainer.evaluate`: graded
 non-relevant, identical ids ignored. (sentence-transformers' own InformationRetrievalEvaluator counts
 every judged document as grade 1 and keeps a document whose id is the query's.)
 """
+
 from __future__ import annotations
 
 import random
@@ -21,8 +22,14 @@ from .evaluate import METRICS, metrics_from_run, run_from_embeddings
 class BeirValidator(BaseEvaluator):
     """nDCG@10, Recall@10/100, MRR@10 of the model being trained on a (sampled) BEIR split."""
 
-    def __init__(self, data: Dataset, doc_ids: list[str], name: str = "val", batch_size: int = 64,
-                 ignore_identical_ids: bool = True) -> None:
+    def __init__(
+        self,
+        data: Dataset,
+        doc_ids: list[str],
+        name: str = "val",
+        batch_size: int = 64,
+        ignore_identical_ids: bool = True,
+    ) -> None:
         super().__init__()
         self.qrels = {q: r for q, r in data.qrels.items() if any(s > 0 for s in r.values())}
         self.qids = sorted(self.qrels)
@@ -33,11 +40,17 @@ class BeirValidator(BaseEvaluator):
         self.name, self.batch_size, self.ignore_identical_ids = name, batch_size, ignore_identical_ids
         self.primary_metric = "cosine_ndcg@10"
 
-    def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
+    def __call__(
+        self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1
+    ) -> dict[str, float]:
         import numpy as np
 
-        enc = {"batch_size": self.batch_size, "normalize_embeddings": True, "convert_to_numpy": True,
-               "show_progress_bar": False}
+        enc = {
+            "batch_size": self.batch_size,
+            "normalize_embeddings": True,
+            "convert_to_numpy": True,
+            "show_progress_bar": False,
+        }
         docs = np.asarray(model.encode(self.doc_texts, **enc), dtype=np.float32)
         queries = np.asarray(model.encode(self.query_texts, **enc), dtype=np.float32)
         run = run_from_embeddings(self.qids, queries, self.doc_ids, docs, 100, self.ignore_identical_ids)
@@ -47,8 +60,9 @@ class BeirValidator(BaseEvaluator):
         return metrics
 
 
-def build_validator(data: Dataset, eval_corpus_size: int, seed: int = 0, batch_size: int = 64,
-                    ignore_identical_ids: bool = True) -> BeirValidator:
+def build_validator(
+    data: Dataset, eval_corpus_size: int, seed: int = 0, batch_size: int = 64, ignore_identical_ids: bool = True
+) -> BeirValidator:
     relevant = {d for r in data.qrels.values() for d, s in r.items() if s > 0 and d in data.corpus}
     others = [d for d in data.corpus.ids if d not in relevant]
     random.Random(seed).shuffle(others)

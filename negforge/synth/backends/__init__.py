@@ -5,6 +5,7 @@ llama.cpp, xllamacpp) through ``base_url``; ``local`` starts the bundled xllamac
 to it like ``openai``; ``vllm`` is the offline ``vllm.LLM`` engine. Each is built from an
 :class:`~negforge.synth.config.LLMConfig`: ``BACKENDS.create(cfg.backend, cfg)``.
 """
+
 from ..registry import Registry
 from .base import Backend, BaseBackend, Completion, Conversation, Message
 

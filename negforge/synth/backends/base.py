@@ -10,6 +10,7 @@ before any call, the empty batch, the same-length rule, every row counted in ``u
 batch's wall time; a backend implements only :meth:`BaseBackend._generate` (and ``close`` where it
 holds something). New backends register by name in :data:`negforge.synth.backends.BACKENDS`.
 """
+
 from __future__ import annotations
 
 import time
@@ -98,8 +99,9 @@ class BaseBackend:
         finally:
             self.usage.add(wall_s=time.perf_counter() - t0)
         if len(rows) != len(conversations):  # the engine / server broke the contract
-            raise BackendError(f"the {self.name} backend returned {len(rows)} completions for "
-                               f"{len(conversations)} conversations")
+            raise BackendError(
+                f"the {self.name} backend returned {len(rows)} completions for {len(conversations)} conversations"
+            )
         for row in rows:
             self.usage.record(row)
         self._after_batch(rows)

@@ -6,6 +6,7 @@ user's, the model is ``llm.model`` where the config names one other than the bun
 else ``$NEGFORGE_MODEL`` or ``$OPENAI_MODEL``, else the one model the server lists at
 ``/v1/models`` (a server without that route gets the default name, with a warning).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,9 @@ def served_models(base_url: str, api_key: str, timeout_s: float = 10.0) -> list[
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 - the user's own server URL
             body = json.loads(resp.read().decode("utf-8"))
     except (urllib.error.URLError, OSError, ValueError) as e:
-        raise BackendError(f"could not list the models at {url} ({e}); set the model with {MODEL_ENVS[0]} "
-                           "or llm.model") from None
+        raise BackendError(
+            f"could not list the models at {url} ({e}); set the model with {MODEL_ENVS[0]} or llm.model"
+        ) from None
     rows = body.get("data") if isinstance(body, dict) else None
     return [str(m["id"]) for m in rows or [] if isinstance(m, dict) and m.get("id")]
 
@@ -61,8 +63,10 @@ def resolve_endpoint(cfg: LLMConfig) -> LLMConfig:
                 log.warning("%s; sending the model name %r", e, model)
                 models = [model]
             if len(models) > 1:
-                raise BackendError(f"{base_url} serves {len(models)} models ({', '.join(models[:10])}): name one "
-                                   f"with {MODEL_ENVS[0]}=... or llm.model")
+                raise BackendError(
+                    f"{base_url} serves {len(models)} models ({', '.join(models[:10])}): name one "
+                    f"with {MODEL_ENVS[0]}=... or llm.model"
+                )
             if not models:
                 log.warning("%s/models lists no model; sending the model name %r", base_url.rstrip("/"), model)
             model = models[0] if models else model

@@ -6,6 +6,7 @@ starts the bundled-model server and stops it on close, ``openai`` talks to ``bas
 loads the engine); with ``cache_dir`` it wraps the backend in the on-disk
 :class:`~negforge.synth.cache.CachedBackend` (``cache_dir=None`` is ``--no-cache``).
 """
+
 from __future__ import annotations
 
 import logging

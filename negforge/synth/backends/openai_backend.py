@@ -13,6 +13,7 @@ comes back with ``ok=False`` and the reason. The batch raises :class:`BackendErr
 reached at all, or it refused the key / the model (401, 403, 404). The contract is one completion
 per conversation (repeat the conversation with another seed for more).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,8 +51,10 @@ def request_kwargs(params: GenParams, json_mode: Optional[bool] = None) -> dict[
         if params.json_schema:
             # strict=False: servers that constrain decoding (llama.cpp, vLLM) follow the schema anyway, and
             # OpenAI accepts keywords (minLength, maxLength) that its strict mode refuses.
-            kw["response_format"] = {"type": "json_schema",
-                                     "json_schema": {"name": "reply", "schema": params.json_schema, "strict": False}}
+            kw["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "reply", "schema": params.json_schema, "strict": False},
+            }
         else:
             kw["response_format"] = {"type": "json_object"}
     return kw
@@ -59,13 +62,22 @@ def request_kwargs(params: GenParams, json_mode: Optional[bool] = None) -> dict[
 
 # The usual key variable per provider host (suffix match); any other host: OPENAI_API_KEY, the variable
 # every OpenAI-compatible client reads.
-CONVENTIONAL_KEY_ENV = {"openai.com": "OPENAI_API_KEY", "openai.azure.com": "AZURE_OPENAI_API_KEY",
-                        "together.xyz": "TOGETHER_API_KEY", "together.ai": "TOGETHER_API_KEY",
-                        "groq.com": "GROQ_API_KEY", "mistral.ai": "MISTRAL_API_KEY", "deepseek.com": "DEEPSEEK_API_KEY",
-                        "openrouter.ai": "OPENROUTER_API_KEY", "fireworks.ai": "FIREWORKS_API_KEY",
-                        "deepinfra.com": "DEEPINFRA_API_KEY", "anthropic.com": "ANTHROPIC_API_KEY",
-                        "googleapis.com": "GEMINI_API_KEY", "x.ai": "XAI_API_KEY",
-                        "perplexity.ai": "PERPLEXITY_API_KEY"}
+CONVENTIONAL_KEY_ENV = {
+    "openai.com": "OPENAI_API_KEY",
+    "openai.azure.com": "AZURE_OPENAI_API_KEY",
+    "together.xyz": "TOGETHER_API_KEY",
+    "together.ai": "TOGETHER_API_KEY",
+    "groq.com": "GROQ_API_KEY",
+    "mistral.ai": "MISTRAL_API_KEY",
+    "deepseek.com": "DEEPSEEK_API_KEY",
+    "openrouter.ai": "OPENROUTER_API_KEY",
+    "fireworks.ai": "FIREWORKS_API_KEY",
+    "deepinfra.com": "DEEPINFRA_API_KEY",
+    "anthropic.com": "ANTHROPIC_API_KEY",
+    "googleapis.com": "GEMINI_API_KEY",
+    "x.ai": "XAI_API_KEY",
+    "perplexity.ai": "PERPLEXITY_API_KEY",
+}
 
 
 def conventional_key_env(base_url: str) -> str:
@@ -87,9 +99,13 @@ def warn_unusual_key_env(env_var: str, base_url: str) -> bool:
     usual = conventional_key_env(base_url)
     if env_var in (usual, "NEGFORGE_API_KEY") or is_local(base_url):
         return False
-    log.warning("llm.api_key_env=%s: the value of that environment variable is sent as a bearer token to %s, "
-                "where the usual variable is %s; check that this config is yours before running it",
-                env_var, base_url, usual)
+    log.warning(
+        "llm.api_key_env=%s: the value of that environment variable is sent as a bearer token to %s, "
+        "where the usual variable is %s; check that this config is yours before running it",
+        env_var,
+        base_url,
+        usual,
+    )
     return True
 
 
@@ -103,8 +119,10 @@ def resolve_api_key(env_var: str, base_url: str) -> str:
     if host in LOCAL_HOSTS:
         return "local"
     if host == "openai.com" or host.endswith(".openai.com"):
-        raise BackendError(f"no API key for {base_url}: set the environment variable {env_var} "
-                           "(or name another variable with llm.api_key_env)")
+        raise BackendError(
+            f"no API key for {base_url}: set the environment variable {env_var} "
+            "(or name another variable with llm.api_key_env)"
+        )
     log.warning("%s is not set; sending a placeholder API key to %s", env_var, base_url)
     return "none"
 
@@ -199,8 +217,7 @@ class OpenAIBackend(BaseBackend):
 
     def _after_batch(self, rows: list[Completion]) -> None:
         if self._fatal and all(e is not None for e in self._fatal):
-            raise BackendError(f"the server at {self.base_url} cannot be used (model {self.model!r}): "
-                               f"{self._fatal[0]}")
+            raise BackendError(f"the server at {self.base_url} cannot be used (model {self.model!r}): {self._fatal[0]}")
 
     def close(self) -> None:
         with self._lock:
@@ -231,8 +248,9 @@ class OpenAIBackend(BaseBackend):
         if self._client is None:  # created on the loop thread so its connection pool belongs to that loop
             import openai
 
-            self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0,
-                                              timeout=self.cfg.timeout_s)
+            self._client = openai.AsyncOpenAI(
+                base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.cfg.timeout_s
+            )
         return self._client
 
     async def _batch(self, conversations: list[Conversation], params: GenParams) -> list[tuple[Completion, bool]]:
@@ -241,8 +259,9 @@ class OpenAIBackend(BaseBackend):
         self.last_latencies_s = [0.0] * len(conversations)
         return list(await asyncio.gather(*(self._row(client, sem, i, c, params) for i, c in enumerate(conversations))))
 
-    async def _row(self, client: Any, sem: asyncio.Semaphore, i: int, conv: Conversation,
-                   params: GenParams) -> tuple[Completion, bool]:
+    async def _row(
+        self, client: Any, sem: asyncio.Semaphore, i: int, conv: Conversation, params: GenParams
+    ) -> tuple[Completion, bool]:
         async with sem:
             t0 = time.perf_counter()
             try:
@@ -264,15 +283,22 @@ class OpenAIBackend(BaseBackend):
                     raise
                 if self._json_ok:
                     self._json_ok = False
-                    log.warning("%s rejected response_format=json_object (%s); sending the rest of this job "
-                                "without it", self.base_url, describe(e))
+                    log.warning(
+                        "%s rejected response_format=json_object (%s); sending the rest of this job without it",
+                        self.base_url,
+                        describe(e),
+                    )
 
     async def _request(self, client: Any, conv: Conversation, kwargs: dict[str, Any]) -> Any:
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-        async for attempt in AsyncRetrying(stop=stop_after_attempt(self.cfg.max_retries + 1), wait=self._wait,
-                                           retry=retry_if_exception(is_retryable), before_sleep=self._before_sleep,
-                                           reraise=True):
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self.cfg.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(is_retryable),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        ):
             with attempt:
                 self.usage.add(requests=1)
                 resp = await client.chat.completions.create(model=self.model, messages=conv, **kwargs)
@@ -289,13 +315,17 @@ class OpenAIBackend(BaseBackend):
         if asked is not None:
             return min(asked, MAX_RETRY_AFTER_S)
         n = state.attempt_number - 1
-        return min(self.backoff_s * 2 ** n + random.uniform(0, self.jitter_s), self.backoff_max_s)
+        return min(self.backoff_s * 2**n + random.uniform(0, self.jitter_s), self.backoff_max_s)
 
     def _before_sleep(self, state: Any) -> None:
         self.usage.add(retries=1)
         exc = state.outcome.exception()
-        log.info("retrying after %s (attempt %d, waiting %.2fs)", describe(exc), state.attempt_number,
-                 state.next_action.sleep if state.next_action else 0.0)
+        log.info(
+            "retrying after %s (attempt %d, waiting %.2fs)",
+            describe(exc),
+            state.attempt_number,
+            state.next_action.sleep if state.next_action else 0.0,
+        )
 
 
 def to_completion(resp: Any) -> Completion:
@@ -307,9 +337,13 @@ def to_completion(resp: Any) -> Completion:
     message = getattr(choice, "message", None)
     content = getattr(message, "content", None)
     usage = getattr(resp, "usage", None)
-    tokens = dict(prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                  completion_tokens=getattr(usage, "completion_tokens", 0) or 0)
+    tokens = dict(
+        prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+        completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+    )
     finish = getattr(choice, "finish_reason", None)
     if not isinstance(content, str):
-        return Completion(error=f"response has no text content (finish_reason={finish})", finish_reason=finish, **tokens)
+        return Completion(
+            error=f"response has no text content (finish_reason={finish})", finish_reason=finish, **tokens
+        )
     return Completion(text=content, finish_reason=finish, **tokens)

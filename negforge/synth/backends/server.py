@@ -4,6 +4,7 @@
 through the real ``openai`` client path (:class:`~negforge.synth.backends.openai_backend.OpenAIBackend`);
 any other server is ``backend: openai`` with ``llm.base_url``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,8 +45,14 @@ def auto_threads(max_threads: int = 4) -> int:
 class LocalServer:
     """``with LocalServer(gguf) as srv: OpenAI(base_url=srv.base_url)``."""
 
-    def __init__(self, gguf: str = "bundled", n_ctx: int = 4096, n_parallel: int = 1, threads: Optional[int] = None,
-                 port: Optional[int] = None):
+    def __init__(
+        self,
+        gguf: str = "bundled",
+        n_ctx: int = 4096,
+        n_parallel: int = 1,
+        threads: Optional[int] = None,
+        port: Optional[int] = None,
+    ):
         self.gguf = resolve_gguf(gguf)
         self.n_ctx, self.n_parallel = n_ctx, n_parallel
         self.threads = threads or auto_threads()
@@ -58,12 +65,14 @@ class LocalServer:
             raise BackendError("local server is not started")
         return self._server.listening_address + "/v1"
 
-    def start(self) -> "LocalServer":
+    def start(self) -> LocalServer:
         try:
             import xllamacpp
         except ImportError:
-            raise MissingDependencyError("the local LLM server needs 'pip install xllamacpp' "
-                                         "(or set llm.base_url to a running OpenAI-compatible server)") from None
+            raise MissingDependencyError(
+                "the local LLM server needs 'pip install xllamacpp' "
+                "(or set llm.base_url to a running OpenAI-compatible server)"
+            ) from None
         p = xllamacpp.CommonParams()
         p.model.path = self.gguf
         # llama.cpp splits n_ctx across parallel slots: give each slot the full context.
@@ -78,13 +87,19 @@ class LocalServer:
             self._server = xllamacpp.Server(p)
         except Exception as e:  # the C++ side raises plain RuntimeErrors
             raise BackendError(f"could not start the local server for {self.gguf}: {e}") from e
-        log.info("local LLM server for %s at %s (%d threads, %d slots)", self.gguf, self.base_url, self.threads, self.n_parallel)
+        log.info(
+            "local LLM server for %s at %s (%d threads, %d slots)",
+            self.gguf,
+            self.base_url,
+            self.threads,
+            self.n_parallel,
+        )
         return self
 
     def stop(self) -> None:
         self._server = None  # xllamacpp stops its loop when the object is released
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -108,7 +123,7 @@ class LocalBackend(OpenAIBackend):
 
     name = "local"
 
-    def __init__(self, cfg: "LLMConfig"):
+    def __init__(self, cfg: LLMConfig):
         self.server = LocalServer(cfg.gguf, n_ctx=cfg.n_ctx, n_parallel=min(cfg.concurrency, LOCAL_MAX_PARALLEL))
         self.server.start()
         try:

@@ -6,6 +6,7 @@ how many came from the on-disk cache (no tokens, no cost), ``failed`` how many c
 an error, ``retries`` how many extra HTTP attempts the retry policy made, ``requests`` how many
 requests actually reached the wire. Tokens are what the server reported in its ``usage`` field.
 """
+
 from __future__ import annotations
 
 import threading
@@ -36,7 +37,7 @@ class Usage:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
-    def from_config(cls, cfg: "LLMConfig") -> "Usage":
+    def from_config(cls, cfg: LLMConfig) -> Usage:
         return cls(price_per_1k_prompt=cfg.price_per_1k_prompt, price_per_1k_completion=cfg.price_per_1k_completion)
 
     @property
@@ -46,7 +47,7 @@ class Usage:
     def price(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.price_per_1k_prompt + completion_tokens * self.price_per_1k_completion) / 1000
 
-    def record(self, completion: "Completion") -> None:
+    def record(self, completion: Completion) -> None:
         """Count one returned row (its tokens and cost unless it came from the cache)."""
         with self._lock:
             self.calls += 1
@@ -67,18 +68,18 @@ class Usage:
                     raise AttributeError(f"Usage has no counter {k!r}")
                 setattr(self, k, getattr(self, k) + v)
 
-    def snapshot(self) -> "Usage":
+    def snapshot(self) -> Usage:
         with self._lock:
             return Usage(**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "_lock"})
 
-    def since(self, before: "Usage") -> "Usage":
+    def since(self, before: Usage) -> Usage:
         """The usage accrued after ``before`` (a :meth:`snapshot`): one job's share of a shared backend."""
         now = self.snapshot()
         for k in _COUNTS + ("cost", "wall_s"):
             setattr(now, k, getattr(now, k) - getattr(before, k))
         return now
 
-    def __iadd__(self, other: "Usage") -> "Usage":
+    def __iadd__(self, other: Usage) -> Usage:
         o = other.snapshot()
         self.add(**{k: getattr(o, k) for k in _COUNTS + ("cost", "wall_s")})
         return self
@@ -93,8 +94,10 @@ class Usage:
             return d
 
 
-def usage_line(u: "Usage") -> str:
+def usage_line(u: Usage) -> str:
     """One readable sentence for the logs: calls, tokens, cache hits, failures, retries and cost."""
     cost = f", cost {u.cost:.4f}" if u.cost else ""
-    return (f"{u.calls} calls ({u.cached} cached, {u.failed} failed, {u.retries} retries), "
-            f"{u.prompt_tokens:,} prompt + {u.completion_tokens:,} completion tokens in {u.wall_s:.1f} s{cost}")
+    return (
+        f"{u.calls} calls ({u.cached} cached, {u.failed} failed, {u.retries} retries), "
+        f"{u.prompt_tokens:,} prompt + {u.completion_tokens:,} completion tokens in {u.wall_s:.1f} s{cost}"
+    )

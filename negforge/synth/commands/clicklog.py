@@ -1,4 +1,5 @@
 """``negforge clicklog``: a simulated click log over a BEIR folder."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,5 +34,7 @@ def register(app: typer.Typer) -> None:
         setup_logging(quiet, verbose)
         sim = ClickSim(sessions_per_query=sessions, limit=limit, eta=eta, seed=seed)
         stats = generate_click_log(load_beir(data, split), output, sim, cache_dir=cache_dir, show_progress=not quiet)
-        typer.echo(f"wrote {stats.impressions} impressions ({stats.clicks} clicks, {stats.relevant_clicks} on "
-                   f"relevant documents) for {stats.queries} queries to {output}")
+        typer.echo(
+            f"wrote {stats.impressions} impressions ({stats.clicks} clicks, {stats.relevant_clicks} on "
+            f"relevant documents) for {stats.queries} queries to {output}"
+        )

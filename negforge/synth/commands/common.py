@@ -3,12 +3,14 @@
 Every command module exposes ``register(app: typer.Typer)``; commands parse their config,
 build parts, run, and print. Heavy imports stay inside the command functions.
 """
+
 from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 import typer
 from typer.core import TyperGroup
@@ -18,10 +20,16 @@ from ..errors import NegforgeError
 
 C = TypeVar("C")
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config: a stage's fields, or a whole run config "
-                         "(the command reads its own section).", exists=False)
-SetOpt = typer.Option(None, "--set", "-s", help="Override a config value, e.g. --set mix.k=8 (repeatable; "
-                      "the value is parsed as YAML).")
+ConfigOpt = typer.Option(
+    None,
+    "--config",
+    "-c",
+    help="YAML config: a stage's fields, or a whole run config (the command reads its own section).",
+    exists=False,
+)
+SetOpt = typer.Option(
+    None, "--set", "-s", help="Override a config value, e.g. --set mix.k=8 (repeatable; the value is parsed as YAML)."
+)
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars (ours or the libraries'); warnings only.")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Debug logging.")
 
@@ -42,8 +50,15 @@ def config_help(cls: type, field: str, key: str) -> str:
 def config_default(cls: type, field: str, key: str) -> str:
     """`` [default: V (config KEY)]`` for a flag whose None means: the config's value. Escaped for rich."""
     value = _config_field(cls, field).get_default(call_default_factory=True)
-    shown = (",".join(map(str, value)) if isinstance(value, (list, tuple)) else "none" if value is None
-             else ("on" if value else "off") if isinstance(value, bool) else value)
+    shown = (
+        ",".join(map(str, value))
+        if isinstance(value, (list, tuple))
+        else "none"
+        if value is None
+        else ("on" if value else "off")
+        if isinstance(value, bool)
+        else value
+    )
     return f" \\[default: {shown} (config {key})]"
 
 
@@ -82,7 +97,7 @@ class AliasGroup(TyperGroup):
         if sub is not None:
             name = args[sub] if ctx.parent is None else f"{ctx.info_name} {args[sub]}"
             table = {**(FLAG_ALIASES["*"] if ctx.parent is None else {}), **FLAG_ALIASES.get(name, {})}
-            args = args[:sub + 1] + _rewrite(args[sub + 1:], table)
+            args = args[: sub + 1] + _rewrite(args[sub + 1 :], table)
         return super().parse_args(ctx, args)
 
 
@@ -97,12 +112,19 @@ def stage_config(cls: type[C], config: Optional[Path], sets: Optional[list[str]]
     """A stage config from YAML (its ``section`` if the file is a run config), ``--set`` and flags."""
     # --set values may be written with or without the section prefix.
     prefix = section + "."
-    sets = [s[len(prefix):] if s.startswith(prefix) else s for s in (sets or [])]
+    sets = [s[len(prefix) :] if s.startswith(prefix) else s for s in (sets or [])]
     return load_config(cls, config, sets, section=section, **flags)
 
 
-def load_inputs(path: Path, split: str = "train", limit: Optional[int] = None, data: Optional[Path] = None,
-                columns: Optional[str] = None, dropped: Optional[dict[str, int]] = None, allow_empty: bool = False):
+def load_inputs(
+    path: Path,
+    split: str = "train",
+    limit: Optional[int] = None,
+    data: Optional[Path] = None,
+    columns: Optional[str] = None,
+    dropped: Optional[dict[str, int]] = None,
+    allow_empty: bool = False,
+):
     """``(records, dataset)`` from any input :func:`negforge.synth.inputs.read_input` reads (records,
     BEIR, FlagEmbedding, Tevatron, a datasets folder or Hub name, Parquet, CSV/TSV, JSONL columns).
 
@@ -114,14 +136,19 @@ def load_inputs(path: Path, split: str = "train", limit: Optional[int] = None, d
     from ..data import load_beir
     from ..inputs import parse_columns, read_input
 
-    loaded = read_input(path, columns=parse_columns(columns), split=split, limit=limit, dropped=dropped,
-                        allow_empty=allow_empty)
+    loaded = read_input(
+        path, columns=parse_columns(columns), split=split, limit=limit, dropped=dropped, allow_empty=allow_empty
+    )
     dataset = load_beir(data, split) if data is not None else loaded.dataset
     return loaded.records, dataset
 
 
-ColumnsOpt = typer.Option(None, "--columns", help="Input columns for tables and datasets, e.g. "
-                          "query=question,positive=answer. \\[default: query/anchor, positive/pos, negative/neg...]")
+ColumnsOpt = typer.Option(
+    None,
+    "--columns",
+    help="Input columns for tables and datasets, e.g. "
+    "query=question,positive=answer. \\[default: query/anchor, positive/pos, negative/neg...]",
+)
 
 
 def emit_report(report: Any, json_path: Optional[Path] = None) -> None:
@@ -133,13 +160,23 @@ def emit_report(report: Any, json_path: Optional[Path] = None) -> None:
 
 
 # verify and fn-report: records plus the corpus and qrels of --data
-VerifyInputOpt = typer.Option(..., "--input", "-i", help="Records JSONL, or any input `negforge mine` reads "
-                              "(FlagEmbedding/Tevatron JSONL, a BEIR or datasets folder, Parquet, CSV/TSV).")
-VerifyDataOpt = typer.Option(None, "--data", "-d", help="BEIR folder whose corpus and qrels the verifiers use "
-                             "(e.g. ../shared/data/scifact).")
+VerifyInputOpt = typer.Option(
+    ...,
+    "--input",
+    "-i",
+    help="Records JSONL, or any input `negforge mine` reads "
+    "(FlagEmbedding/Tevatron JSONL, a BEIR or datasets folder, Parquet, CSV/TSV).",
+)
+VerifyDataOpt = typer.Option(
+    None, "--data", "-d", help="BEIR folder whose corpus and qrels the verifiers use (e.g. ../shared/data/scifact)."
+)
 VerifySplitOpt = typer.Option("train", "--split", help="qrels split of --data (or of a BEIR --input).")
-VerifiersOpt = typer.Option(None, "--verifiers", help="Comma-separated, in order: qrels, embedding, "
-                            "cross_encoder, llm_judge. \\[default: qrels,embedding (config verify.verifiers)]")
+VerifiersOpt = typer.Option(
+    None,
+    "--verifiers",
+    help="Comma-separated, in order: qrels, embedding, "
+    "cross_encoder, llm_judge. \\[default: qrels,embedding (config verify.verifiers)]",
+)
 
 
 def verifier_names(value: Optional[str]) -> Optional[list[str]]:

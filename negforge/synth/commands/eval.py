@@ -1,4 +1,5 @@
 """``negforge eval``: a model's retrieval metrics on a BEIR split."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,17 @@ from typing import Optional
 import typer
 
 from ..config import DEFAULT_DATA, EvalConfig
-from .common import (ConfigOpt, QuietOpt, SetOpt, VerboseOpt, config_default, example, handle_errors, setup_logging,
-                     stage_config)
+from .common import (
+    ConfigOpt,
+    QuietOpt,
+    SetOpt,
+    VerboseOpt,
+    config_default,
+    example,
+    handle_errors,
+    setup_logging,
+    stage_config,
+)
 
 
 def _default_eval_path(model: str, split: str) -> Path:
@@ -21,17 +31,32 @@ def _default_eval_path(model: str, split: str) -> Path:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("eval", epilog=example("negforge eval -m runs/default/model -d ../shared/data/scifact",
-                                               "negforge eval -m bundled -d my-beir-folder --split dev -o base-dev.json"))
+    @app.command(
+        "eval",
+        epilog=example(
+            "negforge eval -m runs/default/model -d ../shared/data/scifact",
+            "negforge eval -m bundled -d my-beir-folder --split dev -o base-dev.json",
+        ),
+    )
     @handle_errors
     def eval_(
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder, hub name, or 'bundled'."
-                                            + config_default(EvalConfig, "encoder.model", "eval.encoder.model")),
+        model: Optional[str] = typer.Option(
+            None,
+            "--model",
+            "-m",
+            help="Model folder, hub name, or 'bundled'."
+            + config_default(EvalConfig, "encoder.model", "eval.encoder.model"),
+        ),
         data: Path = typer.Option(Path(DEFAULT_DATA), "--data", "-d", help="BEIR folder."),
-        split: Optional[str] = typer.Option(None, "--split", help="qrels split."
-                                             + config_default(EvalConfig, "split", "eval.split")),
-        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Metrics JSON. \\[default: "
-                                              "<model>/eval_<split>.json for a model folder, else runs/eval/]"),
+        split: Optional[str] = typer.Option(
+            None, "--split", help="qrels split." + config_default(EvalConfig, "split", "eval.split")
+        ),
+        output: Optional[Path] = typer.Option(
+            None,
+            "--output",
+            "-o",
+            help="Metrics JSON. \\[default: <model>/eval_<split>.json for a model folder, else runs/eval/]",
+        ),
         config: Optional[Path] = ConfigOpt,
         sets: Optional[list[str]] = SetOpt,
         quiet: bool = QuietOpt,

@@ -1,4 +1,5 @@
 """``negforge merge``: join the shard outputs of ``negforge generate``."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,9 +15,15 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def merge(
         shards: list[Path] = typer.Argument(..., help="Shard outputs of `negforge generate --shard i`."),
-        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Merged records JSONL (written atomically)."),
-        order: Optional[Path] = typer.Option(None, "--order", help="Put records in this input's order (records "
-                                             "JSONL, FlagEmbedding JSONL or BEIR folder). \\[default: shard file order]"),
+        output: Optional[Path] = typer.Option(
+            None, "--output", "-o", help="Merged records JSONL (written atomically)."
+        ),
+        order: Optional[Path] = typer.Option(
+            None,
+            "--order",
+            help="Put records in this input's order (records "
+            "JSONL, FlagEmbedding JSONL or BEIR folder). \\[default: shard file order]",
+        ),
         split: str = typer.Option("train", "--split", help="qrels split when --order is a BEIR folder."),
         quiet: bool = QuietOpt,
         verbose: bool = VerboseOpt,

@@ -1,4 +1,5 @@
 """``negforge mix``: the hybrid mix of verified negatives, one seeded draw per epoch."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,18 @@ import typer
 
 from ..config import MixConfig
 from ..models import DEFAULT_ENCODER
-from .common import (ConfigOpt, QuietOpt, SetOpt, VerboseOpt, config_help, emit_report, example, handle_errors,
-                     setup_logging, stage_config)
+from .common import (
+    ConfigOpt,
+    QuietOpt,
+    SetOpt,
+    VerboseOpt,
+    config_help,
+    emit_report,
+    example,
+    handle_errors,
+    setup_logging,
+    stage_config,
+)
 
 
 def _epoch_path(out: Path, epoch: int) -> Path:
@@ -21,15 +32,21 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def mix(
         input: Path = typer.Option(..., "--input", "-i", help="Verified records JSONL (`negforge verify` output)."),
-        output: Path = typer.Option(..., "--output", "-o", help="Mixed records JSONL; with --epochs E > 1, "
-                                    "OUTPUT.epoch0.jsonl ... OUTPUT.epoch{E-1}.jsonl."),
+        output: Path = typer.Option(
+            ...,
+            "--output",
+            "-o",
+            help="Mixed records JSONL; with --epochs E > 1, OUTPUT.epoch0.jsonl ... OUTPUT.epoch{E-1}.jsonl.",
+        ),
         k: Optional[int] = typer.Option(None, "--k", "-k", help=config_help(MixConfig, "k", "mix.k")),
         epochs: Optional[int] = typer.Option(None, "--epochs", help=config_help(MixConfig, "epochs", "mix.epochs")),
         seed: Optional[int] = typer.Option(None, "--seed", help=config_help(MixConfig, "seed", "mix.seed")),
-        curriculum: Optional[bool] = typer.Option(None, "--curriculum/--no-curriculum",
-                                                  help=config_help(MixConfig, "curriculum", "mix.curriculum")),
-        encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder for mix.dedup_cosine. "
-                                              f"\\[default: {DEFAULT_ENCODER}]"),
+        curriculum: Optional[bool] = typer.Option(
+            None, "--curriculum/--no-curriculum", help=config_help(MixConfig, "curriculum", "mix.curriculum")
+        ),
+        encoder: Optional[str] = typer.Option(
+            None, "--encoder", help=f"Encoder for mix.dedup_cosine. \\[default: {DEFAULT_ENCODER}]"
+        ),
         config: Optional[Path] = ConfigOpt,
         sets: Optional[list[str]] = SetOpt,
         quiet: bool = QuietOpt,
@@ -49,8 +66,9 @@ def register(app: typer.Typer) -> None:
             vectors = embed_for_dedup(records, encoder or DEFAULT_ENCODER) if cfg.dedup_cosine else None
             summary, sets_ = None, {}
             for epoch in range(cfg.epochs):
-                mixed, s = mix_records(records, None, cfg, epoch=epoch, encoder=encoder or DEFAULT_ENCODER,
-                                       vectors=vectors)
+                mixed, s = mix_records(
+                    records, None, cfg, epoch=epoch, encoder=encoder or DEFAULT_ENCODER, vectors=vectors
+                )
                 summary = s if summary is None else summary.merge(s)
                 sets_[output if cfg.epochs == 1 else _epoch_path(output, epoch)] = mixed
             if cfg.epochs == 1:

@@ -1,4 +1,5 @@
 """``negforge prompt render | try | compare``: iterate on the generation prompts."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,15 +8,35 @@ from typing import Optional
 import typer
 
 from ..config import DEFAULT_DATA, GenerateConfig
-from .common import (AliasGroup, ConfigOpt, QuietOpt, SetOpt, VerboseOpt, config_default, example, handle_errors,
-                     load_inputs, setup_logging, stage_config)
+from .common import (
+    AliasGroup,
+    ConfigOpt,
+    QuietOpt,
+    SetOpt,
+    VerboseOpt,
+    config_default,
+    example,
+    handle_errors,
+    load_inputs,
+    setup_logging,
+    stage_config,
+)
 
 DataOpt = typer.Option(None, "--data", "-d", help=f"BEIR folder. \\[default: {DEFAULT_DATA}]")
-InputOpt = typer.Option(None, "--input", "-i", help="Records JSONL (e.g. a `negforge generate` output: its analyses "
-                        "and drafts fill the generate/reflect prompts), FlagEmbedding JSONL or BEIR folder.")
+InputOpt = typer.Option(
+    None,
+    "--input",
+    "-i",
+    help="Records JSONL (e.g. a `negforge generate` output: its analyses "
+    "and drafts fill the generate/reflect prompts), FlagEmbedding JSONL or BEIR folder.",
+)
 SplitOpt = typer.Option("train", "--split", help="qrels split of a BEIR folder.")
-TemplateDirOpt = typer.Option(None, "--template-dir", help="Folder holding your own template set folders "
-                              "(each: <step>.jinja2 files + space.yaml; start from a copy of a built-in set).")
+TemplateDirOpt = typer.Option(
+    None,
+    "--template-dir",
+    help="Folder holding your own template set folders "
+    "(each: <step>.jinja2 files + space.yaml; start from a copy of a built-in set).",
+)
 
 
 def _source(data: Optional[Path], input: Optional[Path]) -> Path:
@@ -44,14 +65,24 @@ def _open(cfg):
 
 
 def register(app: typer.Typer) -> None:
-    prompt_app = typer.Typer(cls=AliasGroup, no_args_is_help=True, help="Render, try and compare generation prompt templates.")
+    prompt_app = typer.Typer(
+        cls=AliasGroup, no_args_is_help=True, help="Render, try and compare generation prompt templates."
+    )
     app.add_typer(prompt_app, name="prompt")
 
-    @prompt_app.command("render", epilog=example("negforge prompt render mar -n 3", "negforge prompt render generate -i generated.jsonl --draft 1"))
+    @prompt_app.command(
+        "render",
+        epilog=example(
+            "negforge prompt render mar -n 3", "negforge prompt render generate -i generated.jsonl --draft 1"
+        ),
+    )
     @handle_errors
     def render(
-        template: str = typer.Argument(..., help="SET_STEP (mar_analyse, counterfactual_rewrite ...), a step of the "
-                                       "configured set (analyse ...), or a set name or folder (all its steps)."),
+        template: str = typer.Argument(
+            ...,
+            help="SET_STEP (mar_analyse, counterfactual_rewrite ...), a step of the "
+            "configured set (analyse ...), or a set name or folder (all its steps).",
+        ),
         example: int = typer.Option(0, "--example", "-n", help="Render for the Nth record (0-based)."),
         draft: int = typer.Option(0, "--draft", help="Draft index (its sampled setting) for generate/reflect."),
         data: Optional[Path] = DataOpt,
@@ -65,8 +96,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print the exact messages a step sends for one example record."""
         from ..errors import ConfigError
-        from ..templates import TemplateSet
         from ..prompt_lab import parse_template, render_step
+        from ..templates import TemplateSet
 
         setup_logging(quiet, verbose)
         cfg = stage_config(GenerateConfig, config, sets, "generate", template_dir=template_dir)
@@ -78,8 +109,10 @@ def register(app: typer.Typer) -> None:
         if not 0 <= example < len(records):
             raise ConfigError(f"--example {example} is out of range: the input has {len(records)} records (0-based)")
         rec = records[example]
-        typer.echo(f"# record {rec.id} (example {example}); template set {ts.name!r} (flow {ts.flow}, "
-                   f"{ts.folder}), hash {ts.hash}")
+        typer.echo(
+            f"# record {rec.id} (example {example}); template set {ts.name!r} (flow {ts.flow}, "
+            f"{ts.folder}), hash {ts.hash}"
+        )
         for step in steps:
             messages, info = render_step(rec, cfg, step, draft, records)
             typer.echo(f"\n===== {ts.name}/{step} =====")
@@ -88,15 +121,24 @@ def register(app: typer.Typer) -> None:
             for m in messages:
                 typer.echo(f"--- [{m['role']}] ---\n{m['content']}")
 
-    @prompt_app.command("try", epilog=example("negforge prompt try -o trial/ --sample 5",
-                                                     "negforge prompt try -o trial/ --template-dir my-prompts/ -d my-beir-folder"))
+    @prompt_app.command(
+        "try",
+        epilog=example(
+            "negforge prompt try -o trial/ --sample 5",
+            "negforge prompt try -o trial/ --template-dir my-prompts/ -d my-beir-folder",
+        ),
+    )
     @handle_errors
     def try_(
-        out: Path = typer.Option(..., "--output", "-o", help="Folder for report.md, report.html, report.json and the "
-                                 "records."),
+        out: Path = typer.Option(
+            ..., "--output", "-o", help="Folder for report.md, report.html, report.json and the records."
+        ),
         sample: int = typer.Option(5, "--sample", help="Records to try (a seeded sample of the input)."),
-        template: Optional[str] = typer.Option(None, "--template", help="Template set name."
-                                                  + config_default(GenerateConfig, "template", "generate.template")),
+        template: Optional[str] = typer.Option(
+            None,
+            "--template",
+            help="Template set name." + config_default(GenerateConfig, "template", "generate.template"),
+        ),
         template_dir: Optional[str] = TemplateDirOpt,
         data: Optional[Path] = DataOpt,
         input: Optional[Path] = InputOpt,
@@ -159,9 +201,11 @@ def _print_stats(trials) -> None:
 
     stats = [t.stats() for t in trials]
     width = max(len(d) for _, d in _STAT_NAMES)
-    typer.echo(f"{'':<{width}}  " + "  ".join(f"{t.label} ({Path(t.template).name}, {t.template_hash})" for t in trials))
+    typer.echo(
+        f"{'':<{width}}  " + "  ".join(f"{t.label} ({Path(t.template).name}, {t.template_hash})" for t in trials)
+    )
     for k, desc in _STAT_NAMES:
         typer.echo(f"{desc:<{width}}  " + "  ".join(f"{str(s[k]):>12}" for s in stats))
     for t in trials:
-        for w in (t.shortcut.warnings if t.shortcut else []):
+        for w in t.shortcut.warnings if t.shortcut else []:
             typer.echo(f"warning ({t.label}): {w}")

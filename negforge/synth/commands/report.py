@@ -1,5 +1,6 @@
 """``negforge report``: loss per logged step, validation, metrics, the verifier's summary and cosine
 histograms per negative source, for a `negforge run` folder or any trained model folder."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,29 +12,52 @@ from .common import ConfigOpt, QuietOpt, SetOpt, VerboseOpt, example, handle_err
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("report", epilog=example(
-        "negforge report runs/default",
-        "negforge report -m runs/default/model -r runs/default/verified.jsonl -d ../shared/data/scifact "
-        "--metrics runs/default/metrics.json"))
+    @app.command(
+        "report",
+        epilog=example(
+            "negforge report runs/default",
+            "negforge report -m runs/default/model -r runs/default/verified.jsonl -d ../shared/data/scifact "
+            "--metrics runs/default/metrics.json",
+        ),
+    )
     @handle_errors
     def report(
-        run: Optional[Path] = typer.Argument(None, metavar="[RUN]", help="A `negforge run` output folder: its model, "
-                                             "verified records, metrics.json and verifier summary."),
-        model: Optional[Path] = typer.Option(None, "--model", "-m", help="A model folder written by `negforge "
-                                             "train`. \\[default: RUN/model]"),
-        records: Optional[Path] = typer.Option(None, "--records", "-r", help="Records JSONL for the cosine "
-                                               "histograms per negative source. \\[default: RUN/verified.jsonl]"),
-        data: Optional[Path] = typer.Option(None, "--data", "-d", help="BEIR folder: reuse its cached corpus "
-                                            "embeddings (documents with a corpus id are not encoded again)."),
-        base: Optional[str] = typer.Option(None, "--base", help="Encoder for 'before'. \\[default: the one "
-                                           "training started from]"),
-        metrics: Optional[list[Path]] = typer.Option(None, "--metrics", help="`negforge eval` JSON or `negforge "
-                                                     "run` metrics.json files to tabulate (repeatable). "
-                                                     "\\[default: RUN/metrics.json, else <model>/eval_*.json]"),
-        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Report folder. \\[default: RUN/report, "
-                                              "else <model>/report]"),
-        sample: int = typer.Option(200, "--sample", help="Records sampled for the histograms (every negative "
-                                   "source is in the sample)."),
+        run: Optional[Path] = typer.Argument(
+            None,
+            metavar="[RUN]",
+            help="A `negforge run` output folder: its model, verified records, metrics.json and verifier summary.",
+        ),
+        model: Optional[Path] = typer.Option(
+            None, "--model", "-m", help="A model folder written by `negforge train`. \\[default: RUN/model]"
+        ),
+        records: Optional[Path] = typer.Option(
+            None,
+            "--records",
+            "-r",
+            help="Records JSONL for the cosine histograms per negative source. \\[default: RUN/verified.jsonl]",
+        ),
+        data: Optional[Path] = typer.Option(
+            None,
+            "--data",
+            "-d",
+            help="BEIR folder: reuse its cached corpus embeddings (documents with a corpus id are not encoded again).",
+        ),
+        base: Optional[str] = typer.Option(
+            None, "--base", help="Encoder for 'before'. \\[default: the one training started from]"
+        ),
+        metrics: Optional[list[Path]] = typer.Option(
+            None,
+            "--metrics",
+            help="`negforge eval` JSON or `negforge "
+            "run` metrics.json files to tabulate (repeatable). "
+            "\\[default: RUN/metrics.json, else <model>/eval_*.json]",
+        ),
+        output: Optional[Path] = typer.Option(
+            None, "--output", "-o", help="Report folder. \\[default: RUN/report, else <model>/report]"
+        ),
+        sample: int = typer.Option(
+            200, "--sample", help="Records sampled for the histograms (every negative source is in the sample)."
+        ),
         config: Optional[Path] = ConfigOpt,
         sets: Optional[list[str]] = SetOpt,
         quiet: bool = QuietOpt,
@@ -59,22 +83,41 @@ def register(app: typer.Typer) -> None:
             ecfg = stage_config(EvalConfig, config, sets, "eval")
         recs = read_records(records) if records else None
         corpus = load_corpus(data / "corpus.jsonl") if data else None
-        common = dict(corpus=corpus, max_records=sample, cache_dir=ecfg.encoder.cache_dir,
-                      max_seq_length=ecfg.encoder.max_seq_length, batch_size=ecfg.encoder.batch_size,
-                      backend=ecfg.encoder.backend, precision=ecfg.encoder.precision)
+        common = dict(
+            corpus=corpus,
+            max_records=sample,
+            cache_dir=ecfg.encoder.cache_dir,
+            max_seq_length=ecfg.encoder.max_seq_length,
+            batch_size=ecfg.encoder.batch_size,
+            backend=ecfg.encoder.backend,
+            precision=ecfg.encoder.precision,
+        )
         if run is not None:
-            inp = run_inputs(run, recs, model=str(model) if model else None, base_encoder=base,
-                             metrics=load_metrics(metrics, model) if metrics else None, **common)
+            inp = run_inputs(
+                run,
+                recs,
+                model=str(model) if model else None,
+                base_encoder=base,
+                metrics=load_metrics(metrics, model) if metrics else None,
+                **common,
+            )
             if corpus is None and (run / "config.json").is_file():
                 inp.corpus = _run_corpus(run)
         else:
             assert model is not None
             res = load_result(model)
             files = metrics if metrics else sorted(model.glob("eval_*.json"))
-            inp = ReportInputs(train_result=res, records=recs or [], base_encoder=base or res.get("encoder"),
-                               model=str(model), metrics=load_metrics(files, model), **common)
-        md = build_report(output or (run / "report" if run is not None else model / "report"), inp,
-                          show_progress=not quiet)
+            inp = ReportInputs(
+                train_result=res,
+                records=recs or [],
+                base_encoder=base or res.get("encoder"),
+                model=str(model),
+                metrics=load_metrics(files, model),
+                **common,
+            )
+        md = build_report(
+            output or (run / "report" if run is not None else model / "report"), inp, show_progress=not quiet
+        )
         typer.echo(f"report: {md}")
 
 

@@ -1,4 +1,5 @@
 """``negforge run [CONFIG]``: the whole pipeline on one dataset, then before/after metrics."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,26 +17,38 @@ def _table(before: dict, after: dict) -> str:
     for k in keys:
         b, a = before.get(k), after.get(k)
         delta = f"{a - b:+.4f}" if a is not None and b is not None else ""
-        rows.append(f"| {k} | {b:.4f} | {a:.4f} | {delta} |" if a is not None and b is not None else f"| {k} | {b} | {a} | |")
+        rows.append(
+            f"| {k} | {b:.4f} | {a:.4f} | {delta} |" if a is not None and b is not None else f"| {k} | {b} | {a} | |"
+        )
     return "\n".join(rows)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("run", epilog=example(
-        "negforge run",
-        "negforge run configs/default.yaml -d ../shared/data/nfcorpus -o runs/nfcorpus --llm-queries 16",
-        "OPENAI_BASE_URL=http://localhost:8000/v1 negforge run --all-queries --set mix.k=8"))
+    @app.command(
+        "run",
+        epilog=example(
+            "negforge run",
+            "negforge run configs/default.yaml -d ../shared/data/nfcorpus -o runs/nfcorpus --llm-queries 16",
+            "OPENAI_BASE_URL=http://localhost:8000/v1 negforge run --all-queries --set mix.k=8",
+        ),
+    )
     @handle_errors
     def run(
-        config_file: Optional[Path] = typer.Argument(None, metavar="[CONFIG]", help="Run config YAML (see configs/default.yaml); "
-                                                    "defaults apply without one."),
+        config_file: Optional[Path] = typer.Argument(
+            None, metavar="[CONFIG]", help="Run config YAML (see configs/default.yaml); defaults apply without one."
+        ),
         config: Optional[Path] = ConfigOpt,
         sets: Optional[list[str]] = SetOpt,
         data: Optional[str] = typer.Option(None, "--data", "-d", help=f"BEIR folder. \\[default: {DEFAULT_DATA}]"),
-        out: Optional[str] = typer.Option(None, "--output", "-o", help="Output folder."
-                                           + config_default(RunConfig, "out_dir", "out_dir")),
-        llm_queries: Optional[int] = typer.Option(None, "--llm-queries", help="The LLM stage runs on the first N train "
-                                                   "queries." + config_default(RunConfig, "llm_queries", "llm_queries")),
+        out: Optional[str] = typer.Option(
+            None, "--output", "-o", help="Output folder." + config_default(RunConfig, "out_dir", "out_dir")
+        ),
+        llm_queries: Optional[int] = typer.Option(
+            None,
+            "--llm-queries",
+            help="The LLM stage runs on the first N train "
+            "queries." + config_default(RunConfig, "llm_queries", "llm_queries"),
+        ),
         all_queries: bool = typer.Option(False, "--all-queries", help="Run the LLM stage on every train query."),
         fresh: bool = typer.Option(False, "--fresh", help="Redo every stage instead of reusing finished ones."),
         quiet: bool = QuietOpt,
@@ -54,13 +67,17 @@ def register(app: typer.Typer) -> None:
             cfg = cfg.model_copy(update={"llm_queries": None})
         result = run_pipeline(cfg, fresh=fresh, show_progress=not quiet)
         typer.echo("\nStage times (s): " + ", ".join(f"{k} {v}" for k, v in result.timings.items()))
-        typer.echo(f"\nSciFact-style evaluation on split '{cfg.eval.split}':\n" + _table(result.metrics_before, result.metrics_after))
+        typer.echo(
+            f"\nSciFact-style evaluation on split '{cfg.eval.split}':\n"
+            + _table(result.metrics_before, result.metrics_after)
+        )
         typer.echo(f"\nModel: {result.model_path}\nRecords and metrics: {result.out_dir}/ (metrics.json)")
         if "shortcut" in result.summaries:
             from ..shortcut import ShortcutReport
 
             sc = ShortcutReport.model_validate(result.summaries["shortcut"])
-            typer.echo(f"\nShortcut check (kept negatives vs real documents; {result.out_dir}/shortcut.json):\n"
-                       + sc.table())
+            typer.echo(
+                f"\nShortcut check (kept negatives vs real documents; {result.out_dir}/shortcut.json):\n" + sc.table()
+            )
             for w in sc.warnings:
                 typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)

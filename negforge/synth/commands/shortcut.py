@@ -1,4 +1,5 @@
 """``negforge shortcut``: can a simple classifier tell each source's negatives from real documents?"""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,16 +11,22 @@ from .common import QuietOpt, VerboseOpt, emit_report, example, handle_errors, l
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("shortcut", epilog=example("negforge shortcut -i verified.jsonl -d ../shared/data/scifact "
-                                            "-o shortcut.json"))
+    @app.command(
+        "shortcut", epilog=example("negforge shortcut -i verified.jsonl -d ../shared/data/scifact -o shortcut.json")
+    )
     @handle_errors
     def shortcut_cmd(
         input: Path = typer.Option(..., "--input", "-i", help="Records JSONL with negatives (e.g. verified)."),
         data: Path = typer.Option(..., "--data", "-d", help="BEIR folder: its corpus holds the real documents."),
-        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report as JSON here. "
-                                              "\\[default: printed only]"),
-        encoder: str = typer.Option("bundled", "--encoder", help="Sentence-transformers model for the embedding "
-                                    "features, or 'none' (length and punctuation features only)."),
+        output: Optional[Path] = typer.Option(
+            None, "--output", "-o", help="Write the report as JSON here. \\[default: printed only]"
+        ),
+        encoder: str = typer.Option(
+            "bundled",
+            "--encoder",
+            help="Sentence-transformers model for the embedding "
+            "features, or 'none' (length and punctuation features only).",
+        ),
         max_per_source: int = typer.Option(300, "--max-per-source", help="Negatives per source (seeded sample)."),
         all_negatives: bool = typer.Option(False, "--all", help="Every negative, not only the kept ones."),
         seed: int = typer.Option(0, "--seed"),
@@ -33,8 +40,14 @@ def register(app: typer.Typer) -> None:
 
         setup_logging(quiet, verbose)
         records, dataset = load_inputs(input, "train", data=data)
-        _, report = shortcut_records(records, dataset, None if encoder == "none" else encoder,
-                                     only_kept=not all_negatives, max_per_source=max_per_source, seed=seed)
+        _, report = shortcut_records(
+            records,
+            dataset,
+            None if encoder == "none" else encoder,
+            only_kept=not all_negatives,
+            max_per_source=max_per_source,
+            seed=seed,
+        )
         emit_report(report, output)
         for w in report.warnings:
             typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)

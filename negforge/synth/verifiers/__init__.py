@@ -16,6 +16,7 @@ Verifiers are registered by name in :data:`VERIFIERS` ("module:Class" strings, i
 use); a new one is a class with ``name`` and ``check(pairs) -> list[Check]`` built from a
 :class:`~negforge.synth.verifiers.base.VerifyContext`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,12 +40,22 @@ VERIFIERS.register("embedding", "negforge.synth.verifiers.embedding:EmbeddingVer
 VERIFIERS.register("cross_encoder", "negforge.synth.verifiers.cross_encoder:CrossEncoderVerifier")
 VERIFIERS.register("llm_judge", "negforge.synth.verifiers.llm_judge:LLMJudgeVerifier")
 
-__all__ = ["VERIFIERS", "Check", "Pair", "Verifier", "VerifyContext", "VerifyReport", "build_verifiers",
-           "positive_aware", "verify_records"]
+__all__ = [
+    "VERIFIERS",
+    "Check",
+    "Pair",
+    "Verifier",
+    "VerifyContext",
+    "VerifyReport",
+    "build_verifiers",
+    "positive_aware",
+    "verify_records",
+]
 
 
-def build_verifiers(cfg: VerifyConfig, qrels: Optional[Qrels] = None, corpus: Optional[Corpus] = None,
-                    show_progress: bool = True) -> list[Verifier]:
+def build_verifiers(
+    cfg: VerifyConfig, qrels: Optional[Qrels] = None, corpus: Optional[Corpus] = None, show_progress: bool = True
+) -> list[Verifier]:
     """Instantiate ``cfg.verifiers`` in order; an unknown or repeated name is a ConfigError."""
     from ..errors import ConfigError
 
@@ -57,8 +68,9 @@ def build_verifiers(cfg: VerifyConfig, qrels: Optional[Qrels] = None, corpus: Op
     return [VERIFIERS.create(name, ctx) for name in cfg.verifiers]
 
 
-def verify_records(records: list[Record], dataset: Optional[Dataset], cfg: VerifyConfig, *,
-                   show_progress: bool = True) -> tuple[list[Record], VerifyReport]:
+def verify_records(
+    records: list[Record], dataset: Optional[Dataset], cfg: VerifyConfig, *, show_progress: bool = True
+) -> tuple[list[Record], VerifyReport]:
     """Set ``scores`` and ``verdict`` on every negative that needs it; returns new records and counts.
 
     ``dataset.qrels`` feeds the qrels rule, ``dataset.corpus`` the embedding cache (both optional).
@@ -112,8 +124,9 @@ def verify_records(records: list[Record], dataset: Optional[Dataset], cfg: Verif
             n.verdict = Verdict(status=Status.kept, rule="all", reason="passed " + "; ".join(passed[id(n)]))
     out = apply_fn_action(out, flagged, cfg, report)
     report.wall_s = time.perf_counter() - t0
-    log.info("verify: %d checked, %d kept, %d dropped in %.1f s", report.checked, report.kept, report.dropped,
-             report.wall_s)
+    log.info(
+        "verify: %d checked, %d kept, %d dropped in %.1f s", report.checked, report.kept, report.dropped, report.wall_s
+    )
     return out, report
 
 

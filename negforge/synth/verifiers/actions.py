@@ -13,6 +13,7 @@ off-topic drafts and copies of a positive are rejected but never relabelled or c
 * ``drop_query``: as ``drop``, and a record with more than ``drop_query_over`` likely false
   negatives is removed from the output: its labels are too incomplete to trust.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,13 +28,24 @@ log = logging.getLogger(__name__)
 
 def relabelled_positive(n: Negative, rule: str, check: Check) -> Passage:
     """The positive a flagged negative becomes: same text, title and doc id, plus where it came from."""
-    return Passage(text=n.text, title=n.title, doc_id=n.doc_id, relabelled=Relabel(
-        source=n.source, rule=rule, score=check.scores.get(rule), positive_score=check.scores.get(f"{rule}_pos"),
-        reason=check.reason, provenance=n.provenance))
+    return Passage(
+        text=n.text,
+        title=n.title,
+        doc_id=n.doc_id,
+        relabelled=Relabel(
+            source=n.source,
+            rule=rule,
+            score=check.scores.get(rule),
+            positive_score=check.scores.get(f"{rule}_pos"),
+            reason=check.reason,
+            provenance=n.provenance,
+        ),
+    )
 
 
-def apply_fn_action(records: list[Record], flagged: dict[int, tuple[str, Check]], cfg: VerifyConfig,
-                    report: VerifyReport) -> list[Record]:
+def apply_fn_action(
+    records: list[Record], flagged: dict[int, tuple[str, Check]], cfg: VerifyConfig, report: VerifyReport
+) -> list[Record]:
     """Apply ``cfg.fn_action`` to the negatives in ``flagged`` (``id(negative) -> (rule, check)``); counts go
     into ``report`` (``totals[source]["relabelled"]``, ``dropped_queries``)."""
     report.fn_action = cfg.fn_action
@@ -47,8 +59,9 @@ def apply_fn_action(records: list[Record], flagged: dict[int, tuple[str, Check]]
             if not moved:
                 continue
             for n in moved:  # the same document flagged twice (mined by BM25 and dense) becomes one positive
-                if (n.doc_id is None or n.doc_id not in r.positive_ids()) and \
-                        normalise_text(n.full_text) not in r.positive_texts():
+                if (n.doc_id is None or n.doc_id not in r.positive_ids()) and normalise_text(
+                    n.full_text
+                ) not in r.positive_texts():
                     r.positives.append(relabelled_positive(n, *flagged[id(n)]))
                     report.total(_src(n))["relabelled"] += 1
             r.negatives = [n for n in r.negatives if id(n) not in flagged]
@@ -62,8 +75,12 @@ def apply_fn_action(records: list[Record], flagged: dict[int, tuple[str, Check]]
                 report.dropped_queries.append(r.id)
             else:
                 out.append(r)
-        log.info("drop_query: %d of %d queries have more than %d likely false negatives; removed",
-                 len(report.dropped_queries), len(records), cfg.drop_query_over)
+        log.info(
+            "drop_query: %d of %d queries have more than %d likely false negatives; removed",
+            len(report.dropped_queries),
+            len(records),
+            cfg.drop_query_over,
+        )
         return out
     return records
 

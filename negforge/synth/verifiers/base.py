@@ -5,6 +5,7 @@ returns one :class:`Check` per pair, same order. :func:`negforge.synth.verifiers
 check's scores into ``negative.scores``, turns a failed check into a rejected verdict and counts
 everything; verifiers themselves never touch verdicts.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,8 +50,9 @@ class Verifier(Protocol):
         ...
 
 
-def positive_aware(name: str, score: float, pos_score: float, perc_pos: float, abs_margin: float,
-                   what: str = "score") -> Check:
+def positive_aware(
+    name: str, score: float, pos_score: float, perc_pos: float, abs_margin: float, what: str = "score"
+) -> Check:
     """NV-Retriever TopK-PercPos plus an absolute margin, on any "higher = more relevant" score.
 
     Rejected when ``score > pos_score * perc_pos`` (the ratio rule) or when
@@ -70,6 +72,9 @@ def positive_aware(name: str, score: float, pos_score: float, perc_pos: float, a
         return Check(False, ratio.format(">"), scores)
     gap = pos_score - score
     if gap < abs_margin:
-        return Check(False, f"{what} {score:.4f} is only {gap:.4f} below positive {pos_score:.4f} "
-                            f"(margin {abs_margin:g} required)", scores)
+        return Check(
+            False,
+            f"{what} {score:.4f} is only {gap:.4f} below positive {pos_score:.4f} (margin {abs_margin:g} required)",
+            scores,
+        )
     return Check(True, ratio.format("≤") + (f", gap {gap:.4f} ≥ {abs_margin:g}" if abs_margin else ""), scores)

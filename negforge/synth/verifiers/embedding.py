@@ -13,6 +13,7 @@ corpus matrix (:func:`negforge.mixers.embeddings.corpus_embeddings`, shared with
 queries, generated passages and passages from outside the corpus go through
 :func:`negforge.mixers.embeddings.encode_texts`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,12 +27,22 @@ from .base import Check, Pair, VerifyContext, positive_aware
 
 log = logging.getLogger(__name__)
 
+
 class PassageVectors:
     """Vectors for queries and passages, each text encoded at most once per call."""
 
-    def __init__(self, encoder: str, corpus: Optional[Corpus], cache_dir: str, batch_size: int,
-                 show_progress: bool = False, backend: str = "torch", precision: str = "fp32",
-                 max_seq_length: int = 256, processes: int = 1):
+    def __init__(
+        self,
+        encoder: str,
+        corpus: Optional[Corpus],
+        cache_dir: str,
+        batch_size: int,
+        show_progress: bool = False,
+        backend: str = "torch",
+        precision: str = "fp32",
+        max_seq_length: int = 256,
+        processes: int = 1,
+    ):
         self.encoder, self.corpus, self.cache_dir, self.processes = encoder, corpus, cache_dir, processes
         self.runtime = {"backend": backend, "precision": precision}
         self.batch_size, self.show_progress = batch_size, show_progress
@@ -49,9 +60,16 @@ class PassageVectors:
         if self._corpus_matrix is None:
             from negforge.mixers.embeddings import corpus_embeddings
 
-            self._corpus_matrix = corpus_embeddings(self.corpus, self.encoder, self.cache_dir, self.batch_size,
-                                                    self.max_seq_length, show_progress=self.show_progress,
-                                                    processes=self.processes, **self.runtime)
+            self._corpus_matrix = corpus_embeddings(
+                self.corpus,
+                self.encoder,
+                self.cache_dir,
+                self.batch_size,
+                self.max_seq_length,
+                show_progress=self.show_progress,
+                processes=self.processes,
+                **self.runtime,
+            )
         return self._corpus_matrix
 
     def encode(self, queries: list[str], passages: list[Passage]) -> tuple[np.ndarray, np.ndarray]:
@@ -60,10 +78,20 @@ class PassageVectors:
 
         rows = [self._corpus_row(p) for p in passages]
         texts = list(dict.fromkeys(queries + [p.full_text for p, r in zip(passages, rows) if r is None]))
-        log.info("embedding verifier: encoding %d texts; %d passages from the corpus cache",
-                 len(texts), sum(r is not None for r in rows))
-        vecs = encode_texts(texts, self.encoder, self.batch_size, self.max_seq_length, show_progress=self.show_progress,
-                            cache_dir=self.cache_dir, **self.runtime)
+        log.info(
+            "embedding verifier: encoding %d texts; %d passages from the corpus cache",
+            len(texts),
+            sum(r is not None for r in rows),
+        )
+        vecs = encode_texts(
+            texts,
+            self.encoder,
+            self.batch_size,
+            self.max_seq_length,
+            show_progress=self.show_progress,
+            cache_dir=self.cache_dir,
+            **self.runtime,
+        )
         at = {t: i for i, t in enumerate(texts)}
         q = vecs[[at[t] for t in queries]] if queries else vecs[:0]
         p = np.zeros((len(passages), vecs.shape[1]), dtype=np.float32)
@@ -82,8 +110,17 @@ class EmbeddingVerifier:
     def __init__(self, ctx: VerifyContext):
         self.cfg = ctx.cfg
         enc = ctx.cfg.encoder
-        self.vectors = PassageVectors(enc.model, ctx.corpus, enc.cache_dir, enc.batch_size, ctx.show_progress,
-                                      enc.backend, enc.precision, enc.max_seq_length, enc.processes)
+        self.vectors = PassageVectors(
+            enc.model,
+            ctx.corpus,
+            enc.cache_dir,
+            enc.batch_size,
+            ctx.show_progress,
+            enc.backend,
+            enc.precision,
+            enc.max_seq_length,
+            enc.processes,
+        )
 
     def check(self, pairs: list[Pair]) -> list[Check]:
         if not pairs:
@@ -92,7 +129,7 @@ class EmbeddingVerifier:
         positives = [(r.id, p) for r in records for p in r.positives]
         q, pv = self.vectors.encode([r.query for r in records], [p for _, p in positives] + [n for _, n in pairs])
         qi = {r.id: i for i, r in enumerate(records)}
-        pos_vecs, neg_vecs = pv[:len(positives)], pv[len(positives):]
+        pos_vecs, neg_vecs = pv[: len(positives)], pv[len(positives) :]
         pos_score: dict[str, float] = {}
         for (rid, _), v in zip(positives, pos_vecs):
             s = float(np.dot(q[qi[rid]], v))
@@ -100,8 +137,9 @@ class EmbeddingVerifier:
         out = []
         for (record, neg), v in zip(pairs, neg_vecs):
             score = float(np.dot(q[qi[record.id]], v))
-            check = positive_aware(self.name, score, pos_score[record.id], self.cfg.perc_pos,
-                                   self.cfg.abs_margin, what="cosine")
+            check = positive_aware(
+                self.name, score, pos_score[record.id], self.cfg.perc_pos, self.cfg.abs_margin, what="cosine"
+            )
             out.append(self._off_topic(check, neg.source, score, pos_score[record.id]))
         return out
 
@@ -111,6 +149,11 @@ class EmbeddingVerifier:
             return check
         limit = pos * floor
         if score < limit:
-            return Check(False, f"off-topic: cosine {score:.4f} < {floor:g} × positive {pos:.4f} = {limit:.4f}",
-                         check.scores, note="off-topic", false_negative=False)
+            return Check(
+                False,
+                f"off-topic: cosine {score:.4f} < {floor:g} × positive {pos:.4f} = {limit:.4f}",
+                check.scores,
+                note="off-topic",
+                false_negative=False,
+            )
         return Check(True, f"{check.reason}, ≥ {floor:g} × positive (on topic)", check.scores)

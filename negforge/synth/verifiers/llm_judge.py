@@ -17,6 +17,7 @@ with the validation error, up to ``verify.judge_max_reasks`` times, all such row
 All pending negatives go to the backend in a few large ``generate`` calls (``CHUNK`` each), through
 :func:`negforge.synth.backends.factory.open_backend` with its on-disk cache (``verify.judge_cache_dir``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -66,20 +67,28 @@ def judge_conversation(query: str, passage: str, template: str = "judge") -> lis
     return [{"role": "user", "content": render(template, query=query, passage=passage[:MAX_PASSAGE_CHARS])}]
 
 
-def judge_checks(pairs: list[Pair], backend: Any, params: GenParams, template: str = "judge",
-                 partly_rejects: bool = True, show_progress: bool = False, name: str = "llm_judge",
-                 max_reasks: int = 1) -> list[Check]:
+def judge_checks(
+    pairs: list[Pair],
+    backend: Any,
+    params: GenParams,
+    template: str = "judge",
+    partly_rejects: bool = True,
+    show_progress: bool = False,
+    name: str = "llm_judge",
+    max_reasks: int = 1,
+) -> list[Check]:
     """Judge every pair with ``backend`` (batched, same order) and turn the replies into checks."""
     from tqdm.auto import tqdm
 
     asks = [Ask(judge_conversation(r.query, n.full_text, template), JudgeReply, JudgeReply.FORMAT) for r, n in pairs]
     for start in tqdm(range(0, len(asks), CHUNK), desc="llm judge", unit="batch", disable=not show_progress):
-        ask_all(backend, asks[start:start + CHUNK], params, max_reasks, "llm judge")
+        ask_all(backend, asks[start : start + CHUNK], params, max_reasks, "llm judge")
     out = []
     for a in asks:
         if a.failed_backend:
-            out.append(Check(True, f"{FAILED}: {a.error.removeprefix('backend: ')}; kept without judgement",
-                             note=FAILED))
+            out.append(
+                Check(True, f"{FAILED}: {a.error.removeprefix('backend: ')}; kept without judgement", note=FAILED)
+            )
             continue
         reply: JudgeReply | None = a.value
         if reply is None:
@@ -91,8 +100,13 @@ def judge_checks(pairs: list[Pair], backend: Any, params: GenParams, template: s
             out.append(Check(False, f"LLM judge says the passage answers the query (yes){why}", scores))
         elif reply.answer == "partly":
             verb = "dropped" if partly_rejects else "kept"
-            out.append(Check(not partly_rejects, f"LLM judge says the passage partly answers the query "
-                                                 f"({verb} by judge_partly_rejects){why}", scores))
+            out.append(
+                Check(
+                    not partly_rejects,
+                    f"LLM judge says the passage partly answers the query ({verb} by judge_partly_rejects){why}",
+                    scores,
+                )
+            )
         else:
             out.append(Check(True, f"LLM judge says it does not answer (no){why}", scores))
         if a.reasked:
@@ -115,8 +129,16 @@ class LLMJudgeVerifier:
         from ..backends.factory import open_backend
 
         with open_backend(self.llm, cache_dir=self.cfg.judge_cache_dir) as backend:
-            out = judge_checks(pairs, backend, self.llm.params, self.cfg.judge_template,
-                               self.cfg.judge_partly_rejects, self.show_progress, self.name, self.cfg.judge_max_reasks)
+            out = judge_checks(
+                pairs,
+                backend,
+                self.llm.params,
+                self.cfg.judge_template,
+                self.cfg.judge_partly_rejects,
+                self.show_progress,
+                self.name,
+                self.cfg.judge_max_reasks,
+            )
             self.usage = backend.usage
         if self.usage is not None:
             from ..backends.usage import usage_line

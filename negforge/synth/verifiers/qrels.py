@@ -10,6 +10,7 @@ A negative is dropped when
 
 ``scores["qrels"]`` is the qrels grade of the negative's doc for this query (0 when unjudged).
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,10 @@ class QrelsVerifier:
     def __init__(self, ctx: VerifyContext):
         self.qrels = ctx.qrels
         if self.qrels is None:
-            log.warning("qrels verifier: no qrels given; only positives' doc ids and exact text duplicates "
-                        "are checked (pass --data BEIR_DIR to also use the relevance labels)")
+            log.warning(
+                "qrels verifier: no qrels given; only positives' doc ids and exact text duplicates "
+                "are checked (pass --data BEIR_DIR to also use the relevance labels)"
+            )
 
     def check(self, pairs: list[Pair]) -> list[Check]:
         pos_text: dict[str, set[str]] = {}
@@ -40,15 +43,20 @@ class QrelsVerifier:
                 grade = self.qrels.get(record.id, {}).get(neg.doc_id, 0)
             scores = {self.name: float(grade)}
             if grade > 0:
-                out.append(Check(False, f"qrels mark doc {neg.doc_id} relevant (grade {grade}) "
-                                        f"for query {record.id}", scores,
-                                 false_negative=neg.doc_id not in record.positive_ids()))
+                out.append(
+                    Check(
+                        False,
+                        f"qrels mark doc {neg.doc_id} relevant (grade {grade}) for query {record.id}",
+                        scores,
+                        false_negative=neg.doc_id not in record.positive_ids(),
+                    )
+                )
             elif neg.doc_id is not None and neg.doc_id in record.positive_ids():
-                out.append(Check(False, f"doc {neg.doc_id} is one of this record's positives", scores,
-                                 false_negative=False))
+                out.append(
+                    Check(False, f"doc {neg.doc_id} is one of this record's positives", scores, false_negative=False)
+                )
             elif {normalise_text(neg.full_text), normalise_text(neg.text)} & pos_text[record.id]:
-                out.append(Check(False, "text equals a positive's (after normalisation)", scores,
-                                 false_negative=False))
+                out.append(Check(False, "text equals a positive's (after normalisation)", scores, false_negative=False))
             else:
                 out.append(Check(True, "not relevant in the qrels, not a copy of a positive", scores))
         return out

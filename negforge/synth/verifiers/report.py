@@ -8,6 +8,7 @@ special outcome the rule noted (e.g. ``judge reply unparseable``). ``totals[sour
 as probably relevant: not off-topic, not a copy) and ``relabelled`` (of those, moved into the positives
 by ``fn_action=relabel``). ``dropped_queries`` lists the records ``fn_action=drop_query`` removed.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -65,39 +66,57 @@ class VerifyReport(Report):
         sources = sorted(self.totals)
         return {
             "rules": list(self.rules),
-            "checked": self.checked, "kept": self.kept, "dropped": self.dropped,
+            "checked": self.checked,
+            "kept": self.kept,
+            "dropped": self.dropped,
             "totals": {s: {k: int(self.totals[s][k]) for k in TOTALS} for s in sources},
-            "fn_action": self.fn_action, "relabelled": self.relabelled, "dropped_queries": list(self.dropped_queries),
-            "by_rule": {s: {r: dict(self.counts.get(s, {})[r]) for r in self.rules if r in self.counts.get(s, {})}
-                        for s in sources},
+            "fn_action": self.fn_action,
+            "relabelled": self.relabelled,
+            "dropped_queries": list(self.dropped_queries),
+            "by_rule": {
+                s: {r: dict(self.counts.get(s, {})[r]) for r in self.rules if r in self.counts.get(s, {})}
+                for s in sources
+            },
             "examples": {r: list(v) for r, v in self.examples.items()},
             "usage": self.usage,
             "wall_s": round(self.wall_s, 2),
         }
 
     def table(self) -> str:
-        lines = [f"verify ({' -> '.join(self.rules)}): {self.checked} negatives checked, {self.kept} kept, "
-                 f"{self.dropped} dropped in {self.wall_s:.1f} s"]
+        lines = [
+            f"verify ({' -> '.join(self.rules)}): {self.checked} negatives checked, {self.kept} kept, "
+            f"{self.dropped} dropped in {self.wall_s:.1f} s"
+        ]
         likely = sum(t["likely_fn"] for t in self.totals.values())
         if self.fn_action == "relabel":
-            lines.append(f"fn_action relabel: {self.relabelled} of the dropped were likely false negatives, "
-                         "moved into the positives")
+            lines.append(
+                f"fn_action relabel: {self.relabelled} of the dropped were likely false negatives, "
+                "moved into the positives"
+            )
         elif self.fn_action == "drop_query":
-            lines.append(f"fn_action drop_query: {likely} likely false negatives; {len(self.dropped_queries)} "
-                         "queries with too many of them removed")
-        lines.append(f"{'source':<10}{'negatives':>10}{'checked':>9}{'kept':>7}{'dropped':>9}{'kept %':>8}{'already':>9}")
+            lines.append(
+                f"fn_action drop_query: {likely} likely false negatives; {len(self.dropped_queries)} "
+                "queries with too many of them removed"
+            )
+        lines.append(
+            f"{'source':<10}{'negatives':>10}{'checked':>9}{'kept':>7}{'dropped':>9}{'kept %':>8}{'already':>9}"
+        )
         for s in sorted(self.totals):
             t = self.totals[s]
             share = f"{100 * t['kept'] / t['checked']:.1f}" if t["checked"] else "-"
-            lines.append(f"{s:<10}{t['negatives']:>10}{t['checked']:>9}{t['kept']:>7}{t['dropped']:>9}"
-                         f"{share:>8}{t['already']:>9}")
+            lines.append(
+                f"{s:<10}{t['negatives']:>10}{t['checked']:>9}{t['kept']:>7}{t['dropped']:>9}"
+                f"{share:>8}{t['already']:>9}"
+            )
         lines.append(f"{'rule':<15}{'source':<10}{'checked':>9}{'dropped':>9}{'skipped':>9}  notes")
         for r in self.rules:
             for s in sorted(self.totals):
                 c = self.counts.get(s, {}).get(r)
                 if not c:
                     continue
-                notes = ", ".join(f"{k}: {v}" for k, v in sorted(c.items()) if k not in ("checked", "dropped", "skipped"))
+                notes = ", ".join(
+                    f"{k}: {v}" for k, v in sorted(c.items()) if k not in ("checked", "dropped", "skipped")
+                )
                 lines.append(f"{r:<15}{s:<10}{c['checked']:>9}{c['dropped']:>9}{c['skipped']:>9}  {notes}".rstrip())
         for r in self.rules:
             for reason in self.examples.get(r, []):

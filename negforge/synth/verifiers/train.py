@@ -13,6 +13,7 @@ training to pick the best checkpoint, see :mod:`negforge.synth.verifiers.ce_fit`
 Reported: accuracy at P = 0.5 (with the majority-class baseline beside it, since pairs are
 1 positive : ~n negatives) and ROC-AUC (0.5 = chance).
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,7 +47,9 @@ class VerifierTrainConfig(BaseModel):
     base_model: str = DEFAULT_ENCODER  # encoder the cross-encoder starts from (its head starts random)
     split: str = "train"  # qrels split to train on
     max_queries: Optional[int] = Field(None, ge=2)  # first N queries only (None: all)
-    mine: MineConfig = Field(default_factory=lambda: MineConfig.model_validate(DEFAULT_MINE))  # negatives: how many, from where
+    mine: MineConfig = Field(
+        default_factory=lambda: MineConfig.model_validate(DEFAULT_MINE)
+    )  # negatives: how many, from where
     heldout: float = Field(0.2, gt=0, lt=1)  # share of queries held out for evaluation
     # These query ids (those present) are the held-out set instead of a random ``heldout`` share, e.g. the
     # queries whose negatives you will verify, so the verifier never trained on their positives.
@@ -103,17 +106,26 @@ class VerifierTrainResult:
         return asdict(self)
 
     def table(self) -> str:
-        return "\n".join([
-            f"cross-encoder verifier saved to {self.model_path}",
-            f"train: {self.train_pairs} pairs from {self.train_queries} queries in {self.train_s:.1f} s "
-            f"({self.pairs_per_s:.1f} pairs/s); loss {self.losses[0]:.3f} -> {self.losses[-1]:.3f}"
-            if self.losses else f"train: {self.train_pairs} pairs in {self.train_s:.1f} s",
-            *([f"dev ({self.dev_queries} queries, {self.dev_pairs} pairs): ROC-AUC "
-               + ", ".join(f"{d['dev_roc_auc']:.3f}@{d['step']}" for d in self.dev)
-               + f"; kept step {self.best_step} of {self.steps}"] if self.dev else []),
-            f"held-out ({self.heldout_queries} queries, {self.heldout_pairs} pairs): accuracy {self.accuracy:.3f} "
-            f"(majority class {self.majority_accuracy:.3f}), ROC-AUC {self.roc_auc:.3f} (chance 0.5)",
-        ])
+        return "\n".join(
+            [
+                f"cross-encoder verifier saved to {self.model_path}",
+                f"train: {self.train_pairs} pairs from {self.train_queries} queries in {self.train_s:.1f} s "
+                f"({self.pairs_per_s:.1f} pairs/s); loss {self.losses[0]:.3f} -> {self.losses[-1]:.3f}"
+                if self.losses
+                else f"train: {self.train_pairs} pairs in {self.train_s:.1f} s",
+                *(
+                    [
+                        f"dev ({self.dev_queries} queries, {self.dev_pairs} pairs): ROC-AUC "
+                        + ", ".join(f"{d['dev_roc_auc']:.3f}@{d['step']}" for d in self.dev)
+                        + f"; kept step {self.best_step} of {self.steps}"
+                    ]
+                    if self.dev
+                    else []
+                ),
+                f"held-out ({self.heldout_queries} queries, {self.heldout_pairs} pairs): accuracy {self.accuracy:.3f} "
+                f"(majority class {self.majority_accuracy:.3f}), ROC-AUC {self.roc_auc:.3f} (chance 0.5)",
+            ]
+        )
 
 
 def roc_auc(labels: list[int], scores: list[float]) -> float:
@@ -136,8 +148,9 @@ def roc_auc(labels: list[int], scores: list[float]) -> float:
     return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
 
 
-def labelled_pairs(records: list[Record], max_positives: Optional[int] = None,
-                   seed: int = 0) -> tuple[list[tuple[str, str]], list[int]]:
+def labelled_pairs(
+    records: list[Record], max_positives: Optional[int] = None, seed: int = 0
+) -> tuple[list[tuple[str, str]], list[int]]:
     """(query, passage) pairs: 1 for positives (a seeded sample of ``max_positives`` per query), 0 for negatives."""
     pairs, labels = [], []
     for r in records:
@@ -167,15 +180,18 @@ def _sample(pairs: list, labels: list[int], n: Optional[int], seed: int) -> tupl
     return [pairs[i] for i in keep], [labels[i] for i in keep]
 
 
-def split_queries(records: list[Record], heldout: float, seed: int,
-                  heldout_ids: Optional[list[str]] = None) -> tuple[list[Record], list[Record]]:
+def split_queries(
+    records: list[Record], heldout: float, seed: int, heldout_ids: Optional[list[str]] = None
+) -> tuple[list[Record], list[Record]]:
     """(train, held-out) query groups: ``heldout_ids`` when given, else a seeded ``heldout`` share."""
     if heldout_ids is not None:
         held_set = set(heldout_ids)
         train, held = [r for r in records if r.id not in held_set], [r for r in records if r.id in held_set]
         if not held or not train:
-            raise InputError(f"heldout_ids leaves {len(train)} training and {len(held)} held-out queries "
-                             f"(of {len(records)}); both must be non-empty")
+            raise InputError(
+                f"heldout_ids leaves {len(train)} training and {len(held)} held-out queries "
+                f"(of {len(records)}); both must be non-empty"
+            )
         return train, held
     order = sorted(records, key=lambda r: r.id)
     random.Random(seed).shuffle(order)
@@ -185,8 +201,9 @@ def split_queries(records: list[Record], heldout: float, seed: int,
     return order[n_held:], order[:n_held]
 
 
-def train_verifier(data_dir: str | Path, output: str | Path, cfg: VerifierTrainConfig,
-                   show_progress: bool = True) -> VerifierTrainResult:
+def train_verifier(
+    data_dir: str | Path, output: str | Path, cfg: VerifierTrainConfig, show_progress: bool = True
+) -> VerifierTrainResult:
     """Mine, train, save to ``output`` and evaluate on held-out queries (``output/train_report.json``)."""
     from negforge.mixers.mine import mine_records
 
@@ -203,8 +220,15 @@ def train_verifier(data_dir: str | Path, output: str | Path, cfg: VerifierTrainC
     train_pairs, train_labels = _sample(*labelled_pairs(train_recs, cap, cfg.seed), cfg.max_pairs, cfg.seed)
     dev_pairs, dev_labels = _sample(*labelled_pairs(dev_recs, cap, cfg.seed), cfg.dev_max_pairs, cfg.seed)
     held_pairs, held_labels = labelled_pairs(held_recs, cap, cfg.seed)
-    log.info("verifier train: %d pairs (%d queries), dev %d pairs (%d queries), held out %d pairs (%d queries)",
-             len(train_pairs), len(train_recs), len(dev_pairs), len(dev_recs), len(held_pairs), len(held_recs))
+    log.info(
+        "verifier train: %d pairs (%d queries), dev %d pairs (%d queries), held out %d pairs (%d queries)",
+        len(train_pairs),
+        len(train_recs),
+        len(dev_pairs),
+        len(dev_recs),
+        len(held_pairs),
+        len(held_recs),
+    )
 
     from .ce_fit import fit
     from .cross_encoder import predict_probs
@@ -219,15 +243,33 @@ def train_verifier(data_dir: str | Path, output: str | Path, cfg: VerifierTrainC
     correct = sum((p > 0.5) == bool(y) for p, y in zip(probs, held_labels))
     n_pos = sum(held_labels)
     result = VerifierTrainResult(
-        model_path=str(output), train_queries=len(train_recs), heldout_queries=len(held_recs),
-        train_pairs=len(train_pairs), heldout_pairs=len(held_pairs),
-        accuracy=correct / len(held_pairs), majority_accuracy=max(n_pos, len(held_pairs) - n_pos) / len(held_pairs),
-        roc_auc=roc_auc(held_labels, probs), train_s=round(train_s, 1),
-        pairs_per_s=round(len(train_pairs) * cfg.epochs / train_s, 2), eval_s=round(eval_s, 1),
-        losses=info["losses"], dev_queries=len(dev_recs), dev_pairs=len(dev_pairs), dev=info["dev"],
-        best_step=info["best_step"], steps=info["steps"], kept_dev_roc_auc=info["kept_dev_roc_auc"])
-    write_json(Path(output) / "train_report.json", {"result": result.to_dict(), "config": cfg.model_dump(mode="json"),
-                                                    "data": str(data_dir),
-                                                    "heldout_query_ids": sorted(r.id for r in held_recs),
-                                                    "dev_query_ids": sorted(r.id for r in dev_recs)})
+        model_path=str(output),
+        train_queries=len(train_recs),
+        heldout_queries=len(held_recs),
+        train_pairs=len(train_pairs),
+        heldout_pairs=len(held_pairs),
+        accuracy=correct / len(held_pairs),
+        majority_accuracy=max(n_pos, len(held_pairs) - n_pos) / len(held_pairs),
+        roc_auc=roc_auc(held_labels, probs),
+        train_s=round(train_s, 1),
+        pairs_per_s=round(len(train_pairs) * cfg.epochs / train_s, 2),
+        eval_s=round(eval_s, 1),
+        losses=info["losses"],
+        dev_queries=len(dev_recs),
+        dev_pairs=len(dev_pairs),
+        dev=info["dev"],
+        best_step=info["best_step"],
+        steps=info["steps"],
+        kept_dev_roc_auc=info["kept_dev_roc_auc"],
+    )
+    write_json(
+        Path(output) / "train_report.json",
+        {
+            "result": result.to_dict(),
+            "config": cfg.model_dump(mode="json"),
+            "data": str(data_dir),
+            "heldout_query_ids": sorted(r.id for r in held_recs),
+            "dev_query_ids": sorted(r.id for r in dev_recs),
+        },
+    )
     return result

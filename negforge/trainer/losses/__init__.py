@@ -4,6 +4,7 @@ multi-positive losses (``jointlh``, ``summarglh``, ``lsepair``, ``rand1lh``) liv
 A loss class with ``multi_positive = True`` gets the positive_1..m + ``label`` column layout; the
 others get anchor, positive, negative_1..n (see :func:`negforge.trainer.train.build_columns`).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,8 +25,9 @@ def is_multi_positive(name: str) -> bool:
     return bool(getattr(LOSSES.get(name), "multi_positive", False))
 
 
-def build_loss(name: str, model: Any, scale: float = 20.0, mini_batch_size: int = 8, seed: int = 0,
-               entropy_weight: float = 0.0) -> Any:
+def build_loss(
+    name: str, model: Any, scale: float = 20.0, mini_batch_size: int = 8, seed: int = 0, entropy_weight: float = 0.0
+) -> Any:
     """The loss ``name`` bound to ``model``; raises ConfigError listing the valid names. ``entropy_weight`` > 0
     adds the query-view entropy term (:mod:`negforge.trainer.losses.entropy`)."""
     cls = LOSSES.get(name)

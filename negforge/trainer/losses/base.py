@@ -15,9 +15,11 @@ batch. For query i, with s(q, d) = cos(q, d) × scale (τ = 1/scale):
 With one positive per query every loss here reduces to InfoNCE over {p} ∪ N_i, which is what
 sentence-transformers' MultipleNegativesRankingLoss computes (``tests/test_losses.py`` checks it).
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -32,8 +34,9 @@ def masked_logsumexp(scores: Tensor, mask: Tensor) -> Tensor:
     return scores.masked_fill(~mask, NEG).logsumexp(dim=1)
 
 
-def candidate_scores(embeddings: list[Tensor], labels: Tensor, scale: float,
-                     similarity_fct: Callable[[Tensor, Tensor], Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+def candidate_scores(
+    embeddings: list[Tensor], labels: Tensor, scale: float, similarity_fct: Callable[[Tensor, Tensor], Tensor]
+) -> tuple[Tensor, Tensor, Tensor]:
     """Scores of every query against every candidate of the batch, and the masks that split them.
 
     ``embeddings``: [anchors (B, d), positive slot 1 .. m (B, d) each, hard negative 1 .. n (B, d) each];
@@ -73,8 +76,12 @@ class MultiPositiveLoss(nn.Module):
 
     multi_positive = True  # tells the trainer to build the positive_1..m + label layout
 
-    def __init__(self, model: nn.Module | None, scale: float = 20.0,
-                 similarity_fct: Callable[[Tensor, Tensor], Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module | None,
+        scale: float = 20.0,
+        similarity_fct: Callable[[Tensor, Tensor], Tensor] | None = None,
+    ) -> None:
         super().__init__()
         if not scale > 0:
             raise ValueError(f"scale must be > 0 (it is 1/temperature), got {scale}")

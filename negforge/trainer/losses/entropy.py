@@ -15,10 +15,12 @@ from which source: the term covers all of a query's hard negatives (mix LLM nega
 ``mix.ratios={llm: 1}``, to apply it to generated ones alone). With fewer than two hard negatives the
 term is 0.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn

@@ -1,4 +1,5 @@
 """JointLH: joint likelihood of all positives under one softmax."""
+
 from __future__ import annotations
 
 from torch import Tensor

@@ -1,4 +1,5 @@
 """LSEPair: log-sum-exp over every (negative, positive) pair."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F

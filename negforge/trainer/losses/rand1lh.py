@@ -1,4 +1,5 @@
 """Rand1LH: InfoNCE with one positive drawn at random per query and step."""
+
 from __future__ import annotations
 
 import torch

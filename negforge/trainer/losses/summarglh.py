@@ -1,4 +1,5 @@
 """SumMargLH: summed marginal likelihood of the positive set."""
+
 from __future__ import annotations
 
 from torch import Tensor
