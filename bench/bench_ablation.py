@@ -116,7 +116,7 @@ def arm_records(records: list[Record], arm: str, k: int, seed: int, corpus=None)
 def sample_corpus(data, size: int, seed: int):
     """``data`` with its corpus cut to every document relevant to its qrels plus random others up to
     ``size`` (seeded): a cheaper, easier evaluation (metrics are higher than on the full corpus)."""
-    from negforge.synth.data import BeirData, Corpus
+    from negforge.synth.data import Corpus, Dataset
 
     keep = {d for rels in data.qrels.values() for d, s in rels.items() if s > 0 and d in data.corpus}
     others = [d for d in data.corpus.ids if d not in keep]
@@ -124,7 +124,7 @@ def sample_corpus(data, size: int, seed: int):
     keep.update(others[: max(0, size - len(keep))])
     rows = [i for i, d in enumerate(data.corpus.ids) if d in keep]
     c = data.corpus
-    return BeirData(
+    return Dataset(
         corpus=Corpus(
             ids=[c.ids[i] for i in rows], titles=[c.titles[i] for i in rows], texts=[c.texts[i] for i in rows]
         ),

@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from pydantic import BaseModel
+
 from .synth.data import Dataset
 from .synth.errors import ConfigError
 from .synth.schema import Record
@@ -67,7 +69,7 @@ def _dataset(dataset: Any) -> Dataset:
     return Dataset(corpus=read_corpus(dataset))
 
 
-def _config(cls: type, config: Any, fields: dict[str, Any]):
+def _config(cls: type[BaseModel], config: Any, fields: dict[str, Any]):
     if config is None:
         return cls(**fields)
     if isinstance(config, dict):

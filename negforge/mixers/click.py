@@ -96,7 +96,10 @@ def fit_propensities(impressions: list[Impression], min_dwell_s: float = 0.0, it
 
     EM for the position-based click model P(click) = theta[position] * gamma[query, doc]; it
     separates position from relevance where documents appear at several positions."""
-    pos, pair, click, pair_ids = [], [], [], {}
+    pos: list[int] = []
+    pair: list[int] = []
+    click: list[bool] = []
+    pair_ids: dict[tuple[str, str], int] = {}
     for imp in impressions:
         clicked = _clicked(imp, min_dwell_s)
         for doc, p in imp.shown:

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from negforge.synth.data import BeirData
+from negforge.synth.data import Dataset
 from negforge.synth.errors import ConfigError
 from negforge.synth.io import write_lines
 
@@ -78,7 +78,7 @@ def _dwell(rng: random.Random, relevant: bool) -> float:
 
 
 def generate_click_log(
-    data: BeirData,
+    data: Dataset,
     out_path: str | os.PathLike,
     sim: ClickSim | None = None,
     cache_dir: str | os.PathLike | None = None,

@@ -25,7 +25,7 @@ import math
 import mmap
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -174,6 +174,7 @@ def build_ann(emb: np.ndarray, kind: str, show_progress: bool = False, seed: int
     from tqdm.auto import tqdm
 
     n, dim = emb.shape
+    index: Any
     if kind == "ivf":
         nlist = int(min(65536, max(16, round(math.sqrt(n)))))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
@@ -228,7 +229,9 @@ def dense_search(
         return bf16_search(emb, queries, k, show_progress)
     import faiss
 
-    cache = Path(f"{emb.filename}.{kind}.faiss") if getattr(emb, "filename", None) else None
+    filename = getattr(emb, "filename", None)  # a memmap's file: the index is cached beside it
+    cache = Path(f"{filename}.{kind}.faiss") if filename else None
+    index: Any
     if cache is not None and cache.is_file():
         log.info("%s index from cache %s", kind, cache)
         index = faiss.read_index(str(cache))
@@ -305,7 +308,8 @@ class DenseMiner:
     def _positive_scores(self, records: list[Record], q: np.ndarray) -> list[Optional[float]]:
         """Lowest positive score per record: corpus rows where the positive has a doc id there,
         the encoder only for positives outside the corpus."""
-        rows, outside = {}, {}
+        rows: dict[int, list[int]] = {}
+        outside: dict[int, list[str]] = {}
         for i, r in enumerate(records):
             for p in r.positives:
                 if p.doc_id is not None and p.doc_id in self.corpus:

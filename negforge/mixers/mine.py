@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
@@ -115,7 +115,7 @@ class MineReport(Report):
 
     def table(self) -> str:
         names = list(self.miners)
-        rows = [
+        rows: list[tuple[str, list[Any]]] = [
             ("queries", [s.queries for s in self.miners.values()]),
             ("candidates", [s.candidates for s in self.miners.values()]),
         ]
@@ -193,7 +193,7 @@ RULES = ("labelled_positive", "positive_text", "already_mined", "max_score", "re
 BLOCK = 4096  # records whose candidates are judged as one (records x depth) array
 
 
-def _member(rows: np.ndarray, per_record: list[Sequence[int]]) -> np.ndarray:
+def _member(rows: np.ndarray, per_record: Sequence[Collection[int]]) -> np.ndarray:
     """(n, depth) bool: rows[i, j] is one of per_record[i] (an id list per record), via one sorted search."""
     width = int(max(rows.max(initial=0), max((max(x, default=0) for x in per_record), default=0))) + 1
     keys = np.fromiter((i * width + v for i, vs in enumerate(per_record) for v in vs), dtype=np.int64)
@@ -308,8 +308,8 @@ def _select_block(
     for i, js in enumerate(np.split(np.flatnonzero(chosen), np.cumsum(counts)[:-1])):
         negs = []
         for j in (js - i * rows.shape[1]).tolist():
-            k = rankings[i]
-            row, score, info = int(rows[i, j]), float(scores[i, j]), k.info
+            rk = rankings[i]
+            row, score, info = int(rows[i, j]), float(scores[i, j]), rk.info
             title, text = corpus.titles[row], corpus.texts[row]
             negs.append(
                 Negative(
@@ -318,8 +318,8 @@ def _select_block(
                     doc_id=corpus.ids[row],
                     source=miner.source,
                     scores={
-                        k.score_name or miner.source.value: round(score, 6),
-                        **(k.extra_scores[j] if k.extra_scores else {}),
+                        rk.score_name or miner.source.value: round(score, 6),
+                        **(rk.extra_scores[j] if rk.extra_scores else {}),
                     },
                     provenance=Provenance(
                         model=miner.model,

@@ -233,7 +233,10 @@ class RuntimeEncoder:
 
     def get_embedding_dimension(self) -> int:
         get = getattr(self.st, "get_embedding_dimension", None) or self.st.get_sentence_embedding_dimension
-        return int(get())
+        dim = get()
+        if dim is None:
+            raise ValueError(f"{self.folder}: the encoder does not report its embedding dimension")
+        return int(dim)
 
     def encode(
         self,

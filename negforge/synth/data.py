@@ -157,9 +157,6 @@ class Dataset:
         return self.qrels
 
 
-BeirData = Dataset  # the older name (trainer/ still uses it)
-
-
 def load_beir(folder: str | os.PathLike, split: str = "train") -> Dataset:
     folder = Path(folder)
     if not folder.is_dir():
@@ -189,7 +186,8 @@ def records_from_beir(
     What is left out is counted into ``dropped`` (and logged): queries with no relevant document in the
     corpus, qrels rows naming a document the corpus does not have.
     """
-    records, skipped, unknown = [], 0, 0
+    records: list[Record] = []
+    skipped, unknown = 0, 0
     corpus = data.need_corpus("records_from_beir")
     for qid, rels in (data.qrels or {}).items():
         if limit and len(records) >= limit:
@@ -214,7 +212,8 @@ def records_from_beir(
 
 def records_from_flag_jsonl(path: str | os.PathLike, limit: Optional[int] = None) -> list[Record]:
     """FlagEmbedding training format: {"query": str, "pos": [str], "neg": [str]} per line."""
-    records, first = [], {}
+    records: list[Record] = []
+    first: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path):
         query, pos, neg = obj.get("query"), obj.get("pos"), obj.get("neg", [])
         where = f"{path}:{lineno}"
@@ -249,7 +248,9 @@ def records_from_flag_jsonl(path: str | os.PathLike, limit: Optional[int] = None
 
 def corpus_from_records(records: Iterable[Record]) -> Corpus:
     """A candidate pool for mining when the input has no corpus: every pos/neg text, deduplicated."""
-    ids, texts, seen = [], [], {}
+    ids: list[str] = []
+    texts: list[str] = []
+    seen: dict[str, int] = {}
     for r in records:
         for p in [*r.positives, *r.negatives]:
             key = p.doc_id or content_doc_id(p.full_text)

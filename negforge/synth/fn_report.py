@@ -157,10 +157,10 @@ def fn_report(
         from .fn_curves import fn_curves, known_fn, plant_false_negatives, score_negatives
 
         planted = plant_false_negatives(records)
-        fn = known_fn(planted, qrels)
-        if fn.any():
+        fn_mask = known_fn(planted, qrels)
+        if fn_mask.any():
             report.curves = fn_curves(
-                planted, score_negatives(planted, cfg, model_rules, qrels, corpus, show_progress), fn, cfg
+                planted, score_negatives(planted, cfg, model_rules, qrels, corpus, show_progress), fn_mask, cfg
             )
         else:
             log.warning("fn-report: no record has 2 positives or a qrels-relevant negative: no curve to draw")

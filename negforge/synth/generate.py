@@ -89,8 +89,13 @@ def _clip(text: str, words: int) -> str:
 class MarFlow:
     """The three MAR steps over one batch of records; counts go into ``summary``."""
 
-    STEPS = ("analyse", "generate", "reflect")
-    REQUIRED_SPACE = ("query_attributes", "domains", "difficulties", "edits")  # space.yaml keys this flow reads
+    STEPS: tuple[str, ...] = ("analyse", "generate", "reflect")
+    REQUIRED_SPACE: tuple[str, ...] = (
+        "query_attributes",
+        "domains",
+        "difficulties",
+        "edits",
+    )  # space.yaml keys this flow reads
     DRAFT_REPLY, REFLECT_REPLY = DraftReply, ReflectionReply  # reply models of the 2nd and 3rd step
     META_KEY = "llm_analysis"  # where the first step's result goes on the record
 
@@ -191,7 +196,7 @@ class MarFlow:
         model, fmt = self.first_reply()
         asks = [_Ask(self.analyse_messages(r), model, fmt) for r in records]
         self.ask(self.STEPS[0], asks)
-        out = []
+        out: list[Any] = []
         for ri, (r, a) in enumerate(zip(records, asks)):
             if a.failed_backend:
                 self.fail(ri, r, self.STEPS[0], a.error)  # held back as failed (counterfactual: requirements)

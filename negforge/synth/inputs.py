@@ -28,7 +28,10 @@ import csv
 import hashlib
 import logging
 import re
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
@@ -132,8 +135,8 @@ def read_input(
     loaded.format = fmt
     ids = [r.id for r in loaded.records]
     if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        dup = next(i for i in ids if i in seen or seen.add(i))
+        counts = Counter(ids)
+        dup = next(i for i in ids if counts[i] > 1)
         raise InputError(f"{name} ({fmt}): query id {dup!r} appears more than once; ids must be unique")
     if not loaded.records and not allow_empty:
         why = "; ".join(f"{v} {k}" for k, v in dropped.items())
@@ -326,7 +329,7 @@ def _jsonl(source, name, columns, split, corpus):
     return records_from_rows(rows, cols, columns, f"{source} (jsonl)", "line")
 
 
-_READERS = {
+_READERS: dict[str, Callable[..., Any]] = {
     "records": _records,
     "beir": _beir,
     "flagembedding": _flag,
@@ -334,8 +337,8 @@ _READERS = {
     "tevatron-legacy": _tevatron_legacy,
     "hf-dataset": _hf_dataset,
     "parquet": _parquet,
-    "csv": lambda *a: _table(*a, delimiter=","),
-    "tsv": lambda *a: _table(*a, delimiter="\t"),
+    "csv": partial(_table, delimiter=","),
+    "tsv": partial(_table, delimiter="\t"),
     "jsonl": _jsonl,
 }
 

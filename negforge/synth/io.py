@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +145,7 @@ def write_lines(path: str | os.PathLike, lines: Iterable[str]) -> int:
     return n
 
 
-def write_record_sets(sets: dict[str | os.PathLike, Iterable[Record]], manifest: str | os.PathLike) -> dict[str, int]:
+def write_record_sets(sets: Mapping[Any, Iterable[Record]], manifest: str | os.PathLike) -> dict[str, int]:
     """Write several record files as one unit: all go to temp files first, then each is moved into place,
     then ``manifest`` (JSON: each file's record count and sha256) is written last. A job killed before the
     moves leaves the old set whole; a reader can check the files against the manifest (:func:`check_record_sets`)."""
@@ -163,7 +163,7 @@ def write_record_sets(sets: dict[str | os.PathLike, Iterable[Record]], manifest:
         raise
     files = {str(p): {"records": n, "sha256": file_digest(p)} for _, p, n in temps}
     write_json(manifest, {"files": files})
-    return {p: v["records"] for p, v in files.items()}
+    return {str(p): n for _, p, n in temps}
 
 
 def check_record_sets(manifest: str | os.PathLike) -> None:

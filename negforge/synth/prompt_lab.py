@@ -289,6 +289,7 @@ def markdown_report(trials: list[Trial]) -> str:
             if not negs:
                 lines.append("\n_no negative came through_")
             for i, n in enumerate(negs, 1):
+                assert r is not None  # negs is empty otherwise
                 d = _neg_lines(n, t.dropped.get(_key(r, n), ""))
                 lines += [
                     "",
@@ -333,6 +334,7 @@ def html_report(trials: list[Trial]) -> str:
                     + "</p>"
                 )
             for n in r.negatives_from(Source.llm) if r is not None else []:
+                assert r is not None
                 flow = t.dropped.get(_key(r, n), "")
                 d, cls = _neg_lines(n, flow), "kept" if n.kept and not flow else "rejected"
                 cell.append(

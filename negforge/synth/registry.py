@@ -37,7 +37,8 @@ class Registry(Generic[T]):
         return target
 
     def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        return self.get(name)(*args, **kwargs)
+        factory: Any = self.get(name)
+        return factory(*args, **kwargs)
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries

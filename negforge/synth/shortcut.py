@@ -222,7 +222,8 @@ def check_sources(
         from .models import DEFAULT_ENCODER
 
         name = DEFAULT_ENCODER if encoder == "bundled" else encoder
-        embed = lambda texts: encode_texts(texts, name, **(runtime or {}))  # noqa: E731
+        rt: dict[str, Any] = dict(runtime or {})
+        embed = lambda texts: encode_texts(texts, name, **rt)  # noqa: E731
     report = ShortcutReport(
         features="style" + (f" + embeddings ({encoder})" if encoder else ""),
         folds=folds,

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from negforge.synth.config import EvalConfig
-from negforge.synth.data import BeirData, Qrels
+from negforge.synth.data import Dataset, Qrels
 from negforge.synth.errors import InputError
 from negforge.synth.models import bundled_encoder_path, resolve_encoder
 
@@ -117,23 +117,23 @@ def metrics_from_run(
 
 
 def retrieve(
-    encoder: str, data: BeirData, cfg: EvalConfig, show_progress: bool = True, k: int = TOP_K
+    encoder: str, data: Dataset, cfg: EvalConfig, show_progress: bool = True, k: int = TOP_K
 ) -> dict[str, dict[str, float]]:
     """Top-``k`` run {query id: {doc id: score}} for the split's queries that have a relevant doc."""
     from negforge.mixers.embeddings import corpus_embeddings, encode_texts, get_encoder
 
-    qids = [q for q, rels in data.qrels.items() if any(s > 0 for s in rels.values())]
+    qrels, corpus = data.need_qrels("eval"), data.need_corpus("eval")
+    qids = [q for q, rels in qrels.items() if any(s > 0 for s in rels.values())]
     missing = [q for q in qids if q not in data.queries]
     if missing:
         raise InputError(f"{len(missing)} qrels queries have no text in queries.jsonl, e.g. {missing[0]!r}")
     # A fresh model, not the per-process cache: a folder retrained in this process must be re-read
     # (with backend onnx/openvino, the fine-tuned folder is exported here, once per content).
-    enc = (
-        cfg.encoder
-    )  # eval.encoder: max_seq_length, batch_size, cache_dir, runtime (``encoder`` is the model evaluated)
+    # eval.encoder: max_seq_length, batch_size, cache_dir, runtime (``encoder`` is the model evaluated)
+    enc = cfg.encoder
     model = get_encoder(encoder, enc.max_seq_length, enc.backend, enc.precision, enc.cache_dir, fresh=True)
     docs = corpus_embeddings(
-        data.corpus,
+        corpus,
         encoder,
         embedding_cache_dir(encoder, enc.cache_dir),
         enc.batch_size,
@@ -145,7 +145,7 @@ def retrieve(
         processes=enc.processes,
     )
     queries = encode_texts([data.queries[q] for q in qids], encoder, enc.batch_size, model=model)
-    return run_from_embeddings(qids, queries, data.corpus.ids, docs, k, cfg.ignore_identical_ids)
+    return run_from_embeddings(qids, queries, corpus.ids, docs, k, cfg.ignore_identical_ids)
 
 
 def run_from_embeddings(
@@ -172,11 +172,11 @@ def run_from_embeddings(
     return run
 
 
-def evaluate_model(encoder: str, data: BeirData, cfg: EvalConfig, show_progress: bool = True) -> dict[str, float]:
+def evaluate_model(encoder: str, data: Dataset, cfg: EvalConfig, show_progress: bool = True) -> dict[str, float]:
     """nDCG@10, Recall@10, Recall@100 and MRR@10 of ``encoder`` (a path, a hub name or
     ``bundled:all-MiniLM-L6-v2``) on ``data`` (one BEIR split)."""
     run = retrieve(encoder, data, cfg, show_progress)
-    metrics = metrics_from_run(data.qrels, run, cfg.ignore_identical_ids)
+    metrics = metrics_from_run(data.need_qrels("eval"), run, cfg.ignore_identical_ids)
     log.info("%s on %d queries: %s", encoder, len(run), ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return metrics
 

@@ -57,11 +57,12 @@ def st_columns(
     label = {
         "labeled-pair": "score" if score_key else "label",
         "labeled-list": "scores" if score_key else "labels",
-    }.get(layout, "scores" if score_key else None)
+    }.get(layout, "scores" if score_key else "")
     if label:
         cols[label] = []
     for r in records:
-        pos_s, neg_s = score_lists(r, score_key)
+        pos_opt, neg_opt = score_lists(r, score_key)
+        pos_s, neg_s = pos_opt or [], neg_opt or []
         negs = [n.full_text for n in r.negatives]
         if layout == "labeled-pair":  # every positive, then every negative once (as sentence-transformers does)
             docs = [(p.full_text, 1, pos_s[i] if pos_s else None) for i, p in enumerate(r.positives)]
@@ -162,7 +163,7 @@ def write_tevatron(records: list[Record], out: Path, report: ExportReport, **_: 
     corpus: dict[str, str] = {}
     rows = []
     for r in records:
-        ids = {}
+        ids: dict[str, list[str]] = {}
         for kind, passages in (("positive", r.positives), ("negative", r.negatives)):
             ids[kind] = []
             for p in passages:

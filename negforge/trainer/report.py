@@ -70,15 +70,18 @@ def _doc_vectors(
                 backend=inp.backend,
                 precision=inp.precision,
             )
-    from_cache = [i for i, d in enumerate(doc_ids) if cached is not None and d is not None and d in inp.corpus]
+    corpus = inp.corpus
+    from_cache = [
+        i for i, d in enumerate(doc_ids) if cached is not None and corpus is not None and d is not None and d in corpus
+    ]
     skip = set(from_cache)
     todo = [i for i in range(len(texts)) if i not in skip]
     log.info("%s: %d documents from the corpus cache, encoding the other %d", encoder, len(from_cache), len(todo))
     fresh = encode_texts([texts[i] for i in todo], encoder, inp.batch_size, model=model, show_progress=show_progress)
     out = np.zeros((len(texts), fresh.shape[1]), dtype=np.float32)
     out[todo] = fresh
-    if from_cache:
-        out[from_cache] = np.asarray(cached[[inp.corpus.index(doc_ids[i]) for i in from_cache]])
+    if from_cache and cached is not None and corpus is not None:
+        out[from_cache] = np.asarray(cached[[corpus.index(str(doc_ids[i])) for i in from_cache]])
     return out
 
 
@@ -120,12 +123,17 @@ def cosine_by_group(
     model = get_encoder(encoder, inp.max_seq_length, inp.backend, inp.precision, inp.cache_dir, fresh=True)
     log.info("%s: encoding %d queries", encoder, len(records))
     q = encode_texts([r.query for r in records], encoder, inp.batch_size, model=model, show_progress=show_progress)
-    owner, group, texts, ids = [], [], [], []
+    owner: list[int] = []
+    group: list[str] = []
+    texts: list[str] = []
+    ids: list[Optional[str]] = []
     for i, r in enumerate(records):
-        for p in r.positives:
-            owner.append(i), group.append("positive"), texts.append(p.full_text), ids.append(p.doc_id)
-        for n in r.negatives:
-            owner.append(i), group.append(group_of(n)), texts.append(n.full_text), ids.append(n.doc_id)
+        rows = [("positive", p) for p in r.positives] + [(group_of(n), n) for n in r.negatives]
+        for g, p in rows:
+            owner.append(i)
+            group.append(g)
+            texts.append(p.full_text)
+            ids.append(p.doc_id)
     d = _doc_vectors(texts, ids, encoder, inp, model, show_progress)
     cos = np.einsum("ij,ij->i", q[owner], d)
     return {g: cos[[k for k, x in enumerate(group) if x == g]] for g in dict.fromkeys(group)}

@@ -17,12 +17,13 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from negforge.synth.config import TrainConfig
-from negforge.synth.data import BeirData
+from negforge.synth.data import Dataset
 from negforge.synth.errors import ConfigError, InputError
 from negforge.synth.models import resolve_encoder
 from negforge.synth.schema import Passage, Record, Status
@@ -162,7 +163,7 @@ def build_rows(
     return cols, stats, keys
 
 
-def _as_passages(texts: list[str], by_text: dict[str, Passage]) -> list[Passage]:
+def _as_passages(texts: list[str], by_text: Mapping[str, Passage]) -> list[Passage]:
     return [by_text.get(t) or Passage(text=t) for t in texts]
 
 
@@ -188,7 +189,7 @@ class TrainResult:
         return d
 
 
-def _precision() -> dict[str, bool]:
+def _precision() -> dict[str, Any]:
     import torch
 
     if not torch.cuda.is_available():
@@ -216,7 +217,7 @@ def _resume_checkpoint(cfg: TrainConfig, ckpt_dir: Path) -> Optional[str]:
     return cfg.resume_from
 
 
-def build_validator(data: BeirData, cfg: TrainConfig, batch_size: int = 64):
+def build_validator(data: Dataset, cfg: TrainConfig, batch_size: int = 64):
     """A per-epoch evaluator on ``data``'s qrels over a corpus sample: every relevant document plus random
     others up to ``eval_corpus_size`` (seeded); the metrics are ``negforge eval``'s (graded, judged-0
     rows non-relevant, identical ids ignored; see :mod:`negforge.trainer.validate`)."""
@@ -247,7 +248,7 @@ def _batch_sampler(cfg: TrainConfig, row_keys: list[RowKeys], no_duplicates: Any
 
 
 def train_model(
-    records: list[Record], cfg: TrainConfig, show_progress: bool = True, eval_data: Optional[BeirData] = None
+    records: list[Record], cfg: TrainConfig, show_progress: bool = True, eval_data: Optional[Dataset] = None
 ) -> TrainResult:
     """Fine-tune ``cfg.encoder`` on ``records`` with ``cfg.loss``; save to ``cfg.output_dir``.
 

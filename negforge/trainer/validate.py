@@ -31,12 +31,13 @@ class BeirValidator(BaseEvaluator):
         ignore_identical_ids: bool = True,
     ) -> None:
         super().__init__()
-        self.qrels = {q: r for q, r in data.qrels.items() if any(s > 0 for s in r.values())}
+        qrels, corpus = data.need_qrels("validation"), data.need_corpus("validation")
+        self.qrels = {q: r for q, r in qrels.items() if any(s > 0 for s in r.values())}
         self.qids = sorted(self.qrels)
         self.query_texts = [data.queries[q] for q in self.qids]
-        texts = data.corpus.full_texts()
+        texts = corpus.full_texts()
         self.doc_ids = doc_ids
-        self.doc_texts = [texts[data.corpus.index(d)] for d in doc_ids]
+        self.doc_texts = [texts[corpus.index(d)] for d in doc_ids]
         self.name, self.batch_size, self.ignore_identical_ids = name, batch_size, ignore_identical_ids
         self.primary_metric = "cosine_ndcg@10"
 
@@ -63,8 +64,9 @@ class BeirValidator(BaseEvaluator):
 def build_validator(
     data: Dataset, eval_corpus_size: int, seed: int = 0, batch_size: int = 64, ignore_identical_ids: bool = True
 ) -> BeirValidator:
-    relevant = {d for r in data.qrels.values() for d, s in r.items() if s > 0 and d in data.corpus}
-    others = [d for d in data.corpus.ids if d not in relevant]
+    qrels, corpus = data.need_qrels("validation"), data.need_corpus("validation")
+    relevant = {d for r in qrels.values() for d, s in r.items() if s > 0 and d in corpus}
+    others = [d for d in corpus.ids if d not in relevant]
     random.Random(seed).shuffle(others)
     keep = relevant | set(others[: max(0, eval_corpus_size - len(relevant))])
     return BeirValidator(data, sorted(keep), batch_size=batch_size, ignore_identical_ids=ignore_identical_ids)

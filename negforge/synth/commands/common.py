@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 import typer
+from pydantic import BaseModel
 from typer.core import TyperGroup
 
 from ..config import load_config
 from ..errors import NegforgeError
 
-C = TypeVar("C")
+C = TypeVar("C", bound=BaseModel)
 
 ConfigOpt = typer.Option(
     None,
@@ -77,7 +78,7 @@ FLAG_ALIASES: dict[str, dict[str, str]] = {
 
 
 def _rewrite(args: list[str], table: dict[str, str]) -> list[str]:
-    out = []
+    out: list[str] = []
     for i, tok in enumerate(args):
         if tok == "--":
             return out + args[i:]

@@ -31,12 +31,9 @@ def _records(
             "give exactly one of --data BEIR_DIR (records from its qrels split) or --input FILE "
             "(records JSONL, FlagEmbedding JSONL, or a BEIR folder)"
         )
-    return load_inputs(
-        data if data is not None else input,
-        split,
-        dropped=dropped,  # type: ignore[arg-type]
-        allow_empty=allow_empty,
-    )[0]
+    source = data if data is not None else input
+    assert source is not None
+    return load_inputs(source, split, dropped=dropped, allow_empty=allow_empty)[0]
 
 
 def register(app: typer.Typer) -> None:

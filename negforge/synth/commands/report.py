@@ -4,7 +4,7 @@ histograms per negative source, for a `negforge run` folder or any trained model
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
             ecfg = stage_config(EvalConfig, config, sets, "eval")
         recs = read_records(records) if records else None
         corpus = load_corpus(data / "corpus.jsonl") if data else None
-        common = dict(
+        common: dict[str, Any] = dict(
             corpus=corpus,
             max_records=sample,
             cache_dir=ecfg.encoder.cache_dir,
@@ -115,9 +115,11 @@ def register(app: typer.Typer) -> None:
                 metrics=load_metrics(files, model),
                 **common,
             )
-        md = build_report(
-            output or (run / "report" if run is not None else model / "report"), inp, show_progress=not quiet
-        )
+        if output is None:
+            where = run if run is not None else model
+            assert where is not None
+            output = where / "report"
+        md = build_report(output, inp, show_progress=not quiet)
         typer.echo(f"report: {md}")
 
 

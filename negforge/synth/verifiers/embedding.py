@@ -17,7 +17,7 @@ queries, generated passages and passages from outside the corpus go through
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -44,10 +44,10 @@ class PassageVectors:
         processes: int = 1,
     ):
         self.encoder, self.corpus, self.cache_dir, self.processes = encoder, corpus, cache_dir, processes
-        self.runtime = {"backend": backend, "precision": precision}
+        self.runtime: dict[str, Any] = {"backend": backend, "precision": precision}
         self.batch_size, self.show_progress = batch_size, show_progress
         self.max_seq_length = max_seq_length  # in the corpus cache key: the same as mine's to share its cache
-        self._corpus_matrix = None
+        self._corpus_matrix: Optional[np.ndarray] = None
 
     def _corpus_row(self, p: Passage) -> Optional[int]:
         c = self.corpus
@@ -60,6 +60,8 @@ class PassageVectors:
         if self._corpus_matrix is None:
             from negforge.mixers.embeddings import corpus_embeddings
 
+            if self.corpus is None:
+                raise ValueError("passage vectors from the corpus cache need a corpus")
             self._corpus_matrix = corpus_embeddings(
                 self.corpus,
                 self.encoder,
@@ -100,7 +102,7 @@ class PassageVectors:
             p[free] = vecs[[at[passages[i].full_text] for i in free]]
         cached = [i for i, r in enumerate(rows) if r is not None]
         if cached:
-            p[cached] = np.asarray(self._matrix()[[rows[i] for i in cached]])
+            p[cached] = np.asarray(self._matrix()[[r for r in rows if r is not None]])
         return q, p
 
 

@@ -96,6 +96,8 @@ class MultiPositiveLoss(nn.Module):
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
         from sentence_transformers.base.losses.merged_forward import embed_columns
 
+        if self.model is None:
+            raise ValueError(f"{type(self).__name__} was built without a model; call compute_loss_from_embeddings")
         return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:

@@ -45,8 +45,9 @@ class QueryViewEntropyLoss(nn.Module):
         super().__init__()
         if weight < 0:
             raise ValueError(f"weight must be >= 0, got {weight}")
-        self.base, self.weight, self.scale = base, weight, scale
-        self.model = base.model
+        self.base: Any = base  # a loss with compute_loss_from_embeddings and .model
+        self.weight, self.scale = weight, scale
+        self.model: nn.Module = base.model  # type: ignore[assignment]
         self.multi_positive = bool(getattr(base, "multi_positive", False))
 
     def negatives_of(self, embeddings: list[Tensor], labels: Any) -> list[Tensor]:
@@ -66,5 +67,5 @@ class QueryViewEntropyLoss(nn.Module):
         return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
 
     def get_config_dict(self) -> dict[str, Any]:
-        inner = getattr(self.base, "get_config_dict", lambda: {})()
+        inner: dict[str, Any] = getattr(self.base, "get_config_dict", lambda: {})()
         return {"base": type(self.base).__name__, **inner, "entropy_weight": self.weight}
