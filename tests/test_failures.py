@@ -390,7 +390,7 @@ def test_stage_stamp_holds_the_output_digest_and_a_mismatch_redoes_the_stage(tmp
 
         return fn
 
-    st = _Stages(tmp_path, RunResult(tmp_path), fresh=False)
+    st = _Stages(tmp_path, RunResult(out_dir=tmp_path), fresh=False)
     assert [r.id for r in st.records("gen", "key-a", stage("a"))] == ["q0", "q1"]
     stamp = json.loads((tmp_path / "gen.done.json").read_text())
     from negforge.synth.outputs import file_digest
@@ -409,7 +409,7 @@ def test_stage_with_failed_records_is_not_stamped(tmp_path):
     from negforge.synth.gen_report import GenerateReport
     from negforge.synth.pipeline import RunResult, _Stages
 
-    st = _Stages(tmp_path, RunResult(tmp_path), fresh=False)
+    st = _Stages(tmp_path, RunResult(out_dir=tmp_path), fresh=False)
     st.records("generated", "k", lambda: ([rec(0)], GenerateReport(records_failed=1)))
     assert (tmp_path / "generated.jsonl").exists() and not (tmp_path / "generated.done.json").exists()
 

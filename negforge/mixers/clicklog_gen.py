@@ -28,13 +28,16 @@ import logging
 import math
 import os
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
+
+from pydantic import Field
 
 from negforge.synth.data import Dataset
 from negforge.synth.errors import ConfigError
 from negforge.synth.io import write_lines
+from negforge.synth.reports import Report
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +63,13 @@ class ClickSim:
             raise ConfigError("click simulator: sessions_per_query >= 1, top_n >= 2 and eta >= 0 are required")
 
 
-@dataclass
-class ClickLogStats:
+class ClickLogStats(Report):
     queries: int = 0
     impressions: int = 0
     clicks: int = 0
     relevant_clicks: int = 0
-    clicks_by_position: dict[int, int] = field(default_factory=dict)
-    sim: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    clicks_by_position: dict[int, int] = Field(default_factory=dict)
+    sim: dict = Field(default_factory=dict)
 
 
 def _dwell(rng: random.Random, relevant: bool) -> float:

@@ -21,37 +21,28 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
+
+from pydantic import Field
 
 from .config import RunConfig
 from .data import load_beir, records_from_beir
 from .io import read_records, write_json, write_records
 from .outputs import OutputLock, file_digest
+from .reports import PathStr, Report
 from .schema import Record
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class RunResult:
-    out_dir: Path
-    timings: dict[str, float] = field(default_factory=dict)
-    summaries: dict[str, Any] = field(default_factory=dict)
-    metrics_before: dict[str, float] = field(default_factory=dict)
-    metrics_after: dict[str, float] = field(default_factory=dict)
+class RunResult(Report):
+    out_dir: PathStr
+    timings: dict[str, float] = Field(default_factory=dict, serialization_alias="timings_s")
+    summaries: dict[str, Any] = Field(default_factory=dict)
+    metrics_before: dict[str, float] = Field(default_factory=dict)
+    metrics_after: dict[str, float] = Field(default_factory=dict)
     model_path: Optional[str] = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "out_dir": str(self.out_dir),
-            "timings_s": self.timings,
-            "summaries": self.summaries,
-            "metrics_before": self.metrics_before,
-            "metrics_after": self.metrics_after,
-            "model_path": self.model_path,
-        }
 
 
 def _digest(*parts: Any) -> str:
@@ -144,7 +135,7 @@ def _run(cfg: RunConfig, out_dir: Path, fresh: bool, show_progress: bool) -> Run
     from .job import run_generate_job
     from .verifiers import verify_records
 
-    result = RunResult(out_dir)
+    result = RunResult(out_dir=out_dir)
     stages = _Stages(out_dir, result, fresh)
     write_json(out_dir / "config.json", cfg.model_dump(mode="json"))
 

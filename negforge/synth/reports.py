@@ -12,11 +12,13 @@ Seconds are stored exactly and dumped rounded (:data:`Seconds`).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
 Seconds = Annotated[float, PlainSerializer(lambda v: round(v, 2), return_type=float)]
+PathStr = Annotated[Path, PlainSerializer(str, return_type=str)]  # a path, written out as a string
 
 
 class Report(BaseModel):
@@ -26,7 +28,7 @@ class Report(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain Python (JSON-ready: ``json.dumps`` takes it as it is)."""
-        return self.model_dump(mode="python")
+        return self.model_dump(mode="python", by_alias=True)
 
     def write_json(self, path: str | os.PathLike) -> None:
         """Write :meth:`to_dict` atomically as indented JSON."""

@@ -18,14 +18,16 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
+
+from pydantic import Field
 
 from negforge.synth.config import TrainConfig
 from negforge.synth.data import Dataset
 from negforge.synth.errors import ConfigError, InputError
 from negforge.synth.models import resolve_encoder
+from negforge.synth.reports import PathStr, Report
 from negforge.synth.schema import Passage, Record, Status
 from negforge.synth.seeding import text_rng
 
@@ -37,8 +39,7 @@ log = logging.getLogger(__name__)
 RESULT_FILE = "train_result.json"
 
 
-@dataclass
-class ColumnStats:
+class ColumnStats(Report):
     """What :func:`build_columns` did to the records, so a short dataset is never a surprise."""
 
     records: int = 0
@@ -48,9 +49,6 @@ class ColumnStats:
     sampled_negatives: int = 0  # records with more than n: n drawn with a (seed, record id) RNG
     rejected_negatives_skipped: int = 0  # negatives whose verdict is "rejected"
     truncated_positives: int = 0  # records with more than max_positives positives
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 def _usable_negatives(record: Record, stats: ColumnStats) -> list[str]:
@@ -167,9 +165,8 @@ def _as_passages(texts: list[str], by_text: Mapping[str, Passage]) -> list[Passa
     return [by_text.get(t) or Passage(text=t) for t in texts]
 
 
-@dataclass
-class TrainResult:
-    model_path: Path
+class TrainResult(Report):
+    model_path: PathStr
     encoder: str  # the model training started from
     loss: str
     steps: int
@@ -179,14 +176,9 @@ class TrainResult:
     wall_s: float
     device: str
     world_size: int = 1
-    losses: list[dict[str, float]] = field(default_factory=list)  # {"step", "epoch", "loss"} per logging step
-    validation: list[dict[str, float]] = field(default_factory=list)  # {"step", "epoch", "ndcg@10", ...}
-    columns: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["model_path"] = str(self.model_path)
-        return d
+    losses: list[dict[str, float]] = Field(default_factory=list)  # {"step", "epoch", "loss"} per logging step
+    validation: list[dict[str, float]] = Field(default_factory=list)  # {"step", "epoch", "ndcg@10", ...}
+    columns: dict[str, int] = Field(default_factory=dict)
 
 
 def _precision() -> dict[str, Any]:

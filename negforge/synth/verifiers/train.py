@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -30,6 +29,7 @@ from ..data import load_beir, records_from_beir
 from ..errors import InputError
 from ..io import write_json
 from ..models import DEFAULT_ENCODER
+from ..reports import Report
 from ..schema import Record
 from ..seeding import text_rng
 
@@ -81,8 +81,7 @@ class VerifierTrainConfig(BaseModel):
         return {**DEFAULT_MINE, **v} if isinstance(v, dict) else v
 
 
-@dataclass
-class VerifierTrainResult:
+class VerifierTrainResult(Report):
     model_path: str
     train_queries: int
     heldout_queries: int
@@ -94,16 +93,13 @@ class VerifierTrainResult:
     train_s: float
     pairs_per_s: float
     eval_s: float
-    losses: list[float] = field(default_factory=list)
+    losses: list[float] = Field(default_factory=list)
     dev_queries: int = 0
     dev_pairs: int = 0
-    dev: list[dict[str, Any]] = field(default_factory=list)  # {"step", "epoch", "dev_roc_auc", "loss", "elapsed_s"}
+    dev: list[dict[str, Any]] = Field(default_factory=list)  # {"step", "epoch", "dev_roc_auc", "loss", "elapsed_s"}
     best_step: int = 0
     steps: int = 0
     kept_dev_roc_auc: Optional[float] = None  # dev ROC-AUC of the saved (restored best) weights
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def table(self) -> str:
         return "\n".join(
