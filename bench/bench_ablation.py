@@ -185,10 +185,43 @@ def bootstrap_diff(a: dict[str, float], b: dict[str, float], n: int, seed: int) 
     }
 
 
-def run_arm(arm: str, records: list[Record], data, args, work: Path) -> dict:
-    from negforge.synth.config import EvalConfig, TrainConfig
-    from negforge.synth.models import DEFAULT_ENCODER
+def train_summary(res) -> dict:
+    """What every ablation arm records about its training (a TrainResult)."""
+    return {
+        "steps": res.steps,
+        "epochs": res.epochs,
+        "examples": res.examples,
+        "wall_s": res.wall_s,
+        "samples_per_s": res.samples_per_s,
+        "columns": res.columns,
+        "loss_first": res.losses[0]["loss"] if res.losses else None,
+        "loss_last": res.losses[-1]["loss"] if res.losses else None,
+    }
+
+
+def eval_arm(encoder: str, data, max_seq_length: int, metrics=("ndcg@10", "recall@10", "recall@100", "mrr@10")) -> dict:
+    """Per-query and mean metrics of ``encoder`` on ``data`` (the shared embedding cache), with its time."""
+    from negforge.synth.config import EvalConfig
     from negforge.trainer.evaluate import per_query_metrics, retrieve
+
+    ecfg = EvalConfig(
+        encoder=encoder,
+        max_seq_length=max_seq_length,
+        batch_size=64,
+        cache_dir=str(ROOT / ".cache/negforge/embeddings"),
+    )
+    t = time.perf_counter()
+    per_q = per_query_metrics(data.need_qrels("eval"), retrieve(encoder, data, ecfg, show_progress=False))
+    return {
+        "eval_s": round(time.perf_counter() - t, 1),
+        "metrics": {m: sum(v[m] for v in per_q.values()) / len(per_q) for m in metrics},
+        "per_query": per_q,
+    }
+
+
+def run_arm(arm: str, records: list[Record], data, args, work: Path) -> dict:
+    from negforge.synth.config import TrainConfig
+    from negforge.synth.models import DEFAULT_ENCODER
 
     res_file = work / arm / "result.json"
     keys = ("data", "split", "eval_max_seq_length", "eval_corpus") + (
@@ -238,28 +271,10 @@ def run_arm(arm: str, records: list[Record], data, args, work: Path) -> dict:
         out["filled_random"] = sum(1 for r in recs if r.negatives and r.negatives[0].source == Source.random)
         res = train_model(recs, cfg, show_progress=False)
         encoder = str(res.model_path)
-        out["train"] = {
-            "steps": res.steps,
-            "examples": res.examples,
-            "wall_s": res.wall_s,
-            "samples_per_s": res.samples_per_s,
-            "columns": res.columns,
-            "loss_first": res.losses[0]["loss"] if res.losses else None,
-            "loss_last": res.losses[-1]["loss"] if res.losses else None,
-        }
-    ecfg = EvalConfig(
-        encoder=encoder,
-        max_seq_length=args.eval_max_seq_length,
-        batch_size=64,
-        cache_dir=str(ROOT / ".cache/negforge/embeddings"),
-    )
-    t = time.perf_counter()
-    per_q = per_query_metrics(data.qrels, retrieve(encoder, data, ecfg, show_progress=False))
-    out["eval_s"] = round(time.perf_counter() - t, 1)
-    out["metrics"] = {
-        m: sum(v[m] for v in per_q.values()) / len(per_q) for m in ("ndcg@10", "recall@10", "recall@100", "mrr@10")
-    }
-    out["per_query_ndcg@10"] = {q: v["ndcg@10"] for q, v in per_q.items()}
+        out["train"] = train_summary(res)
+    ev = eval_arm(encoder, data, args.eval_max_seq_length)
+    out["eval_s"], out["metrics"] = ev["eval_s"], ev["metrics"]
+    out["per_query_ndcg@10"] = {q: v["ndcg@10"] for q, v in ev["per_query"].items()}
     res_file.parent.mkdir(parents=True, exist_ok=True)
     res_file.write_text(json.dumps(out, indent=1) + "\n")
     log.info("%s: %s (eval %.0f s)", arm, out["metrics"], out["eval_s"])

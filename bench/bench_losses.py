@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench_ablation import bootstrap_diff  # noqa: E402  (the same paired bootstrap as the negatives ablation)
+from bench_ablation import bootstrap_diff, eval_arm, train_summary  # noqa: E402  (the same paired bootstrap as the negatives ablation)
 
 log = logging.getLogger("bench_losses")
 ARMS = ("base", "mnrl", "jointlh", "summarglh", "lsepair", "rand1lh")
@@ -75,9 +75,8 @@ def train_records(args):
 
 
 def run_arm(arm: str, records, test, args, work: Path) -> dict:
-    from negforge.synth.config import EvalConfig, TrainConfig
+    from negforge.synth.config import TrainConfig
     from negforge.synth.models import DEFAULT_ENCODER
-    from negforge.trainer.evaluate import per_query_metrics, retrieve
 
     res_file = work / arm / "result.json"
     setup = {k: str(getattr(args, k)) for k in ("data", "eval_max_seq_length")}
@@ -113,27 +112,10 @@ def run_arm(arm: str, records, test, args, work: Path) -> dict:
         )
         res = train_model(records, cfg, show_progress=False)
         encoder = str(res.model_path)
-        out["train"] = {
-            "steps": res.steps,
-            "epochs": res.epochs,
-            "examples": res.examples,
-            "wall_s": res.wall_s,
-            "samples_per_s": res.samples_per_s,
-            "columns": res.columns,
-            "loss_first": res.losses[0]["loss"] if res.losses else None,
-            "loss_last": res.losses[-1]["loss"] if res.losses else None,
-        }
-    ecfg = EvalConfig(
-        encoder=encoder,
-        max_seq_length=args.eval_max_seq_length,
-        batch_size=64,
-        cache_dir=str(ROOT / ".cache/negforge/embeddings"),
-    )
-    t = time.perf_counter()
-    per_q = per_query_metrics(test.qrels, retrieve(encoder, test, ecfg, show_progress=False))
-    out["eval_s"] = round(time.perf_counter() - t, 1)
-    out["metrics"] = {m: sum(v[m] for v in per_q.values()) / len(per_q) for m in METRICS}
-    out["per_query"] = {m: {q: v[m] for q, v in per_q.items()} for m in ("ndcg@10", "recall@100")}
+        out["train"] = train_summary(res)
+    ev = eval_arm(encoder, test, args.eval_max_seq_length, METRICS)
+    out["eval_s"], out["metrics"] = ev["eval_s"], ev["metrics"]
+    out["per_query"] = {m: {q: v[m] for q, v in ev["per_query"].items()} for m in ("ndcg@10", "recall@100")}
     res_file.parent.mkdir(parents=True, exist_ok=True)
     res_file.write_text(json.dumps(out, indent=1) + "\n")
     log.info("%s: %s (eval %.0f s)", arm, out["metrics"], out["eval_s"])
