@@ -146,6 +146,11 @@ def test_shortcut_check_per_source_with_a_warning(caplog):
     assert "EASY TO SPOT" in report.table() and "shortcut check: llm" in caplog.text
     few = shortcut_check([_record_with([("llm", t) for t in llm[:3]])], real_pool, encoder=None)
     assert few.sources[0].auc is None and "fewer than 5" in few.sources[0].note
+    # a source whose negatives were all rejected is listed, not left out
+    gone = shortcut_check([_record_with([("bm25", t) for t in mined]), rejected], real_pool, encoder=None)
+    by = {s.source: s for s in gone.sources}
+    assert by["llm"].negatives == 0 and by["llm"].auc is None and by["llm"].note == "no kept negative"
+    assert "no kept negative" in gone.table()
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ information requirements is no longer met while everything else (named things, s
 3. **reflect**: the LLM checks that the requirement is really broken (``broken``) and that nothing
    else changed (``unchanged``); a "keep" with either answered "no" is a drop.
 
-It is :class:`~negforge.synth.generate.MarFlow` with other steps: the same batching, re-asks, parsing,
+It is :class:`~negforge.synth.mar.MarFlow` with other steps: the same batching, re-asks, parsing,
 cheap draft checks (here only a near-verbatim copy counts as a copy: ``copy_share`` 0.95), verdicts,
 provenance, cache and resume. A record whose requirements never parse goes on with one fallback
 requirement (what in the document answers the query) and is counted in ``analysis_failed``.
@@ -25,7 +25,7 @@ import random
 from typing import Any
 
 from .attributes import stable_seed, target_length, word_count
-from .generate import PLACEHOLDER_DRAFT, MarFlow, _stored_draft
+from .mar import PLACEHOLDER_DRAFT, MarFlow, _stored_draft
 from .parsing import CounterfactualCheck, RequirementsReply, RewriteReply
 from .schema import Record
 

@@ -2,7 +2,7 @@
 the backend once per step over every row that needs it; it declares the steps its template set needs
 (``STEPS``, one ``<step>.jinja2`` each) and the ``space.yaml`` keys it reads (``REQUIRED_SPACE``).
 
-* ``mar``: multi-attribute self-reflection (analyse -> generate -> reflect), :class:`~negforge.synth.generate.MarFlow`;
+* ``mar``: multi-attribute self-reflection (analyse -> generate -> reflect), :class:`~negforge.synth.mar.MarFlow`;
 * ``counterfactual``: break one information requirement of the positive at a time (requirements ->
   rewrite -> reflect), :class:`~negforge.synth.counterfactual.CounterfactualFlow`.
 
@@ -17,7 +17,7 @@ from typing import Any, Optional
 from .registry import Registry
 
 FLOWS: Registry = Registry("flow")
-FLOWS.register("mar", "negforge.synth.generate:MarFlow")
+FLOWS.register("mar", "negforge.synth.mar:MarFlow")
 FLOWS.register("counterfactual", "negforge.synth.counterfactual:CounterfactualFlow")
 
 

@@ -190,14 +190,16 @@ def separability(
 
 
 def negatives_by_source(records: Sequence[Record], only_kept: bool = True) -> dict[str, list[str]]:
-    """The negatives' texts per source: the kept ones, or all when no negative has a verdict yet."""
+    """The negatives' texts per source: the kept ones, or all when no negative has a verdict yet. A source
+    whose negatives were all rejected is there with no text (the report says so instead of leaving it out)."""
     any_verdict = any(n.verdict is not None for r in records for n in r.negatives)
     out: dict[str, list[str]] = {}
     for r in records:
         for n in r.negatives:
+            texts = out.setdefault(n.source.value, [])
             if only_kept and any_verdict and not n.kept:
                 continue
-            out.setdefault(n.source.value, []).append(n.text)
+            texts.append(n.text)
     return out
 
 
@@ -240,7 +242,9 @@ def check_sources(
         pool = [t for t in corpus if normalise_text(t) not in taken]
         real = rng.sample(pool, min(len(texts), len(pool)))
         entry = SourceShortcut(source=source, negatives=len(texts), real=len(real))
-        if min(len(texts), len(real)) < min_negatives:
+        if not texts:
+            entry.note = "no kept negative"
+        elif min(len(texts), len(real)) < min_negatives:
             entry.note = f"fewer than {min_negatives} negatives or documents"
         else:
             auc, low, high = separability(texts, real, embed, folds, seed, level)

@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         result = run_pipeline(cfg, fresh=fresh, show_progress=not quiet)
         typer.echo("\nStage times (s): " + ", ".join(f"{k} {v}" for k, v in result.timings.items()))
         typer.echo(
-            f"\nSciFact-style evaluation on split '{cfg.eval.split}':\n"
+            f"\nBEIR-style evaluation of {cfg.data} on split '{cfg.eval.split}':\n"
             + _table(result.metrics_before, result.metrics_after)
         )
         typer.echo(f"\nModel: {result.model_path}\nRecords and metrics: {result.out_dir}/ (metrics.json)")
