@@ -15,9 +15,9 @@ from negforge.synth.config import GenerateConfig, LLMConfig, ProfileConfig
 from negforge.synth.counterfactual import FALLBACK_REQUIREMENT, CounterfactualFlow
 from negforge.synth.flows import FLOWS, make_flow
 from negforge.synth.gen_report import GenerateReport as JobSummary
-from negforge.synth.mar import MarFlow
 from negforge.synth.io import read_records
 from negforge.synth.job import run_generate_job
+from negforge.synth.mar import MarFlow
 from negforge.synth.params import GenParams
 from negforge.synth.schema import Passage, Record, Status
 from negforge.synth.templates import TemplateSet

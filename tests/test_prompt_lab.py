@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from negforge.synth.cli import app
 from negforge.synth.config import GenerateConfig
 from negforge.synth.gen_report import GenerateReport as JobSummary
-from negforge.synth.mar import MarFlow
 from negforge.synth.io import read_records, write_records
+from negforge.synth.mar import MarFlow
 from negforge.synth.prompt_lab import parse_template, render_step, resolve_set, sample_records
 from negforge.synth.templates import TemplateSet, builtin_sets_dir
 
