@@ -200,7 +200,7 @@ def test_bad_labels_are_reported():
 
 
 def test_registry_names_and_errors():
-    assert LOSSES.names() == ["cached_mnrl", "jointlh", "lsepair", "mnrl", "rand1lh", "summarglh"]
+    assert LOSSES.names() == ["cached_mnrl", "jointlh", "lsepair", "mnrl", "mnrl_xbm", "rand1lh", "summarglh"]
     assert is_multi_positive("jointlh") and not is_multi_positive("mnrl")
     with pytest.raises(ConfigError, match="valid: cached_mnrl, jointlh"):
         build_loss("infonce", None)

@@ -179,6 +179,7 @@ class TrainResult(Report):
     losses: list[dict[str, float]] = Field(default_factory=list)  # {"step", "epoch", "loss"} per logging step
     validation: list[dict[str, float]] = Field(default_factory=list)  # {"step", "epoch", "ndcg@10", ...}
     columns: dict[str, int] = Field(default_factory=dict)
+    memory_bank: dict[str, Any] = Field(default_factory=dict)  # mnrl_xbm: queue fill, false negatives left out
 
 
 def _precision() -> dict[str, Any]:
@@ -299,7 +300,11 @@ def train_model(
         mini_batch_size=cfg.mini_batch_size,
         seed=cfg.seed,
         entropy_weight=cfg.entropy_weight,
+        queue_size=cfg.queue_size,
+        momentum=cfg.momentum,
     )
+    if hasattr(loss, "remember_positives"):  # memory bank: no query's own positive as a bank negative
+        loss.remember_positives([r.query for r in records], [[p.full_text for p in r.positives] for r in records])
     validator = build_validator(eval_data, cfg) if eval_data is not None else None
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=Dataset.from_dict(cols), loss=loss, evaluator=validator
@@ -332,6 +337,7 @@ def train_model(
         losses=losses,
         validation=validation,
         columns=stats.to_dict(),
+        memory_bank=loss.stats() if hasattr(loss, "stats") else {},
     )
     trainer.save_model(str(out_dir))
     if trainer.is_world_process_zero():

@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         loss: Optional[str] = typer.Option(
             None,
             "--loss",
-            help="mnrl, cached_mnrl, jointlh, summarglh, lsepair, rand1lh."
+            help="mnrl, cached_mnrl, mnrl_xbm, jointlh, summarglh, lsepair, rand1lh."
             + config_default(TrainConfig, "loss", "train.loss"),
         ),
         eval_data: Optional[Path] = typer.Option(
@@ -79,6 +79,12 @@ def register(app: typer.Typer) -> None:
             f"trained {cfg.encoder} with {cfg.loss}: {res.steps} steps on {res.examples} examples, "
             f"loss {first:.4f} -> {last:.4f}, {res.samples_per_s} samples/s ({res.device} x{res.world_size})"
         )
+        if res.memory_bank:
+            mb = res.memory_bank
+            typer.echo(
+                f"  memory bank: {mb['filled']} of {mb['queue_size']} entries filled, "
+                f"{mb['excluded_false_negatives']} entries left out as a positive of the query"
+            )
         for v in res.validation:
             typer.echo(
                 f"  epoch {v['epoch']}: ndcg@10 {v.get('ndcg@10', float('nan')):.4f}  "
