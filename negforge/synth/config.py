@@ -516,7 +516,7 @@ class TrainConfig(_Cfg):
 
     SECTION: ClassVar[str] = "train"
     encoder: str = Field(DEFAULT_ENCODER, description="The model to fine-tune (a folder, a hub name or 'bundled').")
-    loss: str = Field("mnrl", description="mnrl, cached_mnrl, jointlh, summarglh, lsepair, rand1lh.")
+    loss: str = Field("mnrl", description="mnrl, cached_mnrl, mnrl_xbm, jointlh, summarglh, lsepair, rand1lh.")
     epochs: int = Field(1, ge=1, description="Passes over the examples.")
     batch_size: int = Field(32, ge=2, description="Queries per batch (each brings its positive and hard negatives).")
     mini_batch_size: int = Field(8, ge=1, description="Cached (GradCache) losses only: the mini-batch size.")
@@ -531,6 +531,23 @@ class TrainConfig(_Cfg):
         ),
     )
     num_hard_negatives: int = Field(1, ge=0, description="Hard negatives per training example.")
+    queue_size: int = Field(
+        0,
+        ge=0,
+        description=(
+            "loss mnrl_xbm only: passage embeddings of earlier steps kept as extra negatives (a FIFO memory bank; "
+            "entries that are a positive of the query are left out); 0: none, plain MNRL."
+        ),
+    )
+    momentum: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description=(
+            "loss mnrl_xbm only: 0: the bank holds the trained model's own detached embeddings (XBM); m > 0: a "
+            "momentum copy of the encoder (updated as m * copy + (1 - m) * model every step) embeds them (MoCo)."
+        ),
+    )
     entropy_weight: float = Field(
         0.0,
         ge=0,
@@ -615,10 +632,19 @@ class RunConfig(_Cfg):
     out_dir: str = Field("runs/default", description="Every stage's records, stamps and the metrics go here.")
     llm_queries: Optional[int] = Field(
         8,
+        ge=0,
+        description=(
+            "The LLM stage runs on the first N train queries (null / --all-queries: all; 0: no LLM stage, mined "
+            "negatives only); 8 keeps the bundled default run near 15 minutes on a 2-core CPU machine."
+        ),
+    )
+    refresh_every_epochs: Optional[int] = Field(
+        None,
         ge=1,
         description=(
-            "The LLM stage runs on the first N train queries (null / --all-queries: all); 8 keeps the bundled default "
-            "run near 15 minutes on a 2-core CPU machine."
+            "Fresh negatives (as ANCE): after every N of the mix.epochs epochs, the dense negatives are mined again "
+            "with the model being trained, verified, and the next epochs mix from them (needs mix.epochs > N and "
+            "dense in mine.sources); null: the pool mined by the base model throughout."
         ),
     )
     shortcut_check: bool = Field(
@@ -653,6 +679,22 @@ class RunConfig(_Cfg):
         shared = data.get("encoder")
         shared = {"model": shared} if isinstance(shared, str) else dict(shared or {})
         return share_encoder({**data, "encoder": {**RUN_ENCODER, **shared}})
+
+    @model_validator(mode="after")
+    def _refresh_fits(self) -> RunConfig:
+        n = self.refresh_every_epochs
+        if n is None:
+            return self
+        if self.mix.epochs <= n:
+            raise ValueError(
+                f"refresh_every_epochs={n} re-mines after epochs {n}, {2 * n}, ... of mix.epochs ({self.mix.epochs}): "
+                f"set mix.epochs above {n}, or refresh_every_epochs to null"
+            )
+        if "dense" not in self.mine.sources:
+            raise ValueError(
+                f"refresh_every_epochs re-mines the dense negatives: add dense to mine.sources ({self.mine.sources})"
+            )
+        return self
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:

@@ -160,11 +160,15 @@ def _run(cfg: RunConfig, out_dir: Path, fresh: bool, show_progress: bool) -> Run
         by_id = {r.id: r for r in read_records(partial)}
         return [by_id.get(r.id, r) for r in records], summary
 
-    generated = stages.records("generated", gen_key, _generate)
+    if n_llm:
+        generated = stages.records("generated", gen_key, _generate)
+        # (with the generated file's digest: a generate stage that retried failed records changes what mining sees)
+        mine_key = _digest(gen_key, file_digest(out_dir / "generated.jsonl"), cfg.mine.model_dump(mode="json"))
+    else:  # llm_queries 0: no LLM stage, mined negatives only
+        generated = records
+        mine_key = _digest(data_key, "no generation", cfg.mine.model_dump(mode="json"))
 
     # 2. mine BM25 + dense negatives for every train query
-    # (with the generated file's digest: a generate stage that retried failed records changes what mining sees)
-    mine_key = _digest(gen_key, file_digest(out_dir / "generated.jsonl"), cfg.mine.model_dump(mode="json"))
     mined = stages.records(
         "mined", mine_key, lambda: mine_records(generated, train, cfg.mine, show_progress=show_progress)
     )
@@ -184,16 +188,23 @@ def _run(cfg: RunConfig, out_dir: Path, fresh: bool, show_progress: bool) -> Run
         "eval_before", lambda: evaluate_model(cfg.train.encoder, test, cfg.eval, show_progress)
     )
 
-    # 5. mix (one draw per epoch) and train; epoch e continues from epoch e-1's model
+    # 5. mix (one draw per epoch) and train; epoch e continues from epoch e-1's model; with
+    # refresh_every_epochs N, the dense negatives are mined again by the model trained so far after
+    # epochs N, 2N, ... (then verified), and the next epochs mix from that pool
     encoder = cfg.train.encoder
-    train_summaries = []
+    train_summaries: list[dict[str, Any]] = []
+    refreshes: list[dict[str, Any]] = []
+    pool, pool_key = verified, ver_key
     t_train = 0.0
     for epoch in range(cfg.mix.epochs):
+        if cfg.refresh_every_epochs and epoch and epoch % cfg.refresh_every_epochs == 0:
+            pool, pool_key, rep = _refresh(stages, pool, pool_key, train, cfg, encoder, epoch, show_progress)
+            refreshes.append(rep)
         name = "mixed" if cfg.mix.epochs == 1 else f"mixed.epoch{epoch}"
         mixed = stages.records(
             name,
-            _digest(ver_key, cfg.mix.model_dump(mode="json"), epoch),
-            functools.partial(mix_records, verified, train, cfg.mix, epoch=epoch),
+            _digest(pool_key, cfg.mix.model_dump(mode="json"), epoch),
+            functools.partial(mix_records, pool, train, cfg.mix, epoch=epoch),
         )
         tcfg = cfg.train.model_copy(
             update={
@@ -209,6 +220,8 @@ def _run(cfg: RunConfig, out_dir: Path, fresh: bool, show_progress: bool) -> Run
         t_train += time.perf_counter() - t
         train_summaries.append(res.to_dict())
         encoder = str(res.model_path)
+    if refreshes:
+        result.summaries["refresh"] = refreshes
     result.timings["train"] = round(t_train, 1)
     result.summaries["train"] = train_summaries
     result.model_path = encoder
@@ -223,6 +236,51 @@ def _run(cfg: RunConfig, out_dir: Path, fresh: bool, show_progress: bool) -> Run
         stages.timed("report", lambda: _write_report(out_dir, verified, test, cfg, show_progress))
         write_json(out_dir / "metrics.json", result.to_dict())
     return result
+
+
+def _refresh(
+    stages: _Stages,
+    pool: list[Record],
+    pool_key: str,
+    train: Any,
+    cfg: RunConfig,
+    model: str,
+    epoch: int,
+    show_progress: bool,
+) -> tuple[list[Record], str, dict[str, Any]]:
+    """The pool with its dense negatives mined again by ``model`` and verified (two stamped stages whose
+    keys hold the model's content hash: a model trained again to other weights never reuses them)."""
+    from negforge.mixers.mine import mine_records
+
+    from . import refresh
+    from .verifiers import verify_records
+
+    sha = refresh.model_sha256(model)
+    mcfg = refresh.refresh_mine_config(cfg.mine, model)
+    mine_key = _digest(pool_key, cfg.mine.model_dump(mode="json"), sha, epoch)
+
+    def _mine() -> tuple[list[Record], Any]:
+        refresh.forget_loaded_encoders()
+        mined, report = mine_records(refresh.without_dense(pool), train, mcfg, show_progress=show_progress)
+        return refresh.stamp_provenance(mined, epoch, sha), report
+
+    mined = stages.records(f"mined.refresh{epoch}", mine_key, _mine)
+    ver_key = _digest(mine_key, cfg.verify.model_dump(mode="json"))
+    verified = stages.records(
+        f"verified.refresh{epoch}",
+        ver_key,
+        lambda: verify_records(mined, train, cfg.verify, show_progress=show_progress),
+    )
+    rep = refresh.refresh_counts(pool, verified, epoch, model, sha)
+    log.info(
+        "refresh after epoch %d with %s: %d dense negatives (%d the same documents as before), %d kept",
+        epoch,
+        model,
+        rep.dense_after,
+        rep.same_doc_as_before,
+        rep.kept_after,
+    )
+    return verified, ver_key, rep.to_dict()
 
 
 def _write_report(out_dir: Path, records: list[Record], test: Any, cfg: RunConfig, show_progress: bool) -> None:
