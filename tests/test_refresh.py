@@ -59,7 +59,9 @@ def test_refresh_mines_with_the_trained_model_and_a_rerun_never_reuses_stale_neg
     assert all(n.provenance.model == "bundled:all-MiniLM-L6-v2" for ns in before.values() for n in ns)
     new = [n for ns in after.values() for n in ns]
     assert new and all(n.provenance.model == str(trained) for n in new)  # mined by the model trained in epoch 0
-    assert all(n.provenance.extra["model_sha256"] == sha and n.provenance.extra["refresh_after_epoch"] == 1 for n in new)
+    assert all(
+        n.provenance.extra["model_sha256"] == sha and n.provenance.extra["refresh_after_epoch"] == 1 for n in new
+    )
     assert all(n.verdict is not None for n in new)  # verified again
     changed = [q for q in before if {n.doc_id for n in before[q]} != {n.doc_id for n in after[q]}]
     assert changed, "the trained model mined the same dense negatives for every query"
