@@ -199,12 +199,15 @@ def train_summary(res) -> dict:
     }
 
 
-def eval_arm(encoder: str, data, max_seq_length: int, metrics=("ndcg@10", "recall@10", "recall@100", "mrr@10")) -> dict:
-    """Per-query and mean metrics of ``encoder`` on ``data`` (the shared embedding cache), with its time."""
+def eval_arm(
+    encoder: str, data, max_seq_length: int, metrics=("ndcg@10", "recall@10", "recall@100", "mrr@10"), ecfg=None
+) -> dict:
+    """Per-query and mean metrics of ``encoder`` on ``data`` (the shared embedding cache), with its time.
+    ``ecfg``: an EvalConfig to evaluate with instead (e.g. a run's eval section); ``max_seq_length`` is then unused."""
     from negforge.synth.config import EvalConfig
     from negforge.trainer.evaluate import per_query_metrics, retrieve
 
-    ecfg = EvalConfig(
+    ecfg = ecfg or EvalConfig(
         encoder=encoder,
         max_seq_length=max_seq_length,
         batch_size=64,
@@ -217,6 +220,25 @@ def eval_arm(encoder: str, data, max_seq_length: int, metrics=("ndcg@10", "recal
         "metrics": {m: sum(v[m] for v in per_q.values()) / len(per_q) for m in metrics},
         "per_query": per_q,
     }
+
+
+def stored_arm(res_file: Path, setup: dict, force: bool) -> dict | None:
+    """An arm's stored result when it was made with ``setup`` (and not ``force``), else None."""
+    if res_file.is_file() and not force:
+        old = json.loads(res_file.read_text())
+        if old.get("setup") == setup:
+            log.info("%s: reusing %s", res_file.parent.name, res_file)
+            return old
+        log.info("%s: %s was made with other settings; redoing it", res_file.parent.name, res_file)
+    return None
+
+
+def save_arm(res_file: Path, out: dict) -> dict:
+    """Write an arm's result (``out`` with ``metrics`` and ``eval_s``) and return it."""
+    res_file.parent.mkdir(parents=True, exist_ok=True)
+    res_file.write_text(json.dumps(out, indent=1) + "\n")
+    log.info("%s: %s (eval %.0f s)", res_file.parent.name, out["metrics"], out["eval_s"])
+    return out
 
 
 def run_arm(arm: str, records: list[Record], data, args, work: Path) -> dict:
@@ -241,12 +263,9 @@ def run_arm(arm: str, records: list[Record], data, args, work: Path) -> dict:
         )
     )
     setup = {k: getattr(args, k) for k in keys}
-    if res_file.is_file() and not args.force:
-        old = json.loads(res_file.read_text())
-        if old.get("setup") == setup:
-            log.info("%s: reusing %s", arm, res_file)
-            return old
-        log.info("%s: %s was made with other settings; redoing it", arm, res_file)
+    old = stored_arm(res_file, setup, args.force)
+    if old is not None:
+        return old
     out: dict = {"arm": arm, "label": LABELS[arm], "setup": setup}
     encoder = DEFAULT_ENCODER
     if arm != "base":
@@ -275,10 +294,7 @@ def run_arm(arm: str, records: list[Record], data, args, work: Path) -> dict:
     ev = eval_arm(encoder, data, args.eval_max_seq_length)
     out["eval_s"], out["metrics"] = ev["eval_s"], ev["metrics"]
     out["per_query_ndcg@10"] = {q: v["ndcg@10"] for q, v in ev["per_query"].items()}
-    res_file.parent.mkdir(parents=True, exist_ok=True)
-    res_file.write_text(json.dumps(out, indent=1) + "\n")
-    log.info("%s: %s (eval %.0f s)", arm, out["metrics"], out["eval_s"])
-    return out
+    return save_arm(res_file, out)
 
 
 def render(results: dict[str, dict], meta: dict) -> str:

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench_ablation import bootstrap_diff, eval_arm, train_summary  # noqa: E402  (the same paired bootstrap as the negatives ablation)
+from bench_ablation import bootstrap_diff, eval_arm, save_arm, stored_arm, train_summary  # noqa: E402  (the same paired bootstrap as the negatives ablation)
 
 log = logging.getLogger("bench_losses")
 ARMS = ("base", "mnrl", "jointlh", "summarglh", "lsepair", "rand1lh")
@@ -82,11 +82,9 @@ def run_arm(arm: str, records, test, args, work: Path) -> dict:
     setup = {k: str(getattr(args, k)) for k in ("data", "eval_max_seq_length")}
     if arm != "base":
         setup.update({k: str(getattr(args, k)) for k in SETUP_KEYS})
-    if res_file.is_file() and not args.force:
-        old = json.loads(res_file.read_text())
-        if old.get("setup") == setup:
-            log.info("%s: reusing %s", arm, res_file)
-            return old
+    old = stored_arm(res_file, setup, args.force)
+    if old is not None:
+        return old
     out: dict = {"arm": arm, "label": LABELS[arm], "setup": setup}
     encoder = DEFAULT_ENCODER
     if arm != "base":
@@ -116,10 +114,7 @@ def run_arm(arm: str, records, test, args, work: Path) -> dict:
     ev = eval_arm(encoder, test, args.eval_max_seq_length, METRICS)
     out["eval_s"], out["metrics"] = ev["eval_s"], ev["metrics"]
     out["per_query"] = {m: {q: v[m] for q, v in ev["per_query"].items()} for m in ("ndcg@10", "recall@100")}
-    res_file.parent.mkdir(parents=True, exist_ok=True)
-    res_file.write_text(json.dumps(out, indent=1) + "\n")
-    log.info("%s: %s (eval %.0f s)", arm, out["metrics"], out["eval_s"])
-    return out
+    return save_arm(res_file, out)
 
 
 def _ci(c: dict | None) -> str:
