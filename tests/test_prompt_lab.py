@@ -58,7 +58,10 @@ def test_render_prints_the_exact_messages_the_job_sends(tiny_beir, my_templates)
     out = cli("prompt", "render", "mar_analyse", "--example", 2, "--data", tiny_beir)
     flow = MarFlow(None, GenerateConfig(), JobSummary())
     (msg,) = flow.analyse_messages(rec)
-    assert f"# record {rec.id} (example 2)" in out and msg["content"] in out
+    # the CLI's flow has the corpus profile of --data (its examples are in the shared prefix), this one none:
+    # the step's own part and the record's query are the same
+    assert f"# record {rec.id} (example 2)" in out and msg["content"].split("\n\nStep: ", 1)[1] in out
+    assert f"Query: {rec.query}\n" in out
     assert f"hash {TemplateSet().hash}" in out
     # generate with placeholders (no analysis yet), the sampled setting shown
     out = cli("prompt", "render", "generate", "--example", 2, "--data", tiny_beir, "--draft", 1)

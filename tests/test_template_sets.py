@@ -94,8 +94,14 @@ def test_every_builtin_set_renders_for_three_corpora(template, corpus, corpora):
             continue
         assert not DOMAIN_WORDS.search(rest), (template, corpus, DOMAIN_WORDS.search(rest).group(0), rest)
         assert "documents of this corpus" in rest
-    # the drafting step (mar: generate, counterfactual: rewrite) shows the corpus's own examples, every time
-    assert showing_examples == 2 * len(records)
+    # every step shows the corpus's own examples: they are in the shared prefix
+    assert showing_examples == len(texts)
+    # every step of one record begins with the same prefix (the set's prefix.jinja2), the step's part after it
+    assert flow.templates.has_prefix
+    for r in records:
+        steps = [p for rr, p in texts if rr is r]
+        shared = flow.templates.render_prefix(query=r.query, positive=flow._positive(r), profile=flow.profile_vars)
+        assert len(steps) == 2 * len(flow.STEPS) and all(p.startswith(shared + "\n\nStep: ") for p in steps)
     if template == "mar_scifact":
         assert any("written like a scientific abstract" in p for _, p in texts)
         assert any("- population:" in p for _, p in texts)

@@ -118,16 +118,16 @@ class CachedBackend(BaseBackend):
         return self.model_key
 
     def generate(self, conversations: list[Conversation], params: GenParams) -> list[Completion]:
-        t0 = time.perf_counter()
+        with self.usage.busy():  # the inner backend's time is inside (counted once)
+            return self._generate_cached(conversations, params)
+
+    def _generate_cached(self, conversations: list[Conversation], params: GenParams) -> list[Completion]:
         keys = [cache_key(self.model_key, params, c) for c in conversations]
         hits = self.cache.get_many(keys)
         out: list[Optional[Completion]] = [hits.get(k) for k in keys]
         miss = [i for i, c in enumerate(out) if c is None]
-        inner_s = 0.0
         if miss:
-            before = self.usage.wall_s
             fresh = self.inner.generate([conversations[i] for i in miss], params)
-            inner_s = self.usage.wall_s - before
             for i, c in zip(miss, fresh):
                 out[i] = c
             stored = self.cache.put_many(self.model_key, [(keys[i], c) for i, c in zip(miss, fresh)])
@@ -135,7 +135,6 @@ class CachedBackend(BaseBackend):
         for key in keys:
             if key in hits:
                 self.usage.record(hits[key])
-        self.usage.add(wall_s=time.perf_counter() - t0 - inner_s)
         return cast(list[Completion], out)  # every miss was filled
 
     def close(self) -> None:

@@ -321,6 +321,15 @@ class GenerateConfig(_Cfg):
     )
     limit: Optional[int] = Field(None, ge=1, description="First N records only (null: all).")
     batch_size: int = Field(16, ge=1, description="Records per batch (each step of the flow runs batched).")
+    schedule: Literal["auto", "lockstep", "per_record"] = Field(
+        "auto",
+        description=(
+            "Order of the LLM calls. lockstep: each step is one batched call over the batch's rows (an offline vLLM "
+            "engine batches them). per_record: each record's steps run as one chain of calls, llm.concurrency "
+            "chains side by side, so every call meets its record's prompt prefix in the server's cache. auto: "
+            "per_record for servers (backend openai / local), lockstep otherwise (vllm)."
+        ),
+    )
     shard: int = Field(0, ge=0, description="This job's shard, 0 <= shard < num_shards.")
     num_shards: int = Field(
         1, ge=1, description="Split the records into this many shards by a stable hash of their id."

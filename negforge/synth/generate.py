@@ -42,6 +42,7 @@ from .flows import make_flow
 from .gen_report import FailedRecord, GenerateReport
 from .job import run_batches, select_records
 from .profile import CorpusProfile, corpus_profile
+from .schedule import batch_runner
 from .schema import Record
 from .templates import TemplateSet
 
@@ -58,7 +59,8 @@ def run_flow(
     profile_records: Optional[Sequence[Record]] = None,
     profile: Optional[CorpusProfile] = None,
 ) -> None:
-    """Run the set's flow over ``todo`` batch by batch (no selection), counting into ``report`` and handing
+    """Run the set's flow over ``todo`` batch by batch (no selection; each batch lock-step or as one chain of
+    calls per record, ``cfg.schedule``: :mod:`negforge.synth.schedule`), counting into ``report`` and handing
     each batch's (done, failed) to ``on_batch`` as soon as it is finished. The corpus profile is ``profile``
     when given (a Ray actor gets the job's), else built from ``profile_records`` (default ``todo``; a resumed
     job passes all its records, so the profile stays the same)."""
@@ -73,11 +75,12 @@ def run_flow(
             cfg.cache_dir,
         )
     flow = make_flow(backend, cfg, report, profile)
+    process, close = batch_runner(flow, cfg.schedule, cfg.llm.concurrency)  # lock-step or a chain per record
     try:
         run_batches(
             todo,
             cfg.batch_size,
-            flow.run_batch,
+            process,
             on_batch,
             show_progress,
             tokens=lambda: usage.since(before).completion_tokens if usage is not None else 0,
@@ -90,6 +93,7 @@ def run_flow(
             ),
         )
     finally:
+        close()
         if usage is not None:
             report.usage = usage.since(before).to_dict()
 

@@ -112,7 +112,9 @@ class MarFlow:
         return _clip(r.positives[0].full_text, self.cfg.max_prompt_words)
 
     def _user(self, step: str, **variables: Any) -> list[dict[str, str]]:
-        return [{"role": "user", "content": self.templates.render(step, profile=self.profile_vars, **variables)}]
+        """One user message: the set's shared prefix (the same for every step of this record) then the step's part."""
+        content = self.templates.render_prompt(step, profile=self.profile_vars, **variables)
+        return [{"role": "user", "content": content}]
 
     # -- the exact messages of each step (also what `negforge prompt render` shows) ---------------
     def analyse_messages(self, r: Record) -> list[dict[str, str]]:

@@ -9,6 +9,12 @@ own (``template_dir``: a folder holding set folders, searched before the built-i
 is its name plus the content hash of every file in it (templates and space together), which goes into
 each negative's provenance and, through the rendered text, into the LLM cache key.
 
+A set may also hold ``prefix.jinja2`` (:data:`PREFIX`), the **shared prefix**: rendered with the record's
+``query``, ``positive`` and the ``profile`` only, it begins the prompt of every step of one record, and the step's
+own template (its instruction and output format) follows after a blank line. Every step of a record then starts
+with the same text, so a server's prompt cache (llama.cpp's, vLLM's prefix caching, OpenAI's) computes it once
+per record. A set without it renders each step's template alone, as before.
+
 Single templates outside sets (the LLM judge's ``judge.jinja2``) are rendered with :func:`render`.
 """
 
@@ -35,6 +41,8 @@ from .errors import ConfigError
 from .space import SPACE_FILE, SetSpace, load_space
 
 SUFFIX = ".jinja2"
+PREFIX = "prefix"  # the optional shared-prefix template of a set (prefix.jinja2)
+PREFIX_VARS = ("query", "positive", "profile")  # all it is given: the same for every step of one record
 
 
 def builtin_dir() -> Path:
@@ -155,7 +163,10 @@ class TemplateSet:
                 f"{self.folder}: the {flow!r} flow needs {', '.join(s + SUFFIX for s in missing)} "
                 f"(steps: {', '.join(self.steps)})"
             )
-        for s in self.steps:  # syntax errors now, with the file and line, not at the first render
+        self.has_prefix = (self.folder / f"{PREFIX}{SUFFIX}").is_file()
+        for s in self.steps + (
+            (PREFIX,) if self.has_prefix else ()
+        ):  # syntax errors now, with the file and line, not at the first render
             try:
                 _env(str(self.folder)).get_template(f"{s}{SUFFIX}")
             except TemplateSyntaxError as e:
@@ -169,12 +180,26 @@ class TemplateSet:
         return self.folder.resolve().parent == builtin_sets_dir().resolve()
 
     def files(self) -> list[str]:
-        return [f"{s}{SUFFIX}" for s in self.steps] + [SPACE_FILE]
+        prefix = [f"{PREFIX}{SUFFIX}"] if self.has_prefix else []
+        return prefix + [f"{s}{SUFFIX}" for s in self.steps] + [SPACE_FILE]
 
     def render(self, step: str, **variables: Any) -> str:
         if step not in self.steps:
             raise ConfigError(f"set {self.name!r} has no step {step!r}; steps: {', '.join(self.steps)}")
         return _render_file(self.folder, f"{step}{SUFFIX}", f"{self.name}/{step}", variables)
+
+    def render_prefix(self, **variables: Any) -> str:
+        """The shared prefix for one record (``query``, ``positive``, ``profile``; the rest is not passed)."""
+        shared = {k: variables[k] for k in PREFIX_VARS if k in variables}
+        return _render_file(self.folder, f"{PREFIX}{SUFFIX}", f"{self.name}/{PREFIX}", shared)
+
+    def render_prompt(self, step: str, **variables: Any) -> str:
+        """The whole prompt of ``step``: the shared prefix (when the set has one), a blank line, the step's part."""
+        body = self.render(step, **variables)
+        if not self.has_prefix:
+            return body
+        prefix = self.render_prefix(**variables)
+        return f"{prefix}\n\n{body}" if body else prefix
 
     def __repr__(self) -> str:
         return f"TemplateSet({self.name!r}, flow={self.flow!r}, folder={str(self.folder)!r}, hash={self.hash!r})"

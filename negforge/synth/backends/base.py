@@ -13,7 +13,6 @@ holds something). New backends register by name in :data:`negforge.synth.backend
 
 from __future__ import annotations
 
-import time
 from typing import Any, ClassVar, Optional, Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -29,7 +28,8 @@ Conversation = list[Message]
 class Completion(BaseModel):
     text: Optional[str] = None  # None when the row failed
     error: Optional[str] = None
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # sent (the server's count)
+    cached_prompt_tokens: int = 0  # of prompt_tokens, taken from the server's prompt cache (not computed)
     completion_tokens: int = 0
     cached: bool = False  # served from the on-disk cache: no tokens spent
     finish_reason: Optional[str] = None
@@ -93,11 +93,8 @@ class BaseBackend:
         self.check_params(params)
         if not conversations:
             return []
-        t0 = time.perf_counter()
-        try:
+        with self.usage.busy():
             rows = self._generate(conversations, params)
-        finally:
-            self.usage.add(wall_s=time.perf_counter() - t0)
         if len(rows) != len(conversations):  # the engine / server broke the contract
             raise BackendError(
                 f"the {self.name} backend returned {len(rows)} completions for {len(conversations)} conversations"

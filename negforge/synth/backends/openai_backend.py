@@ -193,10 +193,11 @@ class OpenAIBackend(BaseBackend):
         self.cfg = cfg
         self.base_url = (base_url or cfg.base_url or OPENAI_URL).rstrip("/")
         self.api_key = resolve_api_key(cfg.api_key_env, self.base_url)
-        self._fatal: list[Optional[str]] = []  # per row of the last batch: the fatal error, if any
+        self._local = threading.local()  # .fatal: per row of this thread's last batch, the fatal error if any
         self.last_latencies_s: list[float] = []  # per row of the last batch, retries included
         self._json_ok = True  # False once the server rejected response_format (remembered for the job)
         self._client: Any = None
+        self._sem: Optional[asyncio.Semaphore] = None  # on the loop: bounds the requests of all batches together
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
@@ -212,12 +213,13 @@ class OpenAIBackend(BaseBackend):
         except BaseException:
             fut.cancel()
             raise
-        self._fatal = [c.error if is_fatal_ else None for c, is_fatal_ in rows]
+        self._local.fatal = [c.error if is_fatal_ else None for c, is_fatal_ in rows]
         return [c for c, _ in rows]
 
     def _after_batch(self, rows: list[Completion]) -> None:
-        if self._fatal and all(e is not None for e in self._fatal):
-            raise BackendError(f"the server at {self.base_url} cannot be used (model {self.model!r}): {self._fatal[0]}")
+        fatal = getattr(self._local, "fatal", [])
+        if fatal and all(e is not None for e in fatal):
+            raise BackendError(f"the server at {self.base_url} cannot be used (model {self.model!r}): {fatal[0]}")
 
     def close(self) -> None:
         with self._lock:
@@ -255,12 +257,18 @@ class OpenAIBackend(BaseBackend):
 
     async def _batch(self, conversations: list[Conversation], params: GenParams) -> list[tuple[Completion, bool]]:
         client = self._get_client()
-        sem = asyncio.Semaphore(self.cfg.concurrency)
-        self.last_latencies_s = [0.0] * len(conversations)
-        return list(await asyncio.gather(*(self._row(client, sem, i, c, params) for i, c in enumerate(conversations))))
+        if self._sem is None:  # made on the loop thread, shared by every batch in flight (several threads)
+            self._sem = asyncio.Semaphore(self.cfg.concurrency)
+        sem = self._sem
+        latencies = [0.0] * len(conversations)
+        rows = await asyncio.gather(
+            *(self._row(client, sem, latencies, i, c, params) for i, c in enumerate(conversations))
+        )
+        self.last_latencies_s = latencies
+        return list(rows)
 
     async def _row(
-        self, client: Any, sem: asyncio.Semaphore, i: int, conv: Conversation, params: GenParams
+        self, client: Any, sem: asyncio.Semaphore, latencies: list[float], i: int, conv: Conversation, params: GenParams
     ) -> tuple[Completion, bool]:
         async with sem:
             t0 = time.perf_counter()
@@ -270,7 +278,7 @@ class OpenAIBackend(BaseBackend):
             except Exception as e:  # every per-row failure becomes a failed row
                 attempts = f" (gave up after {self.cfg.max_retries + 1} attempts)" if is_retryable(e) else ""
                 out, fatal = Completion(error=describe(e) + attempts), is_fatal(e)
-            self.last_latencies_s[i] = time.perf_counter() - t0
+            latencies[i] = time.perf_counter() - t0
             return out, fatal
 
     async def _request_json_fallback(self, client: Any, conv: Conversation, params: GenParams) -> Any:
@@ -328,6 +336,17 @@ class OpenAIBackend(BaseBackend):
         )
 
 
+def cached_prompt_tokens(resp: Any) -> int:
+    """Prompt tokens the server took from its prompt cache: OpenAI's (and vLLM's, llama.cpp's)
+    ``usage.prompt_tokens_details.cached_tokens``, else llama.cpp's ``timings.cache_n``; 0 when neither."""
+    details = getattr(getattr(resp, "usage", None), "prompt_tokens_details", None)
+    n = details.get("cached_tokens") if isinstance(details, dict) else getattr(details, "cached_tokens", None)
+    if n is None:
+        timings = (getattr(resp, "model_extra", None) or {}).get("timings")
+        n = timings.get("cache_n") if isinstance(timings, dict) else None
+    return n if isinstance(n, int) and n > 0 else 0
+
+
 def to_completion(resp: Any) -> Completion:
     """A ChatCompletion -> Completion; anything malformed becomes a failed row with the reason."""
     choices = getattr(resp, "choices", None)
@@ -339,6 +358,7 @@ def to_completion(resp: Any) -> Completion:
     usage = getattr(resp, "usage", None)
     tokens = dict(
         prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+        cached_prompt_tokens=cached_prompt_tokens(resp),
         completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
     )
     finish = getattr(choice, "finish_reason", None)

@@ -141,7 +141,12 @@ def to_completion(out: Any) -> Completion:
         return Completion(error="vLLM returned no output for this row", prompt_tokens=prompt_tokens)
     first = outputs[0]
     finish = getattr(first, "finish_reason", None)
-    tokens = dict(prompt_tokens=prompt_tokens, completion_tokens=len(first.token_ids or []))
+    cached = getattr(out, "num_cached_tokens", None)  # prefix-cache hits (vLLM >= 0.6; None when unknown)
+    tokens = dict(
+        prompt_tokens=prompt_tokens,
+        cached_prompt_tokens=cached if isinstance(cached, int) and cached > 0 else 0,
+        completion_tokens=len(first.token_ids or []),
+    )
     if finish in _FAILED_FINISH:
         return Completion(error=f"vLLM finished the request with {finish!r}", finish_reason=finish, **tokens)
     return Completion(text=first.text, finish_reason=finish, **tokens)
