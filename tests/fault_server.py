@@ -19,7 +19,9 @@ server answers normally. Actions:
 soak bench's steady fault rate. ``restart(down_s)`` stops the server and starts it again on the same port.
 
 Usage: the server reports ``prompt_tokens`` = words in all messages, ``completion_tokens`` = words in
-the reply. ``reject_response_format=True`` answers 400 to any request that has one.
+the reply; ``cache_slots=k`` also reports ``prompt_tokens_details.cached_tokens``, the longest word prefix
+shared with one of the last k prompts (a prompt cache of k slots, as llama.cpp keeps one per slot).
+``reject_response_format=True`` answers 400 to any request that has one.
 ``reply_fn(messages) -> str`` replaces the normal reply text (e.g. :func:`mar_reply`, deterministic
 answers to the MAR generation prompts); ``delay_s`` sleeps before every answer (to catch a job mid-run).
 """
@@ -38,6 +40,15 @@ from typing import Any, Optional, Union
 Action = Union[str, tuple]
 JUNK_TEXT = '{"negatives": ["unterminated'
 ALWAYS_JUNK = "[always-junk]"  # mar_reply answers prose without JSON to any generate prompt holding this tag
+
+
+def _common(a: list[str], b: list[str]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def words(text: str) -> int:
@@ -87,7 +98,10 @@ class FaultServer:
         delay_s: float = 0.0,
         mix: Optional[dict[Action, float]] = None,
         seed: int = 0,
+        cache_slots: int = 0,
     ):
+        self.cache_slots = cache_slots
+        self._recent: list[list[str]] = []  # the last cache_slots prompts, as words
         self.plan = {k: list(v) for k, v in (plan or {}).items()}
         self.reject_response_format = reject_response_format
         self.reply_fn, self.delay_s = reply_fn, delay_s
@@ -140,13 +154,24 @@ class FaultServer:
     def completion(self, body: dict, text: str) -> dict:
         prompt = sum(words(m.get("content", "")) for m in body.get("messages", []))
         completion = words(text)
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        if self.cache_slots:
+            toks = " ".join(m.get("content", "") for m in body.get("messages", [])).split()
+            with self._lock:
+                best = max((_common(toks, r) for r in self._recent), default=0)
+                self._recent = (self._recent + [toks])[-self.cache_slots :]
+            usage["prompt_tokens_details"] = {"cached_tokens": best}
         return {
             "id": "chatcmpl-fault",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", "fault"),
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+            "usage": usage,
         }
 
     def start(self) -> FaultServer:
