@@ -381,6 +381,7 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=12, help="--stage: records (test split)")
     ap.add_argument("--slots", type=int, default=4, help="--stage: server slots = llm.concurrency")
     ap.add_argument("--stage-max-tokens", type=int, default=200, help="--stage: llm.params.max_tokens")
+    ap.add_argument("--arms", type=int, nargs="*", default=None, help="--stage: only these arms (0 after, 1, 2 before)")
     ap.add_argument("--before-commit", default="a0f1014", help="--stage: the commit of the set before the prefix")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
